@@ -1,0 +1,165 @@
+package sluice
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// RateLimitError is what an enricher returns when the model's API refused a
+// call because of a rate limit (HTTP 429). The pipeline pauses consumption
+// for RetryAfter plus jitter, then retries the event; the event's retry
+// budget is not spent.
+type RateLimitError struct {
+	// RetryAfter is how long the server asked us to wait, or 0 if it did not
+	// say (the pipeline then uses [WithDefaultRetryAfter]).
+	RetryAfter time.Duration
+	// Err is the underlying error, if any.
+	Err error
+}
+
+// Error implements error.
+func (e *RateLimitError) Error() string {
+	s := "rate limited"
+	if e.RetryAfter > 0 {
+		s += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the underlying error.
+func (e *RateLimitError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrRateLimited) true.
+func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
+
+// backpressure tracks rate-limit pauses. It is owned by the scheduler
+// goroutine except for the paused gate, which the fetcher reads.
+type backpressure struct {
+	clock      Clock
+	defaultRA  time.Duration
+	jitter     time.Duration // <0: proportional
+	maxLimited time.Duration
+	rnd        *rand.Rand
+
+	pausedUntil   time.Time
+	limitedSince  time.Time // first 429 since the last non-rate-limited outcome
+	gate          gate
+	pauses        uint64
+	currentPause  time.Duration
+	resumeTimer   Timer
+	resumeTimerCh <-chan time.Time
+}
+
+// pauseFor returns the pause for one 429: Retry-After plus jitter.
+func (b *backpressure) pauseFor(e *RateLimitError) time.Duration {
+	ra := e.RetryAfter
+	if ra <= 0 {
+		ra = b.defaultRA
+	}
+	j := b.jitter
+	if j < 0 {
+		j = max(ra/5, 10*time.Millisecond)
+	}
+	if j > 0 {
+		ra += time.Duration(b.rnd.Int64N(int64(j)))
+	}
+	return ra
+}
+
+// gate is open or closed; waiters block while it is closed.
+type gate struct {
+	mu     sync.Mutex
+	closed bool
+	open   chan struct{} // closed when the gate opens
+}
+
+func (g *gate) close() {
+	g.mu.Lock()
+	if !g.closed {
+		g.closed = true
+		g.open = make(chan struct{})
+	}
+	g.mu.Unlock()
+}
+
+func (g *gate) release() {
+	g.mu.Lock()
+	if g.closed {
+		g.closed = false
+		close(g.open)
+	}
+	g.mu.Unlock()
+}
+
+// wait blocks while the gate is closed. It returns false if done closes
+// first.
+func (g *gate) wait(done <-chan struct{}) bool {
+	g.mu.Lock()
+	if !g.closed {
+		g.mu.Unlock()
+		return true
+	}
+	ch := g.open
+	g.mu.Unlock()
+	select {
+	case <-ch:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+func (g *gate) isClosed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}
+
+// limiter is the optional client-side rate limit, driven by the pipeline's
+// clock so that tests can step it.
+type limiter struct {
+	mu    sync.Mutex
+	lim   *rate.Limiter
+	clock Clock
+}
+
+func newLimiter(rps float64, burst int, clk Clock) *limiter {
+	if rps <= 0 {
+		return nil
+	}
+	return &limiter{lim: rate.NewLimiter(rate.Limit(rps), burst), clock: clk}
+}
+
+// wait blocks until one call is allowed or ctx is done.
+func (l *limiter) wait(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	now := l.clock.Now()
+	r := l.lim.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	l.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := l.clock.NewTimer(d)
+	select {
+	case <-t.C():
+		return nil
+	case <-ctx.Done():
+		t.Stop()
+		l.mu.Lock()
+		r.CancelAt(l.clock.Now())
+		l.mu.Unlock()
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,96 @@
+package sluice
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrSourceClosed is returned by Source.Fetch once the source is closed
+	// or has no more messages. Run returns nil after draining when it sees it.
+	ErrSourceClosed = errors.New("sluice: source closed")
+
+	// ErrPermanent matches, with errors.Is, every error marked by [Permanent].
+	ErrPermanent = errors.New("sluice: permanent failure")
+
+	// ErrFatal matches, with errors.Is, every error marked by [Fatal].
+	ErrFatal = errors.New("sluice: fatal error")
+
+	// ErrRateLimited matches the error Run returns when rate limiting lasted
+	// longer than the configured maximum (see [WithMaxRateLimitDuration]),
+	// and every [*RateLimitError].
+	ErrRateLimited = errors.New("sluice: rate limited")
+
+	// ErrInvalidConfig matches every error New returns for a bad option.
+	ErrInvalidConfig = errors.New("sluice: invalid configuration")
+)
+
+type markedError struct {
+	err  error
+	mark error
+}
+
+func (e *markedError) Error() string   { return e.err.Error() }
+func (e *markedError) Unwrap() []error { return []error{e.err, e.mark} }
+
+// Permanent marks err as not worth retrying: the pipeline sends the event to
+// the dead-letter writer at once. errors.Is(Permanent(err), ErrPermanent)
+// holds, and the original err stays reachable with errors.Is and errors.As.
+// Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &markedError{err: err, mark: ErrPermanent}
+}
+
+// Fatal marks err as a condition that no event can get past, such as
+// rejected credentials or an exhausted quota. The pipeline stops without
+// acking or dead-lettering the event, and Run returns an error that matches
+// both ErrFatal and err. Fatal(nil) is nil.
+func Fatal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &markedError{err: err, mark: ErrFatal}
+}
+
+// IsPermanent reports whether err was marked with [Permanent].
+func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
+
+// PanicError is the failure recorded when an enricher panics. The event is
+// dead-lettered with its message as the reason.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+// Error implements error.
+func (e *PanicError) Error() string { return fmt.Sprintf("enricher panicked: %v", e.Value) }
+
+// Is makes errors.Is(err, ErrPermanent) true for panics.
+func (e *PanicError) Is(target error) bool { return target == ErrPermanent }
+
+// WriteErrors is an error a [Sink] or [DeadLetterWriter] may return to report
+// per-message outcomes of a batch write. Messages not listed were written.
+// Listed messages whose error is [Permanent] (for example a record larger
+// than the broker accepts) are dead-lettered; the rest are written again.
+type WriteErrors []WriteError
+
+// WriteError is the failure of one message in a batch write.
+type WriteError struct {
+	// Index is the message's position in the batch passed to Write.
+	Index int
+	Err   error
+}
+
+// Error implements error.
+func (e WriteErrors) Error() string {
+	if len(e) == 0 {
+		return "sluice: write failed"
+	}
+	if len(e) == 1 {
+		return fmt.Sprintf("sluice: write failed for message %d: %v", e[0].Index, e[0].Err)
+	}
+	return fmt.Sprintf("sluice: write failed for %d messages, first (message %d): %v", len(e), e[0].Index, e[0].Err)
+}

@@ -1,0 +1,252 @@
+package sluice
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// DefaultEnrichmentKey is the top-level field under which [JSONEnricher]
+// adds the model's answer.
+const DefaultEnrichmentKey = "ai_enrichment"
+
+// TextField is one text extracted from an event: its dot path and its text.
+type TextField struct {
+	Path string `json:"path"`
+	Text string `json:"text"`
+}
+
+// ModelFunc computes an enrichment from an event's text fields. It returns
+// the answer as JSON. Its errors follow the rules of [Enricher].
+type ModelFunc func(ctx context.Context, fields []TextField, in *Message) (json.RawMessage, error)
+
+// JSONEnricher is an [Enricher] for JSON events: it extracts text fields by
+// dot path, asks a [ModelFunc] for an answer, and adds that answer under one
+// top-level key, leaving every other byte of the event as it was.
+type JSONEnricher struct {
+	paths []string
+	key   string
+	model ModelFunc
+}
+
+// JSONOption configures a [JSONEnricher].
+type JSONOption func(*JSONEnricher)
+
+// WithEnrichmentKey sets the top-level key the answer is stored under. The
+// default is [DefaultEnrichmentKey].
+func WithEnrichmentKey(key string) JSONOption {
+	return func(e *JSONEnricher) { e.key = key }
+}
+
+// NewJSONEnricher returns an enricher that extracts the text at each of
+// paths (see [ExtractText]), calls model, and merges its answer into the
+// event (see [MergeJSON]). It fails if paths is empty or malformed, or model
+// is nil.
+func NewJSONEnricher(paths []string, model ModelFunc, opts ...JSONOption) (*JSONEnricher, error) {
+	e := &JSONEnricher{paths: paths, key: DefaultEnrichmentKey, model: model}
+	for _, o := range opts {
+		o(e)
+	}
+	var errs []error
+	if len(paths) == 0 {
+		errs = append(errs, fmt.Errorf("%w: JSONEnricher needs at least one text field path", ErrInvalidConfig))
+	}
+	for _, p := range paths {
+		if err := validPath(p); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidConfig, err))
+		}
+	}
+	if e.key == "" {
+		errs = append(errs, fmt.Errorf("%w: enrichment key is empty", ErrInvalidConfig))
+	}
+	if model == nil {
+		errs = append(errs, fmt.Errorf("%w: JSONEnricher model func is nil", ErrInvalidConfig))
+	}
+	return e, errors.Join(errs...)
+}
+
+// Paths returns the text field paths.
+func (e *JSONEnricher) Paths() []string { return e.paths }
+
+// Key returns the key the answer is stored under.
+func (e *JSONEnricher) Key() string { return e.key }
+
+// Enrich implements [Enricher].
+func (e *JSONEnricher) Enrich(ctx context.Context, in *Message) (*Message, error) {
+	fields, err := ExtractText(in.Value, e.paths)
+	if err != nil {
+		return nil, err
+	}
+	answer, err := e.model(ctx, fields, in)
+	if err != nil {
+		return nil, err
+	}
+	out, err := MergeJSON(in.Value, e.key, answer)
+	if err != nil {
+		return nil, err
+	}
+	return in.WithValue(out), nil
+}
+
+func validPath(p string) error {
+	if p == "" || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") || strings.Contains(p, "..") {
+		return fmt.Errorf("text field path %q is malformed: use dot-separated keys such as \"review.body\"", p)
+	}
+	return nil
+}
+
+// ExtractText returns the text at each dot path of the JSON object value, in
+// the order given. A path segment selects an object key, or an array element
+// when it is a number ("items.0.text"). Every error is [Permanent] and says
+// what is wrong: value is not valid JSON or not an object, or a field is
+// missing, not a string, or empty.
+func ExtractText(value []byte, paths []string) ([]TextField, error) {
+	root, err := object(value)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TextField, 0, len(paths))
+	for _, p := range paths {
+		if err := validPath(p); err != nil {
+			return nil, Permanent(err)
+		}
+		raw, err := lookup(root, p)
+		if err != nil {
+			return nil, Permanent(err)
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, Permanent(fmt.Errorf("text field %q is %s, not a string", p, jsonKind(raw)))
+		}
+		if strings.TrimSpace(s) == "" {
+			return nil, Permanent(fmt.Errorf("text field %q is empty", p))
+		}
+		out = append(out, TextField{Path: p, Text: s})
+	}
+	return out, nil
+}
+
+func object(value []byte) (map[string]json.RawMessage, error) {
+	if !json.Valid(value) {
+		var x any
+		err := json.Unmarshal(value, &x)
+		if len(bytes.TrimSpace(value)) == 0 {
+			err = errors.New("it is empty")
+		}
+		return nil, Permanent(fmt.Errorf("event is not valid JSON: %v", err))
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(value, &m); err != nil || m == nil {
+		return nil, Permanent(fmt.Errorf("event is a JSON %s, not an object", jsonKind(value)))
+	}
+	return m, nil
+}
+
+func lookup(root map[string]json.RawMessage, path string) (json.RawMessage, error) {
+	segs := strings.Split(path, ".")
+	var cur json.RawMessage
+	obj := root
+	for i, seg := range segs {
+		here := strings.Join(segs[:i], ".")
+		if obj != nil {
+			v, ok := obj[seg]
+			if !ok {
+				return nil, fmt.Errorf("text field %q is missing", path)
+			}
+			cur = v
+		} else {
+			var arr []json.RawMessage
+			if err := json.Unmarshal(cur, &arr); err != nil {
+				return nil, fmt.Errorf("text field %q is missing: %q is %s, not an object or array", path, here, jsonKind(cur))
+			}
+			n, err := strconv.Atoi(seg)
+			if err != nil || n < 0 || n >= len(arr) {
+				return nil, fmt.Errorf("text field %q is missing: %q has no element %q", path, here, seg)
+			}
+			cur = arr[n]
+		}
+		obj = nil
+		if i < len(segs)-1 {
+			var m map[string]json.RawMessage
+			if json.Unmarshal(cur, &m) == nil && m != nil {
+				obj = m
+			}
+		}
+	}
+	return cur, nil
+}
+
+func jsonKind(raw []byte) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "empty"
+	}
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		return "a number"
+	}
+}
+
+// MergeJSON returns the JSON object value with answer stored under the
+// top-level key. Every other byte of value is kept as it was: field order,
+// spacing and number formatting do not change. An existing key is replaced.
+// It fails, with a [Permanent] error, if value is not a JSON object or
+// answer is not valid JSON.
+func MergeJSON(value []byte, key string, answer json.RawMessage) ([]byte, error) {
+	if !json.Valid(answer) {
+		return nil, Permanent(fmt.Errorf("enrichment answer is not valid JSON: %.200q", answer))
+	}
+	if _, err := object(value); err != nil {
+		return nil, err
+	}
+	answer = bytes.TrimSpace(answer)
+	dec := json.NewDecoder(bytes.NewReader(value))
+	if _, err := dec.Token(); err != nil { // '{'
+		return nil, Permanent(fmt.Errorf("event is not valid JSON: %v", err))
+	}
+	members := 0
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, Permanent(fmt.Errorf("event is not valid JSON: %v", err))
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, Permanent(fmt.Errorf("event is not valid JSON: %v", err))
+		}
+		members++
+		if k, _ := t.(string); k == key {
+			end := int(dec.InputOffset())
+			start := end - len(raw)
+			out := make([]byte, 0, len(value)-len(raw)+len(answer))
+			out = append(out, value[:start]...)
+			out = append(out, answer...)
+			return append(out, value[end:]...), nil
+		}
+	}
+	closing := bytes.LastIndexByte(value, '}')
+	qkey, _ := json.Marshal(key)
+	out := make([]byte, 0, len(value)+len(qkey)+len(answer)+2)
+	out = append(out, value[:closing]...)
+	if members > 0 {
+		out = append(out, ',')
+	}
+	out = append(out, qkey...)
+	out = append(out, ':')
+	out = append(out, answer...)
+	return append(out, value[closing:]...), nil
+}

@@ -1,0 +1,311 @@
+package sluice
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Option configures a [Pipeline]. Options are validated by [New], which
+// reports every bad value with an error matching [ErrInvalidConfig].
+type Option func(*config)
+
+type config struct {
+	concurrency       int
+	maxInFlight       int
+	fetchBatch        int
+	writeBatch        int
+	writers           int
+	batchSize         int
+	retries           int
+	backoffBase       time.Duration
+	backoffMax        time.Duration
+	maxDeliveries     int
+	keyOrdering       bool
+	rateLimit         float64
+	rateBurst         int
+	maxRateLimited    time.Duration
+	defaultRetryAfter time.Duration
+	pauseJitter       time.Duration // <0: proportional default
+	drainTimeout      time.Duration
+	statsWindow       time.Duration
+	acker             Acker
+	deadLetter        DeadLetterWriter
+	logger            *slog.Logger
+	clock             Clock
+	observer          Observer
+	errs              []error
+}
+
+func defaultConfig() config {
+	return config{
+		concurrency:       8,
+		fetchBatch:        256,
+		writeBatch:        256,
+		writers:           2,
+		batchSize:         1,
+		retries:           3,
+		backoffBase:       200 * time.Millisecond,
+		backoffMax:        10 * time.Second,
+		maxDeliveries:     -2, // resolved in New: retries + 1
+		maxRateLimited:    60 * time.Second,
+		defaultRetryAfter: time.Second,
+		pauseJitter:       -1,
+		drainTimeout:      30 * time.Second,
+		statsWindow:       time.Minute,
+		clock:             wallClock{},
+	}
+}
+
+func (c *config) invalid(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+}
+
+// WithConcurrency sets how many enrichment calls run at once. Set it to the
+// model API's concurrency limit. The default is 8.
+func WithConcurrency(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.invalid("WithConcurrency(%d): need at least 1 worker", n)
+			return
+		}
+		c.concurrency = n
+	}
+}
+
+// WithMaxInFlight caps how many events are fetched but not yet acked, which
+// bounds the pipeline's memory however slow the model is. It must be at
+// least the concurrency times the batch size; the default is four times
+// that, and at least 64.
+func WithMaxInFlight(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.invalid("WithMaxInFlight(%d): need at least 1", n)
+			return
+		}
+		c.maxInFlight = n
+	}
+}
+
+// WithFetchBatch sets the most messages asked of Source.Fetch at once. The
+// default is 256.
+func WithFetchBatch(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.invalid("WithFetchBatch(%d): need at least 1", n)
+			return
+		}
+		c.fetchBatch = n
+	}
+}
+
+// WithWriteBatch sets the most messages passed to one Sink.Write, Ack or
+// WriteDeadLetters call, and how many goroutines write at once. Writers take
+// whatever is ready without waiting, so small batches cost no latency. The
+// defaults are 256 messages and 2 writers.
+func WithWriteBatch(size, writers int) Option {
+	return func(c *config) {
+		if size < 1 || writers < 1 {
+			c.invalid("WithWriteBatch(%d, %d): size and writers must be at least 1", size, writers)
+			return
+		}
+		c.writeBatch, c.writers = size, writers
+	}
+}
+
+// WithBatchSize makes each worker hand up to n events to one
+// BatchEnricher.EnrichBatch call. It needs an enricher that implements
+// [BatchEnricher]; the default of 1 calls Enrich for each event.
+func WithBatchSize(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.invalid("WithBatchSize(%d): need at least 1", n)
+			return
+		}
+		c.batchSize = n
+	}
+}
+
+// WithRetries sets how many times a transient failure is retried before the
+// event is dead-lettered. Rate-limited attempts do not count. The default is
+// 3, so an event is tried at most 4 times.
+func WithRetries(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.invalid("WithRetries(%d): cannot be negative", n)
+			return
+		}
+		c.retries = n
+	}
+}
+
+// WithBackoff sets the exponential backoff between retries: the k-th retry
+// waits a random time in [0, min(max, base·2^(k-1))) ("full jitter"). The
+// defaults are 200ms and 10s. A zero base retries at once.
+func WithBackoff(base, max time.Duration) Option {
+	return func(c *config) {
+		if base < 0 || max < base {
+			c.invalid("WithBackoff(%s, %s): need 0 <= base <= max", base, max)
+			return
+		}
+		c.backoffBase, c.backoffMax = base, max
+	}
+}
+
+// WithMaxDeliveries dead-letters at once an event whose Message.Deliveries
+// exceeds n, because a broker that delivered it that often has seen it fail
+// (or crash its consumer) every time. The default is the retry count plus 1;
+// 0 turns the check off. Sources that cannot count deliveries report 0 and
+// are never affected.
+func WithMaxDeliveries(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.invalid("WithMaxDeliveries(%d): cannot be negative", n)
+			return
+		}
+		c.maxDeliveries = n
+	}
+}
+
+// WithKeyOrdering makes events that share a Message.Key run one at a time,
+// in fetch order, through enrichment and the sink. Events with different
+// keys, and events without a key, still run in parallel.
+func WithKeyOrdering() Option {
+	return func(c *config) { c.keyOrdering = true }
+}
+
+// WithRateLimit adds a client-side limit of rps model calls per second with
+// the given burst, so that the pipeline stays under a known quota instead of
+// learning it from 429s. A batch call counts as one. 0 turns it off (the
+// default).
+func WithRateLimit(rps float64, burst int) Option {
+	return func(c *config) {
+		if rps < 0 || (rps > 0 && burst < 1) {
+			c.invalid("WithRateLimit(%v, %d): need rps >= 0 and burst >= 1", rps, burst)
+			return
+		}
+		c.rateLimit, c.rateBurst = rps, burst
+	}
+}
+
+// WithMaxRateLimitDuration sets how long rate limiting may go on without a
+// single successful call before the pipeline stops consuming and Run returns
+// an error matching [ErrRateLimited]. The default is 60s.
+func WithMaxRateLimitDuration(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid("WithMaxRateLimitDuration(%s): must be positive", d)
+			return
+		}
+		c.maxRateLimited = d
+	}
+}
+
+// WithDefaultRetryAfter sets the pause used when a [*RateLimitError] carries
+// no Retry-After. The default is 1s.
+func WithDefaultRetryAfter(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid("WithDefaultRetryAfter(%s): must be positive", d)
+			return
+		}
+		c.defaultRetryAfter = d
+	}
+}
+
+// WithPauseJitter sets the most random time added to each rate-limit pause,
+// so that many consumers do not resume in lockstep. The default is a fifth
+// of the Retry-After, at least 10ms; 0 turns jitter off.
+func WithPauseJitter(max time.Duration) Option {
+	return func(c *config) {
+		if max < 0 {
+			c.invalid("WithPauseJitter(%s): cannot be negative", max)
+			return
+		}
+		c.pauseJitter = max
+	}
+}
+
+// WithDrainTimeout bounds how long shutdown waits for in-flight events to
+// finish and be written. Events still unfinished then are not acked, so the
+// broker delivers them again. The default is 30s.
+func WithDrainTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid("WithDrainTimeout(%s): must be positive", d)
+			return
+		}
+		c.drainTimeout = d
+	}
+}
+
+// WithStatsWindow sets the recent window over which [Stats] computes the
+// windowed success rate. The default is one minute.
+func WithStatsWindow(d time.Duration) Option {
+	return func(c *config) {
+		if d < time.Second {
+			c.invalid("WithStatsWindow(%s): must be at least 1s", d)
+			return
+		}
+		c.statsWindow = d
+	}
+}
+
+// WithAcker sets the Acker. By default the Source is used, when it
+// implements [Acker].
+func WithAcker(a Acker) Option {
+	return func(c *config) {
+		if a == nil {
+			c.invalid("WithAcker(nil)")
+			return
+		}
+		c.acker = a
+	}
+}
+
+// WithDeadLetter sets where events go that cannot be enriched. By default the
+// Sink is used, when it implements [DeadLetterWriter].
+func WithDeadLetter(w DeadLetterWriter) Option {
+	return func(c *config) {
+		if w == nil {
+			c.invalid("WithDeadLetter(nil)")
+			return
+		}
+		c.deadLetter = w
+	}
+}
+
+// WithLogger sets the logger. The default is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l == nil {
+			c.invalid("WithLogger(nil)")
+			return
+		}
+		c.logger = l
+	}
+}
+
+// WithClock replaces the wall clock, for tests.
+func WithClock(clk Clock) Option {
+	return func(c *config) {
+		if clk == nil {
+			c.invalid("WithClock(nil)")
+			return
+		}
+		c.clock = clk
+	}
+}
+
+// WithObserver registers o to be told about every finished event and every
+// pause, for metrics. Observer methods run on the pipeline's goroutines and
+// must be fast.
+func WithObserver(o Observer) Option {
+	return func(c *config) {
+		if o == nil {
+			c.invalid("WithObserver(nil)")
+			return
+		}
+		c.observer = o
+	}
+}

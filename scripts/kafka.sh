@@ -1,0 +1,402 @@
+#!/usr/bin/env bash
+# Runs a single-node Apache Kafka 4.4.0 (KRaft, broker+controller in one JVM)
+# on 127.0.0.1:9092 for tests, examples and local development.
+#
+#   scripts/kafka.sh start                  start (idempotent); waits until it serves
+#   scripts/kafka.sh stop                   SIGTERM, bounded wait, then SIGKILL
+#   scripts/kafka.sh restart
+#   scripts/kafka.sh status                 exit 0 if running, 3 if not
+#   scripts/kafka.sh logs [-f] [LINES]      show (or follow) the broker log
+#   scripts/kafka.sh topic-create NAME PARTITIONS
+#   scripts/kafka.sh topics                 list topics
+#   scripts/kafka.sh tool CLASS [ARGS...]   run any Kafka CLI main class, e.g.
+#       tool org.apache.kafka.tools.consumer.group.ConsumerGroupCommand --list --bootstrap-server 127.0.0.1:9092
+#   scripts/kafka.sh wipe                   stop and delete the data (keeps the jars)
+#
+# No tarball and no Docker: the jars come from Maven Central through
+# scripts/kafka/pom.xml (fetched once with mvn). Jars, data and logs live in
+#   ${SLUICE_KAFKA_HOME:-$HOME/.cache/sluice/kafka-4.4.0}
+# so that they survive between runs on the same machine.
+#
+# Environment:
+#   SLUICE_KAFKA_HOME          state dir (see above)
+#   SLUICE_KAFKA_START_TIMEOUT seconds to wait for the broker to serve (90)
+#   SLUICE_KAFKA_STOP_TIMEOUT  seconds to wait after SIGTERM before SIGKILL (60)
+#   SLUICE_KAFKA_HEAP          broker heap, -Xms and -Xmx (512m)
+set -euo pipefail
+
+readonly KAFKA_VERSION=4.4.0
+readonly HOST=127.0.0.1
+readonly PORT=9092
+readonly CONTROLLER_PORT=9093
+readonly BOOTSTRAP="$HOST:$PORT"
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly SCRIPT_DIR
+readonly POM="$SCRIPT_DIR/kafka/pom.xml"
+readonly LOG4J_SRC="$SCRIPT_DIR/kafka/log4j2.xml"
+
+KHOME=${SLUICE_KAFKA_HOME:-$HOME/.cache/sluice/kafka-$KAFKA_VERSION}
+readonly KHOME
+readonly LIB="$KHOME/lib"
+readonly CONF="$KHOME/config"
+readonly DATA="$KHOME/data"
+readonly LOGS="$KHOME/logs"
+readonly PROPS="$CONF/server.properties"
+readonly LOG4J="$CONF/log4j2.xml"
+readonly PIDFILE="$KHOME/kafka.pid"
+readonly LOGFILE="$LOGS/server.log"
+readonly OUTFILE="$LOGS/kafka.out"
+readonly DATA_STAMP="$KHOME/data.version"
+readonly LIB_STAMP="$LIB/.complete"
+
+START_TIMEOUT=${SLUICE_KAFKA_START_TIMEOUT:-90}
+STOP_TIMEOUT=${SLUICE_KAFKA_STOP_TIMEOUT:-60}
+HEAP=${SLUICE_KAFKA_HEAP:-512m}
+
+log() { printf 'kafka: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+  sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
+  exit 2
+}
+
+# ---------------------------------------------------------------- helpers
+
+# Serialise start/stop/fetch between concurrent callers (two test runs, say).
+take_lock() {
+  mkdir -p "$KHOME"
+  exec 9>"$KHOME/.lock"
+  if ! flock -w 600 9; then
+    die "could not lock $KHOME/.lock within 600 s"
+  fi
+}
+
+port_open() { # HOST PORT
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+# True if PID is a live broker JVM started with our server.properties.
+is_our_broker() {
+  local pid=$1 cmdline
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ -r /proc/$pid/cmdline ]] || return 1
+  cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  [[ $cmdline == *kafka.Kafka*"$PROPS"* ]]
+}
+
+# Prints the pid of our running broker (from the pid file, or by scanning
+# /proc if the pid file was lost); returns 1 if there is none.
+broker_pid() {
+  local pid=""
+  if [[ -f $PIDFILE ]]; then
+    pid=$(<"$PIDFILE")
+    if is_our_broker "$pid"; then
+      printf '%s\n' "$pid"
+      return 0
+    fi
+  fi
+  local d
+  for d in /proc/[0-9]*; do
+    pid=${d#/proc/}
+    if is_our_broker "$pid"; then
+      printf '%s\n' "$pid" >"$PIDFILE"
+      printf '%s\n' "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
+
+ensure_tools() {
+  local missing=()
+  command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  ((${#missing[@]} == 0)) && return 0
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    log "installing ${missing[*]} with apt-get"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    die "missing ${missing[*]}: install Java 17+ and Maven"
+  fi
+}
+
+# Fetches the jars into $LIB once. The stamp records a hash of the pom, so
+# editing the pom (a version bump) fetches again.
+ensure_jars() {
+  local want have=""
+  want=$(sha256sum "$POM" | cut -d' ' -f1)
+  [[ -f $LIB_STAMP ]] && have=$(<"$LIB_STAMP")
+  if [[ $have == "$want" ]]; then
+    return 0
+  fi
+  ensure_tools
+  log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $LIB (first run only)"
+  local tmp="$KHOME/lib.tmp" t0=$SECONDS
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  if ! mvn -B -q -Dstyle.color=never -f "$POM" package -Dkafka.lib.dir="$tmp" >"$KHOME/mvn.log" 2>&1; then
+    tail -n 40 "$KHOME/mvn.log" >&2
+    die "mvn failed; full output in $KHOME/mvn.log"
+  fi
+  compgen -G "$tmp/kafka_2.13-$KAFKA_VERSION.jar" >/dev/null || die "mvn ran but kafka_2.13-$KAFKA_VERSION.jar is missing from $tmp"
+  printf '%s\n' "$want" >"$tmp/.complete"
+  rm -rf "$LIB"
+  mv "$tmp" "$LIB"
+  log "jars ready in $((SECONDS - t0)) s ($(du -sh "$LIB" | cut -f1), $(find "$LIB" -name '*.jar' | wc -l) jars)"
+}
+
+write_config() {
+  mkdir -p "$CONF" "$DATA" "$LOGS"
+  cp "$LOG4J_SRC" "$LOG4J"
+  cat >"$PROPS.tmp" <<EOF
+# Written by scripts/kafka.sh; rewritten on every start.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=$HOST:$CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$DATA
+
+num.partitions=1
+default.replication.factor=1
+auto.create.topics.enable=true
+delete.topic.enable=true
+
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+
+num.network.threads=2
+num.io.threads=4
+log.retention.hours=24
+log.segment.bytes=104857600
+EOF
+  mv "$PROPS.tmp" "$PROPS"
+}
+
+# Storage formatted by one Kafka version must be started by that version:
+# wipe the data dir when it was formatted by another one (or by nobody we know).
+ensure_storage() {
+  local stamp=""
+  [[ -f $DATA_STAMP ]] && stamp=$(<"$DATA_STAMP")
+  if [[ $stamp != "$KAFKA_VERSION" ]] && [[ -n $(ls -A "$DATA" 2>/dev/null) ]]; then
+    log "data dir was formatted by Kafka '${stamp:-unknown}', not $KAFKA_VERSION: wiping $DATA"
+    rm -rf "$DATA"
+    mkdir -p "$DATA"
+  fi
+  if [[ ! -f $DATA/meta.properties ]]; then
+    local id
+    id=$(run_class kafka.tools.StorageTool random-uuid | tail -n 1)
+    [[ -n $id ]] || die "StorageTool random-uuid printed nothing"
+    log "formatting $DATA (cluster id $id)"
+    run_class kafka.tools.StorageTool format --standalone -t "$id" -c "$PROPS" -g >"$LOGS/format.log" 2>&1 || {
+      cat "$LOGS/format.log" >&2
+      die "StorageTool format failed"
+    }
+  fi
+  printf '%s\n' "$KAFKA_VERSION" >"$DATA_STAMP"
+}
+
+# Runs a Kafka main class in the foreground with a small heap; its own logging
+# goes to logs/tools.log, its stdout/stderr to ours.
+run_class() {
+  local cls=$1
+  shift
+  java -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$LOGS" -Dkafka.log.file=tools.log \
+    -cp "$LIB/*" "$cls" "$@"
+}
+
+print_log_tail() {
+  local f
+  for f in "$OUTFILE" "$LOGFILE"; do
+    if [[ -s $f ]]; then
+      printf -- '----- last lines of %s -----\n' "$f" >&2
+      tail -n 60 "$f" >&2
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_start() {
+  take_lock
+  local pid
+  if pid=$(broker_pid); then
+    log "already running (pid $pid) on $BOOTSTRAP; log: $LOGFILE"
+    return 0
+  fi
+  if port_open "$HOST" "$PORT" || port_open "$HOST" "$CONTROLLER_PORT"; then
+    die "$HOST:$PORT or :$CONTROLLER_PORT is taken by a process this script did not start (another Kafka?); stop it or set KAFKA_BROKERS to use it"
+  fi
+  ensure_jars
+  ensure_tools
+  write_config
+  ensure_storage
+
+  # Keep one previous log so that "started" below is read from this run only.
+  [[ -f $LOGFILE ]] && mv -f "$LOGFILE" "$LOGFILE.prev"
+  [[ -f $OUTFILE ]] && mv -f "$OUTFILE" "$OUTFILE.prev"
+  rm -f "$PIDFILE"
+
+  log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller $HOST:$CONTROLLER_PORT)"
+  # setsid: own session, so the broker survives the shell (and its Ctrl-C)
+  # that started it. The inner shell writes its pid and then becomes java.
+  KAFKA_PIDFILE=$PIDFILE setsid nohup bash -c 'echo $$ >"$KAFKA_PIDFILE"; exec "$@"' kafka-broker \
+    java -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
+    -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$LOGS" -Dkafka.log.file=server.log \
+    -cp "$LIB/*" kafka.Kafka "$PROPS" \
+    >"$OUTFILE" 2>&1 </dev/null &
+
+  local t0=$SECONDS deadline=$((SECONDS + START_TIMEOUT))
+  while ((SECONDS < deadline)); do
+    sleep 1
+    pid=""
+    [[ -f $PIDFILE ]] && pid=$(<"$PIDFILE")
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+      print_log_tail
+      die "the broker exited during start-up; log: $LOGFILE"
+    fi
+    if grep -q 'Kafka Server started' "$LOGFILE" 2>/dev/null && port_open "$HOST" "$PORT"; then
+      log "started in $((SECONDS - t0)) s (pid $pid); bootstrap $BOOTSTRAP; log: $LOGFILE"
+      return 0
+    fi
+  done
+  print_log_tail
+  log "error: the broker did not serve on $BOOTSTRAP within $START_TIMEOUT s; stopping it"
+  stop_pid "${pid:-}"
+  exit 1
+}
+
+stop_pid() {
+  local pid=$1
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + STOP_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+    sleep 0.5
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "still alive after ${STOP_TIMEOUT} s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+  fi
+  rm -f "$PIDFILE"
+}
+
+cmd_stop() {
+  take_lock
+  local pid t0=$SECONDS
+  if ! pid=$(broker_pid); then
+    rm -f "$PIDFILE"
+    log "not running"
+    return 0
+  fi
+  log "stopping pid $pid (SIGTERM)"
+  stop_pid "$pid"
+  log "stopped in $((SECONDS - t0)) s; log: $LOGFILE"
+}
+
+cmd_status() {
+  local pid
+  if pid=$(broker_pid); then
+    if port_open "$HOST" "$PORT"; then
+      echo "kafka: running (pid $pid) on $BOOTSTRAP; log: $LOGFILE"
+    else
+      echo "kafka: running (pid $pid) but $BOOTSTRAP does not answer yet; log: $LOGFILE"
+    fi
+    return 0
+  fi
+  if port_open "$HOST" "$PORT"; then
+    echo "kafka: not started by this script, but something answers on $BOOTSTRAP"
+  else
+    echo "kafka: not running (home $KHOME)"
+  fi
+  return 3
+}
+
+cmd_logs() {
+  local follow="" lines=100 a
+  for a in "$@"; do
+    case $a in
+      -f) follow=1 ;;
+      *[!0-9]* | '') die "logs: expected -f or a line count, got '$a'" ;;
+      *) lines=$a ;;
+    esac
+  done
+  echo "kafka: log file $LOGFILE" >&2
+  [[ -f $LOGFILE ]] || die "no log yet"
+  if [[ -n $follow ]]; then
+    exec tail -n "$lines" -F "$LOGFILE"
+  fi
+  tail -n "$lines" "$LOGFILE"
+}
+
+need_running() {
+  [[ -f $LIB_STAMP ]] || die "jars not fetched yet: run '$0 start' first"
+  port_open "$HOST" "$PORT" || die "nothing answers on $BOOTSTRAP: run '$0 start' first"
+  mkdir -p "$LOGS"
+  [[ -f $LOG4J ]] || write_config
+}
+
+cmd_topic_create() {
+  (($# == 2)) || die "usage: $0 topic-create NAME PARTITIONS"
+  local name=$1 parts=$2
+  [[ $parts =~ ^[1-9][0-9]*$ ]] || die "PARTITIONS must be a positive integer, got '$parts'"
+  need_running
+  run_class org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    --create --if-not-exists --topic "$name" --partitions "$parts" --replication-factor 1
+}
+
+cmd_topics() {
+  need_running
+  run_class org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --list
+}
+
+cmd_tool() {
+  (($# >= 1)) || die "usage: $0 tool MAIN_CLASS [ARGS...]"
+  [[ -f $LIB_STAMP ]] || die "jars not fetched yet: run '$0 start' first"
+  mkdir -p "$LOGS"
+  [[ -f $LOG4J ]] || write_config
+  run_class "$@"
+}
+
+cmd_wipe() {
+  cmd_stop
+  log "deleting $DATA"
+  rm -rf "$DATA" "$DATA_STAMP"
+}
+
+main() {
+  (($# >= 1)) || usage
+  local cmd=$1
+  shift
+  case $cmd in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    restart) cmd_stop && cmd_start ;;
+    status) cmd_status ;;
+    logs) cmd_logs "$@" ;;
+    topic-create) cmd_topic_create "$@" ;;
+    topics) cmd_topics ;;
+    tool) cmd_tool "$@" ;;
+    wipe) cmd_wipe ;;
+    -h | --help | help) usage ;;
+    *) log "unknown command '$cmd'"; usage ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,21 @@
+package sluice
+
+import "context"
+
+// Sink writes enriched messages downstream.
+//
+// Write returns nil only once every message in msgs has been durably written,
+// that is, confirmed by the broker with the adapter's strongest
+// acknowledgement. On error the pipeline assumes none of msgs was written and
+// writes them again later (at-least-once), so Write should return an error
+// only when it cannot vouch for the batch. Write may be called from several
+// goroutines at once and must not keep msgs after it returns.
+type Sink interface {
+	Write(ctx context.Context, msgs []*Message) error
+}
+
+// SinkFunc adapts a function to the [Sink] interface.
+type SinkFunc func(ctx context.Context, msgs []*Message) error
+
+// Write calls f(ctx, msgs).
+func (f SinkFunc) Write(ctx context.Context, msgs []*Message) error { return f(ctx, msgs) }

@@ -1,0 +1,171 @@
+package sluice
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// State is the pipeline's life-cycle state, as reported by [Pipeline.Stats]
+// and health endpoints.
+type State string
+
+// States of a pipeline.
+const (
+	StateStarting State = "starting" // New was called, Run was not
+	StateRunning  State = "ok"       // consuming
+	StatePaused   State = "paused"   // inside a rate-limit pause
+	StateStopping State = "stopping" // draining after cancellation or an error
+	StateStopped  State = "stopped"  // Run has returned
+)
+
+// Outcome is how an event left the pipeline.
+type Outcome int
+
+// Outcomes reported to an [Observer].
+const (
+	OutcomeEnriched Outcome = iota
+	OutcomeDeadLettered
+)
+
+// Observer is told about events as they finish, for metrics. See
+// [WithObserver]. Methods are called from the pipeline's goroutines and must
+// not block.
+type Observer interface {
+	// EventDone is called once an event's output or dead letter is written
+	// and the event is acked. latency runs from its first enrichment attempt
+	// to its final outcome (zero for events rejected before any attempt).
+	EventDone(o Outcome, latency time.Duration)
+	// Retried is called for each transient failure that will be retried.
+	Retried()
+	// RateLimited is called for each rate-limit pause that starts.
+	RateLimited(pause time.Duration)
+}
+
+// Stats is a snapshot of a pipeline's counters.
+type Stats struct {
+	// State is the life-cycle state.
+	State State `json:"status"`
+	// Received counts events fetched from the source.
+	Received uint64 `json:"received"`
+	// Enriched counts events whose enriched form was written and acked.
+	Enriched uint64 `json:"enriched"`
+	// DeadLettered counts events written to the dead-letter writer and
+	// acked.
+	DeadLettered uint64 `json:"dead_lettered"`
+	// Retried counts transient failures that were retried.
+	Retried uint64 `json:"retried"`
+	// RateLimited counts enrichment calls refused with a rate limit.
+	RateLimited uint64 `json:"rate_limited"`
+	// RateLimitPauses counts pauses of consumption caused by rate limits.
+	RateLimitPauses uint64 `json:"rate_limit_pauses"`
+	// InFlight is the number of events fetched but not yet acked.
+	InFlight int64 `json:"in_flight"`
+	// SuccessRate is Enriched / (Enriched + DeadLettered) since start, or 1
+	// before any event finished.
+	SuccessRate float64 `json:"success_rate"`
+	// WindowSuccessRate is the same ratio over the last Window.
+	WindowSuccessRate float64 `json:"window_success_rate"`
+	// Window is the span WindowSuccessRate covers.
+	Window time.Duration `json:"window_ns"`
+	// PausedUntil is when the current rate-limit pause ends, if paused.
+	PausedUntil time.Time `json:"paused_until,omitzero"`
+	// LatencyP50, LatencyP90 and LatencyP99 are percentiles of enrichment
+	// latency over the most recent events.
+	LatencyP50 time.Duration `json:"latency_p50_ns"`
+	LatencyP90 time.Duration `json:"latency_p90_ns"`
+	LatencyP99 time.Duration `json:"latency_p99_ns"`
+	// Err is the error that stopped the pipeline, if any.
+	Err string `json:"error,omitempty"`
+}
+
+const latencySamples = 2048
+
+// stats holds the counters behind [Stats].
+type stats struct {
+	received, enriched, dead, retried, rateLimited, pauses atomic.Uint64
+	inFlight                                               atomic.Int64
+
+	mu       sync.Mutex
+	lat      [latencySamples]time.Duration
+	latN     int // samples written so far
+	buckets  []bucket
+	bucketNs int64
+	err      string
+	paused   time.Time
+}
+
+type bucket struct {
+	sec            int64
+	enriched, dead uint64
+}
+
+func newStats(window time.Duration) *stats {
+	n := int(window / time.Second)
+	return &stats{buckets: make([]bucket, n), bucketNs: int64(time.Second)}
+}
+
+// record adds finished events at time now.
+func (s *stats) record(now time.Time, enriched, dead uint64, lats []time.Duration) {
+	s.enriched.Add(enriched)
+	s.dead.Add(dead)
+	sec := now.UnixNano() / s.bucketNs
+	s.mu.Lock()
+	b := &s.buckets[int(sec%int64(len(s.buckets)))]
+	if b.sec != sec {
+		*b = bucket{sec: sec}
+	}
+	b.enriched += enriched
+	b.dead += dead
+	for _, l := range lats {
+		s.lat[s.latN%latencySamples] = l
+		s.latN++
+	}
+	s.mu.Unlock()
+}
+
+func ratio(ok, bad uint64) float64 {
+	if ok+bad == 0 {
+		return 1
+	}
+	return float64(ok) / float64(ok+bad)
+}
+
+func (s *stats) snapshot(now time.Time, window time.Duration) Stats {
+	st := Stats{
+		Received:        s.received.Load(),
+		Enriched:        s.enriched.Load(),
+		DeadLettered:    s.dead.Load(),
+		Retried:         s.retried.Load(),
+		RateLimited:     s.rateLimited.Load(),
+		RateLimitPauses: s.pauses.Load(),
+		InFlight:        s.inFlight.Load(),
+		Window:          window,
+	}
+	st.SuccessRate = ratio(st.Enriched, st.DeadLettered)
+	sec := now.UnixNano() / s.bucketNs
+	var ok, bad uint64
+	s.mu.Lock()
+	for _, b := range s.buckets {
+		if b.sec > sec-int64(len(s.buckets)) && b.sec <= sec {
+			ok += b.enriched
+			bad += b.dead
+		}
+	}
+	n := min(s.latN, latencySamples)
+	lat := slices.Clone(s.lat[:n])
+	st.Err = s.err
+	if now.Before(s.paused) {
+		st.PausedUntil = s.paused
+	}
+	s.mu.Unlock()
+	st.WindowSuccessRate = ratio(ok, bad)
+	if n > 0 {
+		slices.Sort(lat)
+		st.LatencyP50 = lat[(n-1)*50/100]
+		st.LatencyP90 = lat[(n-1)*90/100]
+		st.LatencyP99 = lat[(n-1)*99/100]
+	}
+	return st
+}

@@ -1,0 +1,179 @@
+package sluice
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+)
+
+// writer runs on its own goroutine: it takes finished items in batches,
+// writes outputs to the sink and failures to the dead-letter writer, acks
+// them all, and reports the batch to the scheduler.
+func (r *run) writer() {
+	p := r.p
+	batch := make([]*item, 0, p.cfg.writeBatch)
+	var w batchWriter
+	for it := range r.write {
+		batch = append(batch[:0], it)
+	more:
+		for len(batch) < p.cfg.writeBatch {
+			select {
+			case it, ok := <-r.write:
+				if !ok {
+					break more
+				}
+				batch = append(batch, it)
+			default:
+				break more
+			}
+		}
+		w.flush(r, batch)
+		r.written <- slices.Clone(batch)
+	}
+}
+
+// batchWriter keeps scratch space between batches.
+type batchWriter struct {
+	items   []*item
+	msgs    []*Message
+	letters []DeadLetter
+}
+
+func (w *batchWriter) flush(r *run, batch []*item) {
+	p := r.p
+	// 1. Enriched outputs to the sink. Outputs the sink rejects for good
+	// become dead letters.
+	w.items = w.items[:0]
+	for _, it := range batch {
+		if it.kind == kEnriched {
+			w.items = append(w.items, it)
+		}
+	}
+	r.writeRetrying("sink", w.items, func(ctx context.Context, items []*item) error {
+		w.msgs = w.msgs[:0]
+		for _, it := range items {
+			w.msgs = append(w.msgs, it.out)
+		}
+		return p.sink.Write(ctx, w.msgs)
+	}, func(it *item, err error) {
+		it.kind = kDead
+		it.err = err
+		it.reason = reasonOf(errors.New("sink rejected the enriched event: " + err.Error()))
+	})
+
+	// 2. Dead letters, with the original bytes.
+	w.items = w.items[:0]
+	for _, it := range batch {
+		if it.kind == kDead {
+			w.items = append(w.items, it)
+		}
+	}
+	now := p.clock.Now()
+	r.writeRetrying("dead-letter writer", w.items, func(ctx context.Context, items []*item) error {
+		w.letters = w.letters[:0]
+		for _, it := range items {
+			w.letters = append(w.letters, DeadLetter{
+				Msg: it.in, Reason: it.reason, Err: it.err, Attempts: it.attempts,
+				FirstAttempt: it.first, FailedAt: now,
+			})
+		}
+		err := p.dlq.WriteDeadLetters(ctx, w.letters)
+		clear(w.letters)
+		return err
+	}, func(it *item, err error) {
+		it.kind = kFatalDLQ
+		it.err = err
+	})
+
+	// 3. Ack everything that was written.
+	w.msgs = w.msgs[:0]
+	w.items = w.items[:0]
+	for _, it := range batch {
+		if it.kind == kEnriched || it.kind == kDead {
+			w.items = append(w.items, it)
+			w.msgs = append(w.msgs, it.in)
+		}
+	}
+	if len(w.msgs) > 0 {
+		r.retrying("acker", func(ctx context.Context) error { return p.acker.Ack(ctx, w.msgs) }, func() {
+			for _, it := range w.items {
+				it.kind = kAbandoned // written but not acked: will be delivered again
+			}
+		})
+	}
+	clear(w.msgs)
+	clear(w.items)
+}
+
+// writeRetrying writes items until each is written, rejected for good
+// (reject is called), or the write context ends (the item is abandoned).
+// Failed writes are retried with backoff; a [WriteErrors] narrows the retry
+// to the messages it lists.
+func (r *run) writeRetrying(what string, items []*item, write func(context.Context, []*item) error, reject func(*item, error)) {
+	pending := items
+	r.retrying(what, func(ctx context.Context) error {
+		if len(pending) == 0 {
+			return nil
+		}
+		err := write(ctx, pending)
+		var we WriteErrors
+		if err == nil || !errors.As(err, &we) || len(we) == 0 {
+			return err
+		}
+		var again []*item
+		for _, e := range we {
+			if e.Index < 0 || e.Index >= len(pending) {
+				continue
+			}
+			it := pending[e.Index]
+			if IsPermanent(e.Err) {
+				reject(it, e.Err)
+			} else {
+				again = append(again, it)
+			}
+		}
+		pending = again
+		if len(pending) == 0 {
+			return nil
+		}
+		return err
+	}, func() {
+		for _, it := range pending {
+			it.kind = kAbandoned
+		}
+	})
+}
+
+// retrying calls op until it succeeds, backing off between failures. If the
+// write context ends first it calls giveUp.
+func (r *run) retrying(what string, op func(context.Context) error, giveUp func()) {
+	p := r.p
+	for attempt := 1; ; attempt++ {
+		err := op(r.writeCtx)
+		if err == nil {
+			return
+		}
+		if r.writeCtx.Err() != nil {
+			p.log.Error("sluice: shutting down with a write unfinished; the events stay unacked and will be delivered again", "component", what, "err", err)
+			giveUp()
+			return
+		}
+		d := r.writeBackoff(attempt)
+		p.log.Warn("sluice: write failed; retrying", "component", what, "attempt", attempt, "backoff", d, "err", err)
+		if !sleep(p.clock, d, r.writeCtx.Done()) {
+			giveUp()
+			return
+		}
+	}
+}
+
+// writeBackoff doubles from the retry base up to the retry ceiling, without
+// jitter: writers are few and a broker outage affects them all alike.
+func (r *run) writeBackoff(attempt int) time.Duration {
+	d := max(r.p.cfg.backoffBase, 10*time.Millisecond)
+	for i := 1; i < attempt && d < r.p.cfg.backoffMax; i++ {
+		d *= 2
+	}
+	return min(d, max(r.p.cfg.backoffMax, 10*time.Millisecond))
+}
