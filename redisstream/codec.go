@@ -1,0 +1,222 @@
+package redisstream
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluicehq/sluice"
+)
+
+// HeaderEntryError is the header a [Source] puts on a message it could not
+// map from its stream entry, with the reason as its value. The message's
+// Value is empty, and a [Sink] refuses to write it (as a permanent failure),
+// so it ends up as a dead letter; see the package documentation.
+const HeaderEntryError = "redisstream_error"
+
+var (
+	// ErrMissingPayload matches the failure of an entry that has no payload
+	// field (see [WithPayloadField]).
+	ErrMissingPayload = errors.New("redisstream: entry has no payload field")
+	// ErrNotJSONObject matches the failure of a message that must be written
+	// as a field map (see [WithFieldsAsJSON]) but whose value is not a JSON
+	// object.
+	ErrNotJSONObject = errors.New("redisstream: value is not a JSON object")
+)
+
+// codec maps stream entries to messages and back.
+type codec struct {
+	payload string
+	key     string
+	asJSON  bool
+}
+
+// decode turns an entry into a message. It reports a mapping problem as the
+// second result instead of failing: the message still goes to the pipeline.
+func (c codec) decode(stream string, e redis.XMessage) (*sluice.Message, error) {
+	m := &sluice.Message{
+		Origin:    sluice.Origin{Topic: stream, Offset: -1, ID: e.ID},
+		Timestamp: idTime(e.ID),
+	}
+	if c.asJSON {
+		m.Value = fieldsJSON(e.Values)
+		return m, nil
+	}
+	keys := make([]string, 0, len(e.Values))
+	for k := range e.Values {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	m.Headers = make([]sluice.Header, 0, len(keys))
+	found := false
+	for _, k := range keys {
+		v := valueBytes(e.Values[k])
+		switch {
+		case k == c.payload:
+			m.Value, found = v, true
+		case c.key != "" && k == c.key:
+			m.Key = v
+		default:
+			m.Headers = append(m.Headers, sluice.Header{Key: k, Value: v})
+		}
+	}
+	if !found {
+		err := fmt.Errorf("%w: entry %s of stream %q has no %q field", ErrMissingPayload, e.ID, stream, c.payload)
+		m.Headers = append(m.Headers, sluice.Header{Key: HeaderEntryError, Value: []byte(err.Error())})
+		return m, err
+	}
+	return m, nil
+}
+
+// fields builds the XADD field list of an output message: the payload (or
+// the members of the JSON value), the key, the headers, then the origin
+// headers, later names replacing earlier ones.
+func (c codec) fields(m *sluice.Message, extra []sluice.Header) ([]any, error) {
+	var b fieldList
+	if c.asJSON {
+		if err := b.addJSON(m.Value); err != nil {
+			return nil, err
+		}
+	} else {
+		b.add(c.payload, m.Value)
+		if c.key != "" && m.Key != nil {
+			b.add(c.key, m.Key)
+		}
+	}
+	for _, h := range m.Headers {
+		if h.Key == HeaderEntryError {
+			continue
+		}
+		b.add(h.Key, h.Value)
+	}
+	for _, h := range extra {
+		b.add(h.Key, h.Value)
+	}
+	return b.args(), nil
+}
+
+// deadLetterFields builds the XADD field list of a dead letter: the original
+// payload (or field map) and the headers of [sluice.DeadLetter.Headers]. An
+// original value that is not a JSON object, in field-map mode, is kept whole
+// under the payload field.
+func (c codec) deadLetterFields(d sluice.DeadLetter) []any {
+	var b fieldList
+	if !c.asJSON || b.addJSON(d.Msg.Value) != nil {
+		b.reset()
+		b.add(c.payload, d.Msg.Value)
+	}
+	if !c.asJSON && c.key != "" && d.Msg.Key != nil {
+		b.add(c.key, d.Msg.Key)
+	}
+	for _, h := range d.Headers() {
+		b.add(h.Key, h.Value)
+	}
+	return b.args()
+}
+
+// fieldList is an ordered field map in which a later name replaces the
+// value of an earlier one.
+type fieldList struct {
+	names  []string
+	values [][]byte
+}
+
+func (b *fieldList) reset() { b.names, b.values = b.names[:0], b.values[:0] }
+
+func (b *fieldList) add(name string, v []byte) {
+	if v == nil {
+		v = []byte{}
+	}
+	if i := slices.Index(b.names, name); i >= 0 {
+		b.values[i] = v
+		return
+	}
+	b.names = append(b.names, name)
+	b.values = append(b.values, v)
+}
+
+func (b *fieldList) addJSON(value []byte) error {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(value, &obj); err != nil || obj == nil {
+		return sluice.Permanent(ErrNotJSONObject)
+	}
+	keys := make([]string, 0, len(obj))
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		raw := bytes.TrimSpace(obj[k])
+		if len(raw) > 0 && raw[0] == '"' {
+			var s string
+			if err := json.Unmarshal(raw, &s); err == nil {
+				b.add(k, []byte(s))
+				continue
+			}
+		}
+		b.add(k, raw)
+	}
+	return nil
+}
+
+func (b *fieldList) args() []any {
+	out := make([]any, 0, 2*len(b.names))
+	for i, n := range b.names {
+		out = append(out, n, b.values[i])
+	}
+	return out
+}
+
+// fieldsJSON renders a field map as a JSON object with sorted keys and
+// string values.
+func fieldsJSON(values map[string]any) []byte {
+	keys := make([]string, 0, len(values))
+	for k := range values {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		kb, _ := json.Marshal(k)
+		vb, _ := json.Marshal(string(valueBytes(values[k])))
+		buf.Write(kb)
+		buf.WriteByte(':')
+		buf.Write(vb)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes()
+}
+
+func valueBytes(v any) []byte {
+	switch x := v.(type) {
+	case string:
+		return []byte(x)
+	case []byte:
+		return bytes.Clone(x)
+	case nil:
+		return nil
+	default:
+		return fmt.Append(nil, x)
+	}
+}
+
+// idTime returns the time part of an entry ID.
+func idTime(id string) time.Time {
+	ms, _, _ := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(n).UTC()
+}

@@ -1,0 +1,87 @@
+// Package redisstream connects sluice pipelines to Redis Streams, on
+// github.com/redis/go-redis/v9. [Source] reads a stream as a member of a
+// consumer group and acknowledges with XACK; [Sink] appends enriched events
+// to a stream and dead letters to a dead-letter stream. They implement the
+// same sluice interfaces as the Kafka adapter, so switching brokers changes
+// the constructors and nothing else.
+//
+// # Message mapping
+//
+// By default the event is the value of one field, "payload" (see
+// [WithPayloadField]); every other field becomes a header, in field-name
+// order, and on output the headers become fields again. [WithKeyField] maps
+// one field to Message.Key. With [WithFieldsAsJSON] the whole field map is
+// the event instead, as one JSON object with string values.
+//
+// An entry without the payload field is neither dropped nor fatal: it goes
+// through the pipeline with an empty Value and a [HeaderEntryError] header
+// saying what is wrong. If the enricher fails on it, it is dead-lettered for
+// that; if the enricher lets it through, [Sink.Write] refuses it with a
+// permanent error naming [ErrMissingPayload], so it is dead-lettered all the
+// same, with its fields.
+//
+// # Consumer group and startup reconciliation
+//
+// The first Fetch creates the group with XGROUP CREATE ... MKSTREAM at the
+// [WithStartID] position ("$" by default; an existing group is fine). Then,
+// before any new entry is read, it reconciles:
+//
+//  1. It re-reads this consumer's own pending entries (XREADGROUP with ID 0),
+//     page by page: entries a previous run of the same consumer read but
+//     never acknowledged, for example because it crashed.
+//  2. It claims the entries of other consumers that have been idle longer
+//     than the min-idle time ([WithMinIdle]), with XAUTOCLAIM, until the
+//     cursor comes back to 0-0.
+//
+// All of them go through the pipeline and are acknowledged like any other
+// entry. [Source.Ready] returns nil only once every one of them has been
+// acknowledged. The consumer name ([WithConsumer]) defaults to the host name
+// so that a restarted process finds its own pending entries; two processes
+// must never share a name.
+//
+// While running, the source claims stuck entries with XAUTOCLAIM every claim
+// interval ([WithClaimInterval]). The min-idle time defaults to five minutes,
+// far above the time an event can spend in a pipeline with default settings,
+// so that entries another consumer is still working on are not taken from it.
+//
+// # Deliveries
+//
+// Message.Deliveries follows Redis's delivery counter (XPENDING), with one
+// rule: an entry re-read from the consumer's own pending list at startup
+// gets the counter minus one, because that re-read resumes an earlier
+// delivery rather than being a new one. So:
+//
+//   - a new entry (XREADGROUP >) has Deliveries 1;
+//   - an entry claimed from another consumer has the counter, which the claim
+//     raised: 2 for an entry whose first consumer died;
+//   - an entry read, then recovered by a restart of the same consumer, has 1
+//     after one restart, 2 after two, and so on.
+//
+// A plain restart therefore does not move healthy entries toward the
+// pipeline's delivery limit ([sluice.WithMaxDeliveries], retries+1 by
+// default), while an entry that crashes its consumer again and again still
+// reaches it and is dead-lettered with a reason that says so.
+//
+// Entries deleted from the stream (for example trimmed) while pending are
+// acknowledged and logged: XAUTOCLAIM on Redis 7 drops them and reports them,
+// and XREADGROUP with ID 0 returns them without fields.
+//
+// # Acknowledgement and connection errors
+//
+// Ack sends one XACK per batch. If it fails, the IDs are kept and sent again
+// with the next Ack, Flush or Close. Fetch logs connection errors, retries
+// with backoff (go-redis reconnects), and reports the error through Ready
+// until a read succeeds; errors no retry can fix (rejected credentials,
+// missing permissions, a key that is not a stream) are returned and stop the
+// pipeline. Connection settings are [WithAddr], [WithCredentials], [WithDB]
+// and [WithTLS], or [WithClient] for a client you built.
+//
+// # Dead letters
+//
+// The sink writes dead letters to the "dead_letter" stream
+// ([WithDeadLetterStream]) with the original payload and fields plus
+// failure_reason, failure_attempts, failure_time, source_stream and
+// source_id. When the source and the sink share one *redis.Client (see
+// [Source.Client]), the dead-letter XADDs and the XACKs of their entries go
+// in one MULTI/EXEC.
+package redisstream

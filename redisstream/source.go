@@ -1,0 +1,664 @@
+package redisstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluicehq/sluice"
+)
+
+// ErrNotReady matches the error [Source.Ready] returns while startup
+// reconciliation is still going on.
+var ErrNotReady = errors.New("redisstream: not ready")
+
+// Interface checks.
+var (
+	_ sluice.Source      = (*Source)(nil)
+	_ sluice.Acker       = (*Source)(nil)
+	_ sluice.Pauser      = (*Source)(nil)
+	_ sluice.LagReporter = (*Source)(nil)
+	_ sluice.Readier     = (*Source)(nil)
+	_ sluice.Flusher     = (*Source)(nil)
+)
+
+// phase is where a source stands in its read cycle.
+type phase uint8
+
+const (
+	phaseInit  phase = iota // create the group
+	phaseOwn                // re-read this consumer's pending entries (ID 0)
+	phaseClaim              // XAUTOCLAIM stuck entries of any consumer
+	phaseRead               // XREADGROUP >
+)
+
+// token is the Message.Token of every message a Source hands out.
+type token struct {
+	src *Source
+	// invalid is why the entry could not be mapped to a message, or nil.
+	invalid error
+}
+
+// Source reads one Redis stream as a member of a consumer group. It
+// implements [sluice.Source], [sluice.Acker], [sluice.Pauser],
+// [sluice.LagReporter], [sluice.Readier] and [sluice.Flusher]. See the
+// package documentation for startup reconciliation, claiming and how
+// Message.Deliveries is counted.
+//
+// Fetch must be called from one goroutine at a time; the other methods are
+// safe for concurrent use.
+type Source struct {
+	cfg      config
+	client   redis.UniversalClient
+	owned    bool
+	stream   string
+	group    string
+	consumer string
+	codec    codec
+	log      *slog.Logger
+	tok      *token
+
+	// Owned by the goroutine calling Fetch.
+	phase     phase
+	cursor    string
+	startup   bool // the current pass belongs to startup reconciliation
+	nextClaim time.Time
+	backoff   time.Duration
+
+	mu         sync.Mutex
+	inflight   map[string]struct{} // handed out, not yet acked
+	recovering map[string]struct{} // recovered at startup, not yet acked
+	unacked    map[string]struct{} // XACKs that failed, kept for retry
+	reconciled bool
+	lastErr    error
+	paused     bool
+	resumed    chan struct{}
+	closed     bool
+	done       chan struct{}
+}
+
+// NewSource returns a source that reads stream as consumer group group. It
+// does no I/O: the group is created (XGROUP CREATE ... MKSTREAM, an existing
+// group is fine) and reconciled by the first Fetch.
+func NewSource(stream, group string, opts ...Option) (*Source, error) {
+	cfg, err := newConfig(opts)
+	if stream == "" {
+		err = errors.Join(err, fmt.Errorf("%w: redisstream.NewSource: stream name is empty", sluice.ErrInvalidConfig))
+	}
+	if group == "" {
+		err = errors.Join(err, fmt.Errorf("%w: redisstream.NewSource: group name is empty", sluice.ErrInvalidConfig))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if cfg.consumer == "" {
+		cfg.consumer = defaultConsumer()
+	}
+	client, owned := cfg.connect()
+	s := &Source{
+		cfg:        cfg,
+		client:     client,
+		owned:      owned,
+		stream:     stream,
+		group:      group,
+		consumer:   cfg.consumer,
+		codec:      codec{payload: cfg.payloadField, key: cfg.keyField, asJSON: cfg.fieldsJSON},
+		log:        cfg.logger.With("stream", stream, "group", group, "consumer", cfg.consumer),
+		startup:    true,
+		inflight:   make(map[string]struct{}),
+		recovering: make(map[string]struct{}),
+		unacked:    make(map[string]struct{}),
+		done:       make(chan struct{}),
+	}
+	s.tok = &token{src: s}
+	return s, nil
+}
+
+// Client returns the client the source uses. Pass it to [NewSink] with
+// [WithClient] so that dead letters are acknowledged in the transaction that
+// writes them.
+func (s *Source) Client() redis.UniversalClient { return s.client }
+
+// Consumer returns the consumer name.
+func (s *Source) Consumer() string { return s.consumer }
+
+// Stream returns the stream key.
+func (s *Source) Stream() string { return s.stream }
+
+// Group returns the consumer group name.
+func (s *Source) Group() string { return s.group }
+
+// Fetch implements [sluice.Source]. The first calls create the group and
+// return the entries recovered by startup reconciliation; after that it
+// reads new entries and, every claim interval, claims stuck ones. Connection
+// errors are logged and retried with backoff (see Ready); errors no retry can
+// fix, such as rejected credentials or a key that is not a stream, are
+// returned.
+func (s *Source) Fetch(ctx context.Context, limit int) ([]*sluice.Message, error) {
+	count := min(max(limit, 1), s.cfg.maxReadCount)
+	for {
+		if err := s.waitRunnable(ctx); err != nil {
+			return nil, err
+		}
+		msgs, err := s.step(ctx, count)
+		if err == nil {
+			s.recordErr(nil)
+			if len(msgs) > 0 {
+				return msgs, nil
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if s.isClosed() {
+			return nil, sluice.ErrSourceClosed
+		}
+		s.recordErr(err)
+		if unrecoverable(err) {
+			return nil, err
+		}
+		if redis.HasErrorPrefix(err, "NOGROUP") {
+			s.log.Warn("redisstream: consumer group is gone; creating it again", "err", err)
+			s.phase = phaseInit
+		}
+		if err := s.sleepBackoff(ctx); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// unrecoverable reports errors that retrying cannot fix.
+func unrecoverable(err error) bool {
+	return redis.IsAuthError(err) || redis.IsPermissionError(err) || redis.HasErrorPrefix(err, "WRONGTYPE")
+}
+
+func (s *Source) step(ctx context.Context, count int) ([]*sluice.Message, error) {
+	switch s.phase {
+	case phaseInit:
+		if err := s.ensureGroup(ctx); err != nil {
+			return nil, err
+		}
+		s.phase, s.cursor = phaseOwn, "0"
+		return nil, nil
+	case phaseOwn:
+		return s.readOwn(ctx, count)
+	case phaseClaim:
+		return s.claim(ctx, count)
+	default:
+		if !time.Now().Before(s.nextClaim) {
+			s.phase, s.cursor = phaseClaim, "0-0"
+			return nil, nil
+		}
+		return s.readNew(ctx, count)
+	}
+}
+
+func (s *Source) ensureGroup(ctx context.Context) error {
+	err := s.client.XGroupCreateMkStream(ctx, s.stream, s.group, s.cfg.startID).Err()
+	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+		return fmt.Errorf("redisstream: XGROUP CREATE %q %q on %s: %w", s.stream, s.group, addrOf(s.client), err)
+	}
+	if err == nil {
+		s.log.Info("redisstream: created consumer group", "start_id", s.cfg.startID)
+	}
+	return nil
+}
+
+// readOwn re-reads this consumer's pending entries, a page at a time.
+func (s *Source) readOwn(ctx context.Context, count int) ([]*sluice.Message, error) {
+	res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: s.group, Consumer: s.consumer, Streams: []string{s.stream, s.cursor},
+		Count: int64(count), Block: -1,
+	}).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("redisstream: XREADGROUP %q %q (own pending entries) on %s: %w", s.stream, s.group, addrOf(s.client), err)
+	}
+	entries := entriesOf(res)
+	if len(entries) == 0 {
+		s.phase, s.cursor = phaseClaim, "0-0"
+		return nil, nil
+	}
+	s.cursor = entries[len(entries)-1].ID
+	counts := s.pendingRange(ctx, entries[0].ID, s.cursor, len(entries))
+	var gone []string
+	msgs := make([]*sluice.Message, 0, len(entries))
+	for _, e := range entries {
+		if len(e.Values) == 0 {
+			gone = append(gone, e.ID)
+			continue
+		}
+		if s.isInflight(e.ID) {
+			continue
+		}
+		d := 0 // unknown
+		if n, ok := counts[e.ID]; ok {
+			// This re-read raised the count; it resumes an earlier
+			// delivery rather than being a new one.
+			d = int(max(n-1, 1))
+		}
+		msgs = append(msgs, s.message(e, d))
+	}
+	s.ackGone(ctx, gone, "own pending list")
+	s.track(msgs)
+	if len(msgs) > 0 {
+		s.log.Info("redisstream: recovered own pending entries", "count", len(msgs), "through", s.cursor)
+	}
+	return msgs, nil
+}
+
+// claim runs one XAUTOCLAIM page and moves on to reading new entries when the
+// cursor comes back to 0-0.
+func (s *Source) claim(ctx context.Context, count int) ([]*sluice.Message, error) {
+	entries, next, deleted, err := s.client.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
+		Stream: s.stream, Group: s.group, Consumer: s.consumer,
+		MinIdle: s.cfg.minIdle, Start: s.cursor, Count: int64(count),
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstream: XAUTOCLAIM %q %q on %s: %w", s.stream, s.group, addrOf(s.client), err)
+	}
+	if len(deleted) > 0 {
+		s.log.Warn("redisstream: pending entries were deleted from the stream (trimmed?) before they were processed; Redis dropped them from the pending list",
+			"count", len(deleted), "ids", firstIDs(deleted))
+	}
+	var gone []string
+	fresh := entries[:0:0]
+	for _, e := range entries {
+		switch {
+		case len(e.Values) == 0:
+			gone = append(gone, e.ID)
+		case s.isInflight(e.ID):
+			// Our own entry, still in the pipeline: the claim only reset
+			// its idle time.
+		default:
+			fresh = append(fresh, e)
+		}
+	}
+	s.ackGone(ctx, gone, "claimed")
+	var msgs []*sluice.Message
+	if len(fresh) > 0 {
+		counts := s.pendingEach(ctx, fresh)
+		msgs = make([]*sluice.Message, 0, len(fresh))
+		for _, e := range fresh {
+			msgs = append(msgs, s.message(e, int(counts[e.ID])))
+		}
+		s.log.Info("redisstream: claimed idle entries of other consumers", "count", len(msgs), "min_idle", s.cfg.minIdle)
+	}
+	s.track(msgs)
+	if next == "" || next == "0-0" {
+		s.phase = phaseRead
+		s.nextClaim = time.Now().Add(s.cfg.claimInterval)
+		if s.startup {
+			s.startup = false
+			s.mu.Lock()
+			s.reconciled = true
+			n := len(s.recovering)
+			s.mu.Unlock()
+			s.log.Info("redisstream: startup reconciliation read everything; reading new entries", "recovered_unacked", n)
+		}
+	} else {
+		s.cursor = next
+	}
+	return msgs, nil
+}
+
+func (s *Source) readNew(ctx context.Context, count int) ([]*sluice.Message, error) {
+	res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+		Group: s.group, Consumer: s.consumer, Streams: []string{s.stream, ">"},
+		Count: int64(count), Block: s.cfg.block,
+	}).Result()
+	if err != nil {
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("redisstream: XREADGROUP %q %q on %s: %w", s.stream, s.group, addrOf(s.client), err)
+	}
+	entries := entriesOf(res)
+	msgs := make([]*sluice.Message, 0, len(entries))
+	for _, e := range entries {
+		msgs = append(msgs, s.message(e, 1))
+	}
+	s.track(msgs)
+	return msgs, nil
+}
+
+func entriesOf(res []redis.XStream) []redis.XMessage {
+	if len(res) == 0 {
+		return nil
+	}
+	return res[0].Messages
+}
+
+func (s *Source) message(e redis.XMessage, deliveries int) *sluice.Message {
+	m, err := s.codec.decode(s.stream, e)
+	m.Deliveries = deliveries
+	m.Token = s.tok
+	if err != nil {
+		m.Token = &token{src: s, invalid: err}
+		s.log.Warn("redisstream: entry cannot be mapped to an event; it will be dead-lettered", "id", e.ID, "err", err)
+	}
+	return m
+}
+
+// pendingRange returns the delivery counts of this consumer's pending entries
+// from start to end. On failure it logs and returns nil: the deliveries are
+// then unknown (0) rather than guessed.
+func (s *Source) pendingRange(ctx context.Context, start, end string, n int) map[string]int64 {
+	res, err := s.client.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: s.stream, Group: s.group, Start: start, End: end, Count: int64(n), Consumer: s.consumer,
+	}).Result()
+	if err != nil {
+		s.log.Warn("redisstream: XPENDING failed; delivery counts of recovered entries are unknown", "err", err)
+		return nil
+	}
+	out := make(map[string]int64, len(res))
+	for _, p := range res {
+		out[p.ID] = p.RetryCount
+	}
+	return out
+}
+
+// pendingEach returns the delivery counts of the given entries, now owned by
+// this consumer, in one round trip.
+func (s *Source) pendingEach(ctx context.Context, entries []redis.XMessage) map[string]int64 {
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.XPendingExtCmd, len(entries))
+	for i, e := range entries {
+		cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: s.stream, Group: s.group, Start: e.ID, End: e.ID, Count: 1, Consumer: s.consumer,
+		})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.log.Warn("redisstream: XPENDING failed; delivery counts of claimed entries are unknown", "err", err)
+	}
+	out := make(map[string]int64, len(entries))
+	for _, c := range cmds {
+		for _, p := range c.Val() {
+			out[p.ID] = p.RetryCount
+		}
+	}
+	return out
+}
+
+// ackGone acknowledges pending entries whose data was deleted from the
+// stream: there is nothing left to process.
+func (s *Source) ackGone(ctx context.Context, ids []string, where string) {
+	if len(ids) == 0 {
+		return
+	}
+	err := s.client.XAck(ctx, s.stream, s.group, ids...).Err()
+	if err != nil {
+		s.log.Error("redisstream: pending entries were deleted from the stream; XACK of them failed, will try again at the next pass",
+			"where", where, "count", len(ids), "ids", firstIDs(ids), "err", err)
+		return
+	}
+	s.log.Warn("redisstream: pending entries were deleted from the stream (trimmed?) before they were processed; acknowledged them",
+		"where", where, "count", len(ids), "ids", firstIDs(ids))
+}
+
+func firstIDs(ids []string) []string {
+	const n = 10
+	if len(ids) <= n {
+		return ids
+	}
+	return ids[:n]
+}
+
+func (s *Source) track(msgs []*sluice.Message) {
+	if len(msgs) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range msgs {
+		s.inflight[m.Origin.ID] = struct{}{}
+		if s.startup {
+			s.recovering[m.Origin.ID] = struct{}{}
+		}
+	}
+}
+
+func (s *Source) isInflight(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.inflight[id]
+	return ok
+}
+
+func (s *Source) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// waitRunnable returns nil when Fetch may issue a read: not paused, not
+// closed, ctx alive.
+func (s *Source) waitRunnable(ctx context.Context) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return sluice.ErrSourceClosed
+		}
+		if !s.paused {
+			s.mu.Unlock()
+			return nil
+		}
+		ch := s.resumed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-s.done:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (s *Source) recordErr(err error) {
+	s.mu.Lock()
+	prev := s.lastErr
+	s.lastErr = err
+	s.mu.Unlock()
+	switch {
+	case err == nil && prev != nil:
+		s.backoff = 0
+		s.log.Info("redisstream: reading again after an error", "addr", addrOf(s.client))
+	case err == nil:
+		s.backoff = 0
+	case prev == nil:
+		s.log.Error("redisstream: read failed; retrying with backoff", "addr", addrOf(s.client), "err", err)
+	default:
+		s.log.Warn("redisstream: read failed again; retrying with backoff", "addr", addrOf(s.client), "err", err)
+	}
+}
+
+func (s *Source) sleepBackoff(ctx context.Context) error {
+	const first, ceiling = 50 * time.Millisecond, 5 * time.Second
+	s.backoff = min(max(2*s.backoff, first), ceiling)
+	t := time.NewTimer(s.backoff)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return sluice.ErrSourceClosed
+	}
+}
+
+// Ack implements [sluice.Acker] with one XACK per call (in chunks for very
+// large batches). If the XACK fails, the IDs are kept and sent again with the
+// next Ack, Flush or Close, as well as being reported to the caller; an ID
+// acknowledged twice is harmless.
+func (s *Source) Ack(ctx context.Context, msgs []*sluice.Message) error {
+	ids := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		if m.Origin.Topic != s.stream || m.Origin.ID == "" {
+			return fmt.Errorf("redisstream: Ack: message %s was not read from stream %q", m.Origin, s.stream)
+		}
+		ids = append(ids, m.Origin.ID)
+	}
+	s.mu.Lock()
+	for id := range s.unacked {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	return s.ack(ctx, ids)
+}
+
+// Flush implements [sluice.Flusher]: it sends the XACKs that failed before.
+func (s *Source) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	ids := make([]string, 0, len(s.unacked))
+	for id := range s.unacked {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	return s.ack(ctx, ids)
+}
+
+// ackChunk bounds the IDs of one XACK command.
+const ackChunk = 1000
+
+func (s *Source) ack(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	var err error
+	if len(ids) <= ackChunk {
+		err = s.client.XAck(ctx, s.stream, s.group, ids...).Err()
+	} else {
+		pipe := s.client.Pipeline()
+		for i := 0; i < len(ids); i += ackChunk {
+			pipe.XAck(ctx, s.stream, s.group, ids[i:min(i+ackChunk, len(ids))]...)
+		}
+		_, err = pipe.Exec(ctx)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		for _, id := range ids {
+			s.unacked[id] = struct{}{}
+		}
+		return fmt.Errorf("redisstream: XACK of %d entries of %q on %s failed (kept for retry): %w", len(ids), s.stream, addrOf(s.client), err)
+	}
+	for _, id := range ids {
+		delete(s.unacked, id)
+		delete(s.inflight, id)
+		delete(s.recovering, id)
+	}
+	return nil
+}
+
+// Pause implements [sluice.Pauser]: Fetch issues no more reads until Resume.
+func (s *Source) Pause() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.paused {
+		s.paused = true
+		s.resumed = make(chan struct{})
+	}
+}
+
+// Resume implements [sluice.Pauser].
+func (s *Source) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.paused {
+		s.paused = false
+		close(s.resumed)
+	}
+}
+
+// Lag implements [sluice.LagReporter] with XINFO GROUPS: the total is the
+// group's lag (entries not yet delivered to it) plus its pending count
+// (delivered, not yet acknowledged). It is -1, unknown, when Redis reports no
+// lag (for example after entries were deleted from the middle of the stream)
+// or when the group does not exist yet. ByPartition has the same figure under
+// the stream key.
+func (s *Source) Lag(ctx context.Context) (sluice.Lag, error) {
+	groups, err := s.client.XInfoGroups(ctx, s.stream).Result()
+	if err != nil {
+		if redis.HasErrorPrefix(err, "ERR no such key") || redis.HasErrorPrefix(err, "no such key") {
+			return sluice.Lag{Total: 0, ByPartition: map[string]int64{s.stream: 0}}, nil
+		}
+		return sluice.Lag{Total: -1}, fmt.Errorf("redisstream: XINFO GROUPS %q on %s: %w", s.stream, addrOf(s.client), err)
+	}
+	total := int64(-1)
+	for _, g := range groups {
+		if g.Name == s.group && g.Lag >= 0 {
+			total = g.Lag + g.Pending
+		}
+	}
+	return sluice.Lag{Total: total, ByPartition: map[string]int64{s.stream: total}}, nil
+}
+
+// Ready implements [sluice.Readier]. It returns nil once the server answers
+// and startup reconciliation is over: every pending entry this consumer owned
+// and every idle entry it claimed at startup has been read and acknowledged.
+// Before that it returns an error matching [ErrNotReady]; while reads fail,
+// the last read error.
+func (s *Source) Ready(ctx context.Context) error {
+	s.mu.Lock()
+	closed, lastErr, reconciled, n := s.closed, s.lastErr, s.reconciled, len(s.recovering)
+	s.mu.Unlock()
+	if closed {
+		return sluice.ErrSourceClosed
+	}
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redisstream: source %q: PING %s: %w", s.stream, addrOf(s.client), err)
+	}
+	if lastErr != nil {
+		return fmt.Errorf("redisstream: source %q: last read failed: %w", s.stream, lastErr)
+	}
+	if !reconciled {
+		return fmt.Errorf("%w: startup reconciliation of stream %q has not finished", ErrNotReady, s.stream)
+	}
+	if n > 0 {
+		return fmt.Errorf("%w: %d entries recovered at startup from stream %q are not acknowledged yet", ErrNotReady, n, s.stream)
+	}
+	return nil
+}
+
+// Close stops the source: Fetch returns [sluice.ErrSourceClosed] (within the
+// block time, if a read is in progress). It sends XACKs that failed before,
+// for up to five seconds, and closes the client if the source built it.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.Flush(ctx)
+	if s.owned {
+		err = errors.Join(err, s.client.Close())
+	}
+	return err
+}
+
+// addrOf describes the server of a client, for errors and logs. It never
+// includes credentials.
+func addrOf(c redis.UniversalClient) string {
+	switch x := c.(type) {
+	case *redis.Client:
+		return x.Options().Addr
+	case *redis.ClusterClient:
+		return fmt.Sprint(x.Options().Addrs)
+	default:
+		return fmt.Sprintf("%T", c)
+	}
+}
