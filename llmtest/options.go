@@ -1,0 +1,276 @@
+package llmtest
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// ErrInvalidOption matches every error [NewHandler] returns for a bad option.
+var ErrInvalidOption = errors.New("llmtest: invalid option")
+
+// Option configures a fake server. Options are validated by [NewHandler];
+// [NewServer] panics on a bad one.
+type Option func(*config)
+
+type config struct {
+	latency        Latency
+	maxConcurrency int
+	rps            float64
+	burst          int
+	quota          bool
+	errorRate      float64
+	errorStatus    int
+	hangRate       float64
+	malformedRate  float64
+	truncateRate   float64
+	omitRate       float64
+	omitIDs        map[string]bool
+	style          ErrorStyle
+	schemaMode     SchemaMode
+	apiKey         string
+	seed           uint64
+	models         []string
+	anyModel       bool
+	errs           []error
+}
+
+func defaultConfig() config {
+	return config{
+		errorStatus: 500,
+		seed:        1,
+		models:      []string{"llmtest"},
+		anyModel:    true,
+	}
+}
+
+func (c *config) invalid(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
+}
+
+func (c *config) rate(name string, p float64, dst *float64) {
+	if math.IsNaN(p) || p < 0 || p > 1 {
+		c.invalid("%s(%v): must be a fraction between 0 and 1", name, p)
+		return
+	}
+	*dst = p
+}
+
+// Latency is the distribution of the time the fake takes to answer a
+// completion. The zero value answers at once.
+type Latency struct {
+	kind     int // 0 fixed, 1 uniform, 2 normal
+	a, b     time.Duration
+	describe string
+}
+
+// Fixed answers every completion after d.
+func Fixed(d time.Duration) Latency {
+	return Latency{a: d, describe: fmt.Sprintf("Fixed(%s)", d)}
+}
+
+// Uniform answers after a time drawn uniformly from [lo, hi].
+func Uniform(lo, hi time.Duration) Latency {
+	return Latency{kind: 1, a: lo, b: hi, describe: fmt.Sprintf("Uniform(%s, %s)", lo, hi)}
+}
+
+// Normal answers after a time drawn from a normal distribution with the
+// given mean and standard deviation, never below zero.
+func Normal(mean, stddev time.Duration) Latency {
+	return Latency{kind: 2, a: mean, b: stddev, describe: fmt.Sprintf("Normal(%s, %s)", mean, stddev)}
+}
+
+// String describes the distribution.
+func (l Latency) String() string {
+	if l.describe == "" {
+		return "Fixed(0s)"
+	}
+	return l.describe
+}
+
+// WithLatency sets how long a completion takes. Rejections (429, 401, 400)
+// are answered at once, as real APIs do.
+func WithLatency(l Latency) Option {
+	return func(c *config) {
+		bad := l.a < 0 || l.b < 0 || (l.kind == 1 && l.b < l.a)
+		if bad {
+			c.invalid("WithLatency(%s): durations must be non-negative, and lo <= hi", l)
+			return
+		}
+		c.latency = l
+	}
+}
+
+// WithMaxConcurrency answers 429 rate_limit_exceeded to a completion that
+// arrives while n others are being served. 0 (the default) is no limit.
+func WithMaxConcurrency(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.invalid("WithMaxConcurrency(%d): cannot be negative", n)
+			return
+		}
+		c.maxConcurrency = n
+	}
+}
+
+// WithRPS limits completions to rps per second with a token bucket, and
+// answers 429 rate_limit_exceeded beyond it, with retry-after-ms,
+// retry-after and x-ratelimit-* headers saying when the next call will be
+// allowed. burst is the bucket's size; 0 picks max(1, rps/10). rps 0 (the
+// default) is no limit.
+func WithRPS(rps float64, burst int) Option {
+	return func(c *config) {
+		if math.IsNaN(rps) || math.IsInf(rps, 0) || rps < 0 || burst < 0 {
+			c.invalid("WithRPS(%v, %d): need rps >= 0 and burst >= 0", rps, burst)
+			return
+		}
+		c.rps, c.burst = rps, burst
+	}
+}
+
+// WithInsufficientQuota makes every completion fail with 429
+// insufficient_quota, the way OpenAI answers an account out of credit.
+func WithInsufficientQuota() Option {
+	return func(c *config) { c.quota = true }
+}
+
+// WithErrorRate fails the given fraction of completions with a server
+// error (500 unless [WithErrorStatus] says otherwise).
+func WithErrorRate(p float64) Option {
+	return func(c *config) { c.rate("WithErrorRate", p, &c.errorRate) }
+}
+
+// WithErrorStatus sets the status [WithErrorRate] answers with, for example
+// 503 to act like an overloaded Ollama. It must be 500-599.
+func WithErrorStatus(code int) Option {
+	return func(c *config) {
+		if code < 500 || code > 599 {
+			c.invalid("WithErrorStatus(%d): must be a 5xx status", code)
+			return
+		}
+		c.errorStatus = code
+	}
+}
+
+// WithHangRate makes the given fraction of completions never answer: the
+// request hangs until the client gives up or the server closes.
+func WithHangRate(p float64) Option {
+	return func(c *config) { c.rate("WithHangRate", p, &c.hangRate) }
+}
+
+// WithMalformedRate makes the given fraction of completions answer 200 with
+// content that is not JSON.
+func WithMalformedRate(p float64) Option {
+	return func(c *config) { c.rate("WithMalformedRate", p, &c.malformedRate) }
+}
+
+// WithTruncateRate makes the given fraction of completions answer with the
+// JSON cut in half and finish_reason "length".
+func WithTruncateRate(p float64) Option {
+	return func(c *config) { c.rate("WithTruncateRate", p, &c.truncateRate) }
+}
+
+// WithOmitRate leaves each event of a batch request out of the answer with
+// probability p, as models sometimes do.
+func WithOmitRate(p float64) Option {
+	return func(c *config) { c.rate("WithOmitRate", p, &c.omitRate) }
+}
+
+// WithOmitIDs always leaves the given event ids out of batch answers.
+func WithOmitIDs(ids ...string) Option {
+	return func(c *config) {
+		if c.omitIDs == nil {
+			c.omitIDs = make(map[string]bool)
+		}
+		for _, id := range ids {
+			c.omitIDs[id] = true
+		}
+	}
+}
+
+// ErrorStyle is the shape of the error bodies the fake sends.
+type ErrorStyle int
+
+const (
+	// StyleOpenAI sends {"error":{"message","type","param","code"}}.
+	StyleOpenAI ErrorStyle = iota
+	// StyleTGI sends {"error":"...","error_type":"..."} like Hugging Face
+	// Text Generation Inference, without OpenAI's rate-limit headers.
+	StyleTGI
+	// StyleHTML sends an HTML page, like a reverse proxy in front of a
+	// model server.
+	StyleHTML
+)
+
+// WithErrorStyle sets the shape of error bodies. The default is
+// [StyleOpenAI].
+func WithErrorStyle(s ErrorStyle) Option {
+	return func(c *config) {
+		if s < StyleOpenAI || s > StyleHTML {
+			c.invalid("WithErrorStyle(%d): unknown style", s)
+			return
+		}
+		c.style = s
+	}
+}
+
+// SchemaMode is how the fake treats a request's response_format.
+type SchemaMode int
+
+const (
+	// SchemaHonor answers bare JSON in the requested shape (the default).
+	SchemaHonor SchemaMode = iota
+	// SchemaIgnore ignores response_format and wraps its JSON in prose and a
+	// Markdown code fence, like a model that is only prompted for JSON.
+	SchemaIgnore
+	// SchemaRejectJSONSchema answers 400 to response_format json_schema and
+	// honours json_object, like servers without structured outputs.
+	SchemaRejectJSONSchema
+	// SchemaRejectAll answers 400 to any response_format.
+	SchemaRejectAll
+)
+
+// WithSchemaMode sets how response_format is treated. The default is
+// [SchemaHonor].
+func WithSchemaMode(m SchemaMode) Option {
+	return func(c *config) {
+		if m < SchemaHonor || m > SchemaRejectAll {
+			c.invalid("WithSchemaMode(%d): unknown mode", m)
+			return
+		}
+		c.schemaMode = m
+	}
+}
+
+// WithAPIKey makes the fake demand "Authorization: Bearer key" and answer
+// 401 otherwise.
+func WithAPIKey(key string) Option {
+	return func(c *config) {
+		if key == "" {
+			c.invalid("WithAPIKey: key is empty")
+			return
+		}
+		c.apiKey = key
+	}
+}
+
+// WithSeed seeds the random choices (latency, error, hang, malformed and
+// omit rates). The default seed is 1, so runs repeat.
+func WithSeed(seed uint64) Option {
+	return func(c *config) { c.seed = seed }
+}
+
+// WithModels sets the models GET /v1/models lists, and makes completions
+// for any other model fail with 404 model_not_found. By default the list is
+// "llmtest" and every model name is accepted.
+func WithModels(names ...string) Option {
+	return func(c *config) {
+		if len(names) == 0 {
+			c.invalid("WithModels: need at least one model name")
+			return
+		}
+		c.models = names
+		c.anyModel = false
+	}
+}

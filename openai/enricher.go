@@ -1,0 +1,378 @@
+package openai
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/sluicehq/sluice"
+)
+
+// Enricher is a [sluice.Enricher] and [sluice.BatchEnricher] that asks a
+// chat-completion model to carry out a [Task] on each JSON event's text
+// fields, and stores the validated answer as an [Enrichment] under the
+// enrichment key. It follows [sluice.JSONEnricher]: text fields are dot
+// paths, and every byte of the event outside the enrichment key is kept.
+// Its methods are safe for concurrent use.
+type Enricher struct {
+	cfg      config
+	model    string
+	task     Task
+	paths    []string
+	schema   *Schema
+	strict   bool
+	json     *sluice.JSONEnricher
+	http     *http.Client
+	endpoint string
+	lim      *limiter
+	log      *slog.Logger
+	mode     atomic.Int32 // OutputMode in use; moves down under OutputAuto
+}
+
+var (
+	_ sluice.Enricher      = (*Enricher)(nil)
+	_ sluice.BatchEnricher = (*Enricher)(nil)
+)
+
+// New returns an Enricher that sends task to model for the text at each of
+// textFields (dot paths such as "review.body", see sluice.ExtractText). It
+// reports every bad argument and option at once, each matching
+// sluice.ErrInvalidConfig.
+func New(model string, task Task, textFields []string, opts ...Option) (*Enricher, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e := &Enricher{cfg: cfg, model: model, task: task, paths: slices.Clone(textFields)}
+	var errs []error
+	errs = append(errs, cfg.errs...)
+	if model == "" {
+		errs = append(errs, fmt.Errorf("%w: openai: model is empty", sluice.ErrInvalidConfig))
+	}
+	if cfg.adaptive && cfg.maxConc == 0 {
+		errs = append(errs, fmt.Errorf("%w: openai: WithAdaptiveConcurrency needs WithMaxConcurrency(n) as its ceiling", sluice.ErrInvalidConfig))
+	}
+	seen := map[string]bool{}
+	for _, p := range textFields {
+		if seen[p] {
+			errs = append(errs, fmt.Errorf("%w: openai: text field %q is listed twice", sluice.ErrInvalidConfig, p))
+		}
+		seen[p] = true
+	}
+	s, err := task.compile(textFields)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	e.schema = s
+	je, err := sluice.NewJSONEnricher(e.paths, e.answer, sluice.WithEnrichmentKey(cfg.key))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	e.json = je
+	e.strict = s.Strict()
+	e.endpoint = cfg.baseURL + "/chat/completions"
+	e.lim = newLimiter(cfg.maxConc, cfg.adaptive)
+	e.log = cfg.logger
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.http = cfg.httpClient
+	if e.http == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		conns := max(DefaultMaxConnections, cfg.maxConc)
+		t.MaxIdleConns = conns
+		t.MaxIdleConnsPerHost = conns
+		t.IdleConnTimeout = 90 * time.Second
+		e.http = &http.Client{Transport: t}
+	}
+	mode := cfg.output
+	if mode == OutputAuto {
+		mode = OutputJSONSchema
+	}
+	e.mode.Store(int32(mode))
+	return e, nil
+}
+
+// Model returns the configured model name.
+func (e *Enricher) Model() string { return e.model }
+
+// Task returns the task.
+func (e *Enricher) Task() Task { return e.task }
+
+// OutputMode returns how structured output is requested now: under
+// [OutputAuto] it moves from json_schema to json_object to prompt-only as
+// the server rejects them.
+func (e *Enricher) OutputMode() OutputMode { return OutputMode(e.mode.Load()) }
+
+// ConcurrencyLimit returns the current limit on calls in flight, which the
+// adaptive mode moves, or 0 when there is none.
+func (e *Enricher) ConcurrencyLimit() int { return e.lim.current() }
+
+// Close closes idle connections. The Enricher stays usable.
+func (e *Enricher) Close() error {
+	e.http.CloseIdleConnections()
+	return nil
+}
+
+// Enrich implements [sluice.Enricher]. A cut-off, non-JSON or
+// schema-breaking answer is asked again once and then fails with
+// sluice.Permanent; HTTP errors are classified as described in the package
+// documentation.
+func (e *Enricher) Enrich(ctx context.Context, in *sluice.Message) (*sluice.Message, error) {
+	return e.json.Enrich(ctx, in)
+}
+
+// call is one request's shape.
+type call struct {
+	name      string
+	schema    json.RawMessage
+	batch     bool
+	user      json.RawMessage
+	maxTokens int
+}
+
+// answer is the sluice.ModelFunc behind Enrich.
+func (e *Enricher) answer(ctx context.Context, fields []sluice.TextField, _ *sluice.Message) (json.RawMessage, error) {
+	user, err := e.task.input(fields)
+	if err != nil {
+		return nil, err
+	}
+	c := call{name: e.task.Name, schema: e.schema.JSON(), user: user, maxTokens: e.cfg.maxTokens}
+	var last error
+	for attempt := 1; attempt <= 2; attempt++ {
+		ans, model, err := e.ask(ctx, c)
+		if err == nil {
+			if verr := e.schema.Validate(ans); verr != nil {
+				err = invalid("the answer does not match the %s schema: %v", e.task.Name, verr)
+			} else {
+				return e.enrichment(model, ans)
+			}
+		}
+		if !errors.Is(err, ErrInvalidAnswer) {
+			return nil, err
+		}
+		last = err
+		e.log.Debug("openai: invalid model answer", "task", e.task.Name, "attempt", attempt, "err", err)
+	}
+	return nil, sluice.Permanent(fmt.Errorf("openai: task %s: the model answered badly twice; last time: %w", e.task.Name, last))
+}
+
+// enrichment builds the stored JSON for a validated answer.
+func (e *Enricher) enrichment(model string, ans json.RawMessage) (json.RawMessage, error) {
+	canon, err := Canonical(ans)
+	if err != nil {
+		return nil, sluice.Permanent(invalid("%v", err))
+	}
+	hash, _ := ResultHash(canon)
+	if model == "" {
+		model = e.model
+	}
+	return marshal(Enrichment{Task: e.task.Name, Model: model, Result: canon, Hash: hash})
+}
+
+// ask sends one call and returns the answer object. Under OutputAuto it
+// falls back to a simpler output mode when the server rejects
+// response_format, and asks again.
+func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, error) {
+	for {
+		mode := e.OutputMode()
+		body, err := e.body(c, mode)
+		if err != nil {
+			return nil, "", sluice.Permanent(err)
+		}
+		resp, err := e.post(ctx, body)
+		if err != nil {
+			if e.cfg.output == OutputAuto && mode != OutputPromptOnly && formatRejected(err) {
+				next := mode + 1
+				if e.mode.CompareAndSwap(int32(mode), int32(next)) {
+					e.log.Warn("openai: the server rejected response_format; falling back", "from", mode.String(), "to", next.String(), "err", err)
+				}
+				continue
+			}
+			return nil, "", err
+		}
+		ans, err := readAnswer(resp)
+		return ans, resp.Model, err
+	}
+}
+
+// body encodes the request for a call.
+func (e *Enricher) body(c call, mode OutputMode) ([]byte, error) {
+	req := chatRequest{
+		Model:       e.model,
+		Temperature: e.cfg.temperature,
+		MaxTokens:   c.maxTokens,
+		Messages: []chatMessage{
+			{Role: "system", Content: e.task.systemPrompt(e.schema, c.batch, mode != OutputJSONSchema)},
+			{Role: "user", Content: string(c.user)},
+		},
+	}
+	switch mode {
+	case OutputJSONSchema:
+		name := c.name
+		if c.batch {
+			name += "_batch"
+		}
+		req.ResponseFormat = &responseFormat{Type: "json_schema", JSONSchema: &jsonSchema{Name: name, Schema: c.schema, Strict: e.strict}}
+	case OutputJSONObject:
+		req.ResponseFormat = &responseFormat{Type: "json_object"}
+	}
+	return marshal(req)
+}
+
+// formatHint finds servers' complaints about response_format.
+var formatHint = regexp.MustCompile(`(?i)response_format|json_schema|json_object|structured|schema|grammar|guided`)
+
+// formatRejected reports whether err is a 400 or 422 about the
+// response_format.
+func formatRejected(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) || (ae.StatusCode != http.StatusBadRequest && ae.StatusCode != http.StatusUnprocessableEntity) {
+		return false
+	}
+	return formatHint.MatchString(ae.Message) || formatHint.MatchString(ae.Code)
+}
+
+// EnrichBatch implements [sluice.BatchEnricher]. Events go to the model in
+// calls of up to [WithMaxBatch] events, keyed by ids "e1", "e2", … with a
+// schema that requires every id. Events whose id is missing from the answer
+// or whose answer is invalid are sent again one by one, as are all the
+// events of a call whose answer is unusable as a whole. An HTTP error
+// applies to each event of the call; a 4xx other than 401/403 sends them
+// one by one, so one oversized event cannot fail the rest.
+func (e *Enricher) EnrichBatch(ctx context.Context, in []*sluice.Message) []sluice.Result {
+	res := make([]sluice.Result, len(in))
+	var todo []pending
+	for i, m := range in {
+		fields, err := sluice.ExtractText(m.Value, e.paths)
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		input, err := e.task.input(fields)
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		todo = append(todo, pending{i: i, input: input})
+	}
+	for chunk := range slices.Chunk(todo, e.cfg.maxBatch) {
+		e.batch(ctx, in, chunk, res)
+	}
+	return res
+}
+
+type pending struct {
+	i     int
+	input json.RawMessage
+}
+
+func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pending, res []sluice.Result) {
+	single := func(ps []pending) {
+		for _, p := range ps {
+			if err := ctx.Err(); err != nil {
+				res[p.i].Err = fmt.Errorf("openai: call cancelled: %w", context.Cause(ctx))
+				continue
+			}
+			res[p.i].Msg, res[p.i].Err = e.Enrich(ctx, in[p.i])
+		}
+	}
+	if len(chunk) == 1 {
+		single(chunk)
+		return
+	}
+	ids := make([]string, len(chunk))
+	var user bytes.Buffer
+	user.WriteByte('{')
+	for k, p := range chunk {
+		ids[k] = "e" + strconv.Itoa(k+1)
+		if k > 0 {
+			user.WriteByte(',')
+		}
+		fmt.Fprintf(&user, "%q:", ids[k])
+		user.Write(p.input)
+	}
+	user.WriteByte('}')
+	c := call{
+		name:      e.task.Name,
+		schema:    batchSchema(ids, e.schema.JSON()),
+		batch:     true,
+		user:      user.Bytes(),
+		maxTokens: e.cfg.maxTokens * len(chunk),
+	}
+	ans, model, err := e.ask(ctx, c)
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrInvalidAnswer), sluice.IsPermanent(err):
+		e.log.Debug("openai: batch call failed; sending its events one by one", "events", len(chunk), "err", err)
+		single(chunk)
+		return
+	default:
+		for _, p := range chunk {
+			res[p.i].Err = err
+		}
+		return
+	}
+	var answers map[string]json.RawMessage
+	if err := json.Unmarshal(ans, &answers); err != nil {
+		single(chunk)
+		return
+	}
+	var again []pending
+	for k, p := range chunk {
+		a, ok := answers[ids[k]]
+		if !ok || e.schema.Validate(a) != nil {
+			again = append(again, p)
+			continue
+		}
+		enr, err := e.enrichment(model, a)
+		if err == nil {
+			var out []byte
+			out, err = sluice.MergeJSON(in[p.i].Value, e.cfg.key, enr)
+			if err == nil {
+				res[p.i].Msg = in[p.i].WithValue(out)
+				continue
+			}
+		}
+		res[p.i].Err = err
+	}
+	if len(again) > 0 {
+		e.log.Debug("openai: batch answer lacked or botched some events; sending them one by one", "events", len(chunk), "again", len(again))
+		single(again)
+	}
+}
+
+// batchSchema is an object with one required property per id, each of the
+// task's answer schema.
+func batchSchema(ids []string, item json.RawMessage) json.RawMessage {
+	var b bytes.Buffer
+	b.WriteString(`{"type":"object","properties":{`)
+	for k, id := range ids {
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q:", id)
+		b.Write(item)
+	}
+	b.WriteString(`},"required":[`)
+	for k, id := range ids {
+		if k > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%q", id)
+	}
+	b.WriteString(`],"additionalProperties":false}`)
+	return b.Bytes()
+}

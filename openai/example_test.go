@@ -1,0 +1,119 @@
+package openai_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/llmtest"
+	"github.com/sluicehq/sluice/openai"
+	"github.com/sluicehq/sluice/sluicetest"
+)
+
+// An Enricher classifies the sentiment of one event, against the fake
+// server. Against OpenAI, drop WithBaseURL and add
+// openai.WithAPIKeyEnv("OPENAI_API_KEY").
+func ExampleNew() {
+	srv := llmtest.NewServer()
+	defer srv.Close()
+
+	enr, err := openai.New("llmtest", openai.Sentiment(), []string{"review.body"},
+		openai.WithBaseURL(srv.BaseURL()),
+		openai.WithTemperature(0),
+	)
+	if err != nil {
+		panic(err)
+	}
+	in := &sluice.Message{Value: []byte(`{"id":7,"review":{"body":"I love it, great battery"}}`)}
+	out, err := enr.Enrich(context.Background(), in)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(out.Value))
+	// Output:
+	// {"id":7,"review":{"body":"I love it, great battery"},"ai_enrichment":{"task":"sentiment","model":"llmtest","result":{"label":"positive","score":1},"hash":"sha256:0d2aac4fd176ff3d1fc617e9b7a37af2ef42dbb715740e102b2635ea28b51d82"}}
+}
+
+// A custom task: a text/template prompt and a schema of your own.
+func ExampleCustomTask() {
+	srv := llmtest.NewServer()
+	defer srv.Close()
+
+	task, err := openai.CustomTask("urgency",
+		`Rate how urgently support must answer this ticket, from 1 to 5: {{.Field "ticket.text"}}`,
+		json.RawMessage(`{"type":"object","properties":{"urgency":{"type":"integer","minimum":1,"maximum":5}},"required":["urgency"],"additionalProperties":false}`))
+	if err != nil {
+		panic(err)
+	}
+	enr, err := openai.New("llmtest", task, []string{"ticket.text"}, openai.WithBaseURL(srv.BaseURL()))
+	if err != nil {
+		panic(err)
+	}
+	out, err := enr.Enrich(context.Background(), &sluice.Message{Value: []byte(`{"ticket":{"text":"The site is down"}}`)})
+	if err != nil {
+		panic(err)
+	}
+	var ev struct {
+		AI openai.Enrichment `json:"ai_enrichment"`
+	}
+	if err := json.Unmarshal(out.Value, &ev); err != nil {
+		panic(err)
+	}
+	fmt.Println(ev.AI.Task, string(ev.AI.Result))
+	// Output:
+	// urgency {"urgency":1}
+}
+
+// A pipeline that classifies spam in batches of 8 events per model call.
+func ExampleEnricher_EnrichBatch() {
+	srv := llmtest.NewServer()
+	defer srv.Close()
+
+	enr, err := openai.New("llmtest", openai.Spam(), []string{"text"}, openai.WithBaseURL(srv.BaseURL()))
+	if err != nil {
+		panic(err)
+	}
+	src := sluicetest.NewSource("comments", 1)
+	for i := range 16 {
+		text := "Thanks for the helpful answer"
+		if i%4 == 0 {
+			text = "WINNER! Claim your free prize at https://example.com"
+		}
+		v, _ := json.Marshal(map[string]string{"text": text})
+		src.Publish(nil, v)
+	}
+	src.End()
+	sink := sluicetest.NewSink()
+	p, err := sluice.New(src, enr, sink,
+		sluice.WithConcurrency(2), sluice.WithBatchSize(8),
+		sluice.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		panic(err)
+	}
+	if err := p.Run(context.Background()); err != nil {
+		panic(err)
+	}
+	spam := 0
+	for _, m := range sink.Messages() {
+		var ev struct {
+			AI struct {
+				Result struct {
+					IsSpam bool `json:"is_spam"`
+				} `json:"result"`
+			} `json:"ai_enrichment"`
+		}
+		_ = json.Unmarshal(m.Value, &ev)
+		if ev.AI.Result.IsSpam {
+			spam++
+		}
+	}
+	st := srv.Stats()
+	fmt.Println("enriched:", p.Stats().Enriched, "spam:", spam)
+	fmt.Println("model calls:", st.Completions, "batch calls:", st.BatchCompletions)
+	// Output:
+	// enriched: 16 spam: 4
+	// model calls: 2 batch calls: 2
+}

@@ -1,0 +1,327 @@
+package openai
+
+import (
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice"
+)
+
+// DefaultBaseURL is OpenAI's API base URL.
+const DefaultBaseURL = "https://api.openai.com/v1"
+
+// Defaults of the options.
+const (
+	DefaultTimeout          = 60 * time.Second
+	DefaultMaxTokens        = 512
+	DefaultMaxResponseBytes = 4 << 20
+	DefaultMaxBatch         = 32
+	DefaultMaxConnections   = 256
+)
+
+// Option configures an [Enricher]. Options are validated by [New], which
+// reports every bad value, each matching sluice.ErrInvalidConfig.
+type Option func(*config)
+
+type config struct {
+	baseURL     string
+	apiKey      secret
+	apiKeyEnv   string
+	headers     http.Header
+	temperature *float64
+	maxTokens   int
+	timeout     time.Duration
+	maxBody     int64
+	maxBatch    int
+	maxConc     int
+	adaptive    bool
+	output      OutputMode
+	key         string
+	logger      *slog.Logger
+	httpClient  *http.Client
+	now         func() time.Time
+	errs        []error
+}
+
+func defaultConfig() config {
+	return config{
+		baseURL:   DefaultBaseURL,
+		maxTokens: DefaultMaxTokens,
+		timeout:   DefaultTimeout,
+		maxBody:   DefaultMaxResponseBytes,
+		maxBatch:  DefaultMaxBatch,
+		key:       sluice.DefaultEnrichmentKey,
+		now:       time.Now,
+	}
+}
+
+func (c *config) invalid(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf("%w: openai: "+format, append([]any{sluice.ErrInvalidConfig}, args...)...))
+}
+
+// WithBaseURL sets the API's base URL, the part before /chat/completions:
+// "https://api.openai.com/v1" (the default), "http://localhost:11434/v1"
+// for Ollama, "http://localhost:8000/v1" for vLLM, a LiteLLM proxy's URL,
+// and so on. It is never read from the environment.
+func WithBaseURL(u string) Option {
+	return func(c *config) {
+		p, err := url.Parse(u)
+		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			c.invalid("WithBaseURL(%q): need an absolute http or https URL", redactURL(u))
+			return
+		}
+		c.baseURL = strings.TrimRight(u, "/")
+	}
+}
+
+// WithAPIKeyEnv reads the API key, sent as "Authorization: Bearer <key>",
+// from the environment variable name when [New] runs. New fails if the
+// variable is unset or empty. The key is never logged nor put in errors.
+// Without this option or [WithAPIKey] no Authorization header is sent,
+// which suits local servers.
+func WithAPIKeyEnv(name string) Option {
+	return func(c *config) {
+		if name == "" {
+			c.invalid("WithAPIKeyEnv: the variable name is empty")
+			return
+		}
+		c.apiKeyEnv = name
+		v, ok := os.LookupEnv(name)
+		if !ok || strings.TrimSpace(v) == "" {
+			c.invalid("WithAPIKeyEnv(%q): the environment variable is unset or empty", name)
+			return
+		}
+		c.apiKey = secret(strings.TrimSpace(v))
+	}
+}
+
+// WithAPIKey sets the API key directly, for keys that come from a secret
+// manager rather than the environment. Prefer [WithAPIKeyEnv].
+func WithAPIKey(key string) Option {
+	return func(c *config) {
+		if strings.TrimSpace(key) == "" {
+			c.invalid("WithAPIKey: the key is empty")
+			return
+		}
+		c.apiKey = secret(strings.TrimSpace(key))
+	}
+}
+
+// WithHeader adds a header to every request, for example a proxy's routing
+// header or Azure's "api-key". Header values are never logged.
+func WithHeader(key, value string) Option {
+	return func(c *config) {
+		if key == "" || strings.ContainsAny(key, " \r\n:") || strings.ContainsAny(value, "\r\n") {
+			c.invalid("WithHeader(%q): malformed header name or value", key)
+			return
+		}
+		if c.headers == nil {
+			c.headers = http.Header{}
+		}
+		c.headers.Add(key, value)
+	}
+}
+
+// WithTemperature sets the sampling temperature. By default none is sent
+// and the server's default applies; 0 makes most models as repeatable as
+// they can be, which suits classification.
+func WithTemperature(t float64) Option {
+	return func(c *config) {
+		if math.IsNaN(t) || t < 0 || t > 2 {
+			c.invalid("WithTemperature(%v): must be between 0 and 2", t)
+			return
+		}
+		c.temperature = &t
+	}
+}
+
+// WithMaxTokens caps the tokens of one event's answer (max_tokens); a batch
+// call asks for this many per event. The default is 512. An answer cut off
+// at the cap is retried once, then dead-lettered.
+func WithMaxTokens(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.invalid("WithMaxTokens(%d): need at least 1", n)
+			return
+		}
+		c.maxTokens = n
+	}
+}
+
+// WithTimeout bounds each HTTP request, from sending it to reading the whole
+// answer. A timed-out call is a transient failure. The default is 60s.
+func WithTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid("WithTimeout(%s): must be positive", d)
+			return
+		}
+		c.timeout = d
+	}
+}
+
+// WithMaxResponseBytes bounds how much of a response body is read. A larger
+// answer is rejected. The default is 4 MiB.
+func WithMaxResponseBytes(n int64) Option {
+	return func(c *config) {
+		if n < 1024 {
+			c.invalid("WithMaxResponseBytes(%d): need at least 1024", n)
+			return
+		}
+		c.maxBody = n
+	}
+}
+
+// WithMaxBatch caps how many events one batch call carries; larger inputs
+// to EnrichBatch are split. The default is 32.
+func WithMaxBatch(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.invalid("WithMaxBatch(%d): need at least 1", n)
+			return
+		}
+		c.maxBatch = n
+	}
+}
+
+// WithMaxConcurrency caps the model calls the Enricher has in flight at
+// once, across all callers, and sizes the connection pool to match. 0 (the
+// default) leaves the cap to the pipeline's concurrency.
+func WithMaxConcurrency(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.invalid("WithMaxConcurrency(%d): cannot be negative", n)
+			return
+		}
+		c.maxConc = n
+	}
+}
+
+// WithAdaptiveConcurrency keeps an AIMD limit on calls in flight, between 1
+// and the [WithMaxConcurrency] maximum (which it needs): a 429, a 503 or a
+// timeout halves the limit, and each success raises it by 1/limit, so about
+// one per round of calls. It suits servers that queue requests instead of
+// refusing them (vLLM, llama.cpp, Ollama). Off by default.
+func WithAdaptiveConcurrency() Option {
+	return func(c *config) { c.adaptive = true }
+}
+
+// OutputMode is how the Enricher asks for structured output.
+type OutputMode int
+
+const (
+	// OutputAuto asks for strict json_schema and, when the server rejects
+	// response_format with 400 or 422, falls back to json_object and then to
+	// the prompt alone, remembering what worked. It is the default.
+	OutputAuto OutputMode = iota
+	// OutputJSONSchema always sends response_format json_schema.
+	OutputJSONSchema
+	// OutputJSONObject always sends response_format json_object, with the
+	// schema in the prompt.
+	OutputJSONObject
+	// OutputPromptOnly sends no response_format, with the schema in the
+	// prompt.
+	OutputPromptOnly
+)
+
+// String names the mode.
+func (m OutputMode) String() string {
+	switch m {
+	case OutputAuto:
+		return "auto"
+	case OutputJSONSchema:
+		return "json_schema"
+	case OutputJSONObject:
+		return "json_object"
+	case OutputPromptOnly:
+		return "prompt_only"
+	}
+	return fmt.Sprintf("OutputMode(%d)", int(m))
+}
+
+// WithOutputMode sets how structured output is requested. Whatever the
+// mode, every answer is validated against the task's schema.
+func WithOutputMode(m OutputMode) Option {
+	return func(c *config) {
+		if m < OutputAuto || m > OutputPromptOnly {
+			c.invalid("WithOutputMode(%d): unknown mode", int(m))
+			return
+		}
+		c.output = m
+	}
+}
+
+// WithEnrichmentKey sets the top-level key the enrichment is stored under.
+// The default is sluice.DefaultEnrichmentKey ("ai_enrichment").
+func WithEnrichmentKey(key string) Option {
+	return func(c *config) {
+		if key == "" {
+			c.invalid("WithEnrichmentKey: key is empty")
+			return
+		}
+		c.key = key
+	}
+}
+
+// WithLogger sets the logger. The default is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) {
+		if l == nil {
+			c.invalid("WithLogger(nil)")
+			return
+		}
+		c.logger = l
+	}
+}
+
+// WithHTTPClient replaces the HTTP client, for custom TLS or proxies. The
+// client's own Timeout should be zero or above [WithTimeout]. By default a
+// dedicated client is built whose transport keeps enough idle connections
+// per host for the concurrency.
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *config) {
+		if hc == nil {
+			c.invalid("WithHTTPClient(nil)")
+			return
+		}
+		c.httpClient = hc
+	}
+}
+
+// withClock replaces time.Now, for tests of HTTP-date Retry-After values.
+func withClock(now func() time.Time) Option {
+	return func(c *config) { c.now = now }
+}
+
+// secret holds an API key. Every way of printing it prints a placeholder.
+type secret string
+
+const redacted = "[REDACTED]"
+
+func (secret) String() string               { return redacted }
+func (secret) GoString() string             { return redacted }
+func (secret) LogValue() slog.Value         { return slog.StringValue(redacted) }
+func (secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// scrub removes the key from s.
+func (k secret) scrub(s string) string {
+	if len(k) < 4 {
+		return s
+	}
+	return strings.ReplaceAll(s, string(k), redacted)
+}
+
+// redactURL drops the user info of a URL for messages.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return p.Redacted()
+}
