@@ -1,0 +1,609 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/offsets"
+)
+
+// watchdogGrace is how long past the revoke timeout a revoked partition may
+// take to commit before the watchdog gives up on it.
+const watchdogGrace = 30 * time.Second
+
+// Source consumes topics as a member of a Kafka consumer group. It
+// implements [sluice.Source], [sluice.Acker], [sluice.Pauser],
+// [sluice.LagReporter], [sluice.Readier] and [sluice.Flusher].
+//
+// Offsets are committed by hand: for each partition, only the contiguous
+// prefix of acked offsets is committed, however out of order acks arrive.
+// Commits happen every commit interval, when a partition is revoked, on
+// Flush and on Close. A revoked partition stops handing out messages, waits
+// up to the revoke timeout for its in-flight events, commits what finished
+// and lets go; acks that arrive later for it are ignored, so they can never
+// move the offset of a partition another member now owns.
+type Source struct {
+	cfg     *config
+	log     *slog.Logger
+	group   string
+	topics  []string
+	client  sarama.Client
+	cg      sarama.ConsumerGroup
+	admin   sarama.ClusterAdmin
+	handler *handler
+
+	buf     chan *sluice.Message
+	ctx     context.Context // ends when Close starts
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closing atomic.Bool
+	closeMu sync.Mutex
+	closed  bool
+
+	// resume is nil while running; while paused it is a channel that
+	// Resume closes. pauseMu orders Pause and Resume.
+	resume  atomic.Pointer[chan struct{}]
+	pauseMu sync.Mutex
+
+	commitMu sync.Mutex // serialises marking and committing
+
+	mu       sync.Mutex
+	claims   map[topicPartition]*claim
+	joined   chan struct{} // closed by the first Setup
+	joinOnce sync.Once
+	sessions int // Setup calls so far
+	failErr  error
+	failed   chan struct{} // closed by the watchdog
+	ignored  atomic.Int64  // acks dropped because their claim was revoked
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// claim is one partition owned in one consumer-group generation. It is the
+// Token of every message it hands out.
+type claim struct {
+	topicPartition
+	generation int32
+	sess       sarama.ConsumerGroupSession
+	track      *offsets.Partition
+	progress   chan struct{} // poked by Ack
+
+	mu      sync.Mutex
+	revoked bool  // no more deliveries, acks ignored
+	marked  int64 // last offset passed to MarkOffset
+}
+
+// NewSource joins consumer group group on topics. It connects before it
+// returns and fails with an error matching [ErrUnreachable] when no broker
+// answers within the connect timeout, or one matching
+// [sluice.ErrInvalidConfig] naming the bad setting. Consumption starts in
+// the background at once; Fetch returns what it brings.
+func NewSource(ctx context.Context, brokers []string, group string, topics []string, opts ...Option) (*Source, error) {
+	c := apply(forSource, opts)
+	validBrokers(c, brokers)
+	if group == "" {
+		c.invalid("group: the consumer group name is empty")
+	}
+	if len(topics) == 0 {
+		c.invalid("topics: the list is empty")
+	}
+	for _, t := range topics {
+		if err := validTopic(t); err != nil {
+			c.invalid("topics: %v", err)
+		}
+	}
+	if c.revokeTimeout >= c.rebalanceTimeout {
+		c.invalid("WithRevokeTimeout(%s): RevokeTimeout must be below Rebalance.Timeout (%s)", c.revokeTimeout, c.rebalanceTimeout)
+	}
+	if c.instanceID != "" && !c.version.IsAtLeast(sarama.V2_3_0_0) {
+		c.invalid("WithInstanceID needs Version 2.3 or later, have %s", c.version)
+	}
+	if len(c.errs) > 0 {
+		return nil, errors.Join(c.errs...)
+	}
+	sc, err := c.saramaConfig(func(sc *sarama.Config) {
+		sc.Consumer.Return.Errors = true
+		sc.Consumer.Offsets.AutoCommit.Enable = false
+		sc.Consumer.Offsets.Initial = sarama.OffsetNewest
+		if c.initialOldest {
+			sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+		}
+		sc.Consumer.Group.Session.Timeout = c.sessionTimeout
+		sc.Consumer.Group.Heartbeat.Interval = c.heartbeat
+		sc.Consumer.Group.Rebalance.Timeout = c.rebalanceTimeout
+		sc.Consumer.Group.InstanceId = c.instanceID
+		if c.balanceStrategies != nil {
+			sc.Consumer.Group.Rebalance.GroupStrategies = c.balanceStrategies
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	client, err := newClient(ctx, brokers, sc, c.connectTimeout)
+	if err != nil {
+		return nil, err
+	}
+	cg, err := sarama.NewConsumerGroupFromClient(group, client)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("kafka: consumer group %q: %w", group, err)
+	}
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		_ = cg.Close()
+		_ = client.Close()
+		return nil, fmt.Errorf("kafka: admin client: %w", err)
+	}
+	s := &Source{
+		cfg:    c,
+		log:    c.logger.With("group", group),
+		group:  group,
+		topics: append([]string(nil), topics...),
+		client: client,
+		cg:     cg,
+		admin:  admin,
+		buf:    make(chan *sluice.Message, c.bufferSize),
+		claims: map[topicPartition]*claim{},
+		joined: make(chan struct{}),
+		failed: make(chan struct{}),
+	}
+	s.handler = &handler{s: s}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Add(3)
+	go s.consumeLoop()
+	go s.errorLoop()
+	go s.commitLoop()
+	return s, nil
+}
+
+func (s *Source) consumeLoop() {
+	defer s.wg.Done()
+	backoff := time.NewTimer(0)
+	<-backoff.C
+	for {
+		err := s.cg.Consume(s.ctx, s.topics, s.handler)
+		if s.ctx.Err() != nil || errors.Is(err, sarama.ErrClosedConsumerGroup) {
+			return
+		}
+		if err != nil {
+			s.log.Warn("kafka: consumer group session failed; rejoining", "err", err)
+			backoff.Reset(time.Second)
+			select {
+			case <-backoff.C:
+			case <-s.ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func (s *Source) errorLoop() {
+	defer s.wg.Done()
+	for err := range s.cg.Errors() {
+		if s.closing.Load() {
+			continue
+		}
+		s.log.Warn("kafka: consumer error", "err", err)
+	}
+}
+
+func (s *Source) commitLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.commitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.commit()
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// commit marks the commit point of every live claim and commits.
+func (s *Source) commit() {
+	s.mu.Lock()
+	live := make([]*claim, 0, len(s.claims))
+	for _, c := range s.claims {
+		live = append(live, c)
+	}
+	s.mu.Unlock()
+
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	dirty := map[sarama.ConsumerGroupSession]bool{}
+	for _, c := range live {
+		c.mu.Lock()
+		if !c.revoked && c.mark() {
+			dirty[c.sess] = true
+		}
+		c.mu.Unlock()
+	}
+	for sess := range dirty {
+		sess.Commit()
+	}
+}
+
+// mark passes the commit point to sarama if it moved. sarama expects the
+// next offset to read, which is exactly the tracker's commit point (the
+// lowest unfinished offset). Caller holds c.mu.
+func (c *claim) mark() bool {
+	cp := c.track.CommitPoint()
+	if cp < 0 || cp <= c.marked {
+		return false
+	}
+	c.sess.MarkOffset(c.topic, c.partition, cp, "")
+	c.marked = cp
+	return true
+}
+
+// Fetch returns up to max buffered messages, waiting for at least one. It
+// returns ctx.Err() when ctx ends and an error matching
+// [sluice.ErrSourceClosed] once Close has been called.
+func (s *Source) Fetch(ctx context.Context, max int) ([]*sluice.Message, error) {
+	if max < 1 {
+		max = 1
+	}
+	for {
+		var first *sluice.Message
+		select {
+		case first = <-s.buf:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.ctx.Done():
+			return nil, sluice.ErrSourceClosed
+		case <-s.failed:
+			return nil, s.failErr
+		}
+		out := make([]*sluice.Message, 0, min(max, len(s.buf)+1))
+		if s.deliver(first) {
+			out = append(out, first)
+		}
+	fill:
+		for len(out) < max {
+			select {
+			case m := <-s.buf:
+				if s.deliver(m) {
+					out = append(out, m)
+				}
+			default:
+				break fill
+			}
+		}
+		if len(out) > 0 {
+			return out, nil
+		}
+	}
+}
+
+// deliver records m as handed out, unless its claim has been revoked.
+func (s *Source) deliver(m *sluice.Message) bool {
+	c := m.Token.(*claim)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.revoked {
+		return false
+	}
+	if err := c.track.Deliver(m.Origin.Offset); err != nil {
+		s.log.Error("kafka: offset out of order; dropping message", "origin", m.Origin.String(), "err", err)
+		return false
+	}
+	return true
+}
+
+// Ack records msgs as finished. Offsets are committed later, up to the
+// first unfinished offset of each partition. Acks for partitions this
+// member no longer owns in the generation that fetched them are ignored.
+func (s *Source) Ack(_ context.Context, msgs []*sluice.Message) error {
+	for _, m := range msgs {
+		c, ok := m.Token.(*claim)
+		if !ok {
+			return fmt.Errorf("kafka: Ack of message %s that this source did not fetch", m.Origin)
+		}
+		c.mu.Lock()
+		if c.revoked {
+			s.ignored.Add(1)
+		} else {
+			c.track.Done(m.Origin.Offset)
+		}
+		c.mu.Unlock()
+		select {
+		case c.progress <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// Flush commits the offsets of everything acked so far.
+func (s *Source) Flush(ctx context.Context) error {
+	_, err := call(ctx, func() (struct{}, error) { s.commit(); return struct{}{}, nil })
+	return err
+}
+
+// Pause stops fetching from the brokers without leaving the group. Messages
+// already buffered stay buffered; the partition consumers stop reading too.
+func (s *Source) Pause() {
+	s.pauseMu.Lock()
+	defer s.pauseMu.Unlock()
+	ch := make(chan struct{})
+	if s.resume.CompareAndSwap(nil, &ch) {
+		s.cg.PauseAll()
+	}
+}
+
+// Resume undoes Pause.
+func (s *Source) Resume() {
+	s.pauseMu.Lock()
+	defer s.pauseMu.Unlock()
+	if ch := s.resume.Swap(nil); ch != nil {
+		s.cg.ResumeAll()
+		close(*ch)
+	}
+}
+
+// Ready returns nil once the consumer has joined its group, and an error
+// matching [ErrNotReady] before that or after Close.
+func (s *Source) Ready(context.Context) error {
+	if s.ctx.Err() != nil {
+		return fmt.Errorf("%w: source closed", ErrNotReady)
+	}
+	select {
+	case <-s.failed:
+		return s.failErr
+	case <-s.joined:
+		return nil
+	default:
+		return fmt.Errorf("%w: consumer group %q not joined yet", ErrNotReady, s.group)
+	}
+}
+
+// Lag reports, per "topic/partition" and in total, the high watermark minus
+// the group's committed offset, both read from the cluster. A partition
+// with no committed offset counts from its oldest retained offset.
+func (s *Source) Lag(ctx context.Context) (sluice.Lag, error) {
+	return call(ctx, s.lag)
+}
+
+func (s *Source) lag() (sluice.Lag, error) {
+	want := map[string][]int32{}
+	for _, t := range s.topics {
+		ps, err := s.client.Partitions(t)
+		if err != nil {
+			return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: partitions of %s: %w", t, err)
+		}
+		want[t] = ps
+	}
+	resp, err := s.admin.ListConsumerGroupOffsets(s.group, want)
+	if err != nil {
+		return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: committed offsets: %w", err)
+	}
+	if resp.Err != sarama.ErrNoError {
+		return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: committed offsets: %w", resp.Err)
+	}
+	lag := sluice.Lag{ByPartition: map[string]int64{}}
+	for t, ps := range want {
+		for _, p := range ps {
+			key := t + "/" + strconv.FormatInt(int64(p), 10)
+			n, err := s.partitionLag(resp, t, p)
+			if err != nil {
+				s.log.Debug("kafka: lag unknown", "partition", key, "err", err)
+				lag.ByPartition[key] = -1
+				lag.Total = -1
+				continue
+			}
+			lag.ByPartition[key] = n
+			if lag.Total >= 0 {
+				lag.Total += n
+			}
+		}
+	}
+	return lag, nil
+}
+
+func (s *Source) partitionLag(resp *sarama.OffsetFetchResponse, t string, p int32) (int64, error) {
+	hw, err := s.client.GetOffset(t, p, sarama.OffsetNewest)
+	if err != nil {
+		return 0, err
+	}
+	committed := int64(-1)
+	if b := resp.GetBlock(t, p); b != nil {
+		if b.Err != sarama.ErrNoError {
+			return 0, b.Err
+		}
+		committed = b.Offset
+	}
+	if committed < 0 {
+		if committed, err = s.client.GetOffset(t, p, sarama.OffsetOldest); err != nil {
+			return 0, err
+		}
+	}
+	return max(hw-committed, 0), nil
+}
+
+// Close stops consuming, commits what finished and leaves the group (a
+// static member stays registered until its session times out, so that a
+// quick restart gets its partitions back). In-flight events are not waited
+// for: they are delivered again. Fetch then returns [sluice.ErrSourceClosed].
+func (s *Source) Close() error {
+	s.closeMu.Lock()
+	defer s.closeMu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	s.closing.Store(true)
+	s.cancel()
+	s.Resume() // unblock claims waiting on a pause
+	err := s.cg.Close()
+	s.wg.Wait()
+	if cerr := s.client.Close(); cerr != nil && !errors.Is(cerr, sarama.ErrClosedClient) && err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("kafka: close: %w", err)
+	}
+	return nil
+}
+
+func (s *Source) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failErr == nil {
+		s.failErr = err
+		close(s.failed)
+	}
+}
+
+// handler implements sarama.ConsumerGroupHandler. It is a separate type so
+// that its methods stay out of Source's API.
+type handler struct{ s *Source }
+
+// Setup records the new generation.
+func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
+	s := h.s
+	s.mu.Lock()
+	s.sessions++
+	s.mu.Unlock()
+	s.joinOnce.Do(func() { close(s.joined) })
+	s.log.Info("kafka: joined group", "generation", sess.GenerationID(), "member", sess.MemberID(), "claims", sess.Claims())
+	return nil
+}
+
+// Cleanup does nothing: each claim commits when it is revoked.
+func (h *handler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim moves the claim's messages into the shared buffer until the
+// claim is revoked, then drains and commits it.
+func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, sc sarama.ConsumerGroupClaim) error {
+	s := h.s
+	start := sc.InitialOffset()
+	if start < 0 {
+		start = -1 // sarama.OffsetOldest/Newest: learnt from the first message
+	}
+	c := &claim{
+		topicPartition: topicPartition{sc.Topic(), sc.Partition()},
+		generation:     sess.GenerationID(),
+		sess:           sess,
+		track:          offsets.NewPartition(start),
+		progress:       make(chan struct{}, 1),
+		marked:         start,
+	}
+	s.mu.Lock()
+	s.claims[c.topicPartition] = c
+	s.mu.Unlock()
+	if s.resume.Load() != nil {
+		s.cg.Pause(map[string][]int32{c.topic: {c.partition}})
+	}
+
+	done := sess.Context().Done()
+	msgs := sc.Messages()
+	for {
+		var m *sarama.ConsumerMessage
+		select {
+		case msg, ok := <-msgs:
+			if !ok {
+				s.release(c)
+				return nil
+			}
+			m = msg
+		case <-done:
+			s.release(c)
+			return nil
+		}
+		// A fetch in flight when Pause was called still delivers: hold the
+		// message, and stop reading the claim, until Resume.
+		if ch := s.resume.Load(); ch != nil {
+			select {
+			case <-*ch:
+			case <-done:
+				s.release(c)
+				return nil
+			}
+		}
+		select {
+		case s.buf <- convert(m, c):
+		case <-done:
+			s.release(c)
+			return nil
+		}
+	}
+}
+
+// release lets a revoked claim go: it waits up to the revoke timeout for the
+// claim's in-flight events (not at all when the source is closing),
+// commits what finished, and ignores acks from then on. A watchdog fails
+// the source if the commit itself hangs.
+func (s *Source) release(c *claim) {
+	watchdog := time.AfterFunc(s.cfg.revokeTimeout+watchdogGrace, func() {
+		s.log.Error("kafka: revoked partition still not released; stopping the source",
+			"topic", c.topic, "partition", c.partition, "generation", c.generation)
+		s.fail(fmt.Errorf("%w: %s/%d", ErrClaimStuck, c.topic, c.partition))
+	})
+	defer watchdog.Stop()
+
+	if !s.closing.Load() {
+		deadline := time.NewTimer(s.cfg.revokeTimeout)
+		defer deadline.Stop()
+	wait:
+		for c.track.Pending() > 0 {
+			select {
+			case <-c.progress:
+			case <-s.ctx.Done():
+				break wait
+			case <-deadline.C:
+				s.log.Warn("kafka: revoke timeout; unfinished events of the partition will be delivered again",
+					"topic", c.topic, "partition", c.partition, "unfinished", c.track.Pending())
+				break wait
+			}
+		}
+	}
+
+	s.commitMu.Lock()
+	c.mu.Lock()
+	c.revoked = true
+	marked := c.mark()
+	c.mu.Unlock()
+	if marked {
+		c.sess.Commit()
+	}
+	s.commitMu.Unlock()
+
+	s.mu.Lock()
+	if s.claims[c.topicPartition] == c {
+		delete(s.claims, c.topicPartition)
+	}
+	s.mu.Unlock()
+}
+
+func convert(m *sarama.ConsumerMessage, c *claim) *sluice.Message {
+	out := &sluice.Message{
+		Key:       m.Key,
+		Value:     m.Value,
+		Origin:    sluice.Origin{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
+		Timestamp: m.Timestamp,
+		Token:     c,
+	}
+	if len(m.Headers) > 0 {
+		out.Headers = make([]sluice.Header, 0, len(m.Headers))
+		for _, h := range m.Headers {
+			if h != nil {
+				out.Headers = append(out.Headers, sluice.Header{Key: string(h.Key), Value: h.Value})
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,378 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice"
+)
+
+func newFake(t *testing.T, partitions int32, topics ...string) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topics...))
+	if err != nil {
+		t.Fatalf("kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	ctx := context.Background()
+	bs := []string{"127.0.0.1:1"}
+	cases := []struct {
+		name  string
+		build func() error
+		want  string
+	}{
+		{"no brokers", func() error { _, err := NewSource(ctx, nil, "g", []string{"t"}); return err }, "brokers"},
+		{"bad broker", func() error { _, err := NewProducer(ctx, []string{"nohostport"}, "t"); return err }, "brokers"},
+		{"no group", func() error { _, err := NewSource(ctx, bs, "", []string{"t"}); return err }, "group"},
+		{"bad topic", func() error { _, err := NewSource(ctx, bs, "g", []string{"a b"}); return err }, "topics"},
+		{"session vs heartbeat", func() error {
+			_, err := NewSource(ctx, bs, "g", []string{"t"}, WithSessionTimeout(time.Second, time.Second))
+			return err
+		}, "Session.Timeout"},
+		{"empty instance id", func() error { _, err := NewSource(ctx, bs, "g", []string{"t"}, WithInstanceID("")); return err }, "InstanceId"},
+		{"initial offset", func() error { _, err := NewSource(ctx, bs, "g", []string{"t"}, WithInitialOffset(5)); return err }, "Offsets.Initial"},
+		{"revoke above rebalance", func() error {
+			_, err := NewSource(ctx, bs, "g", []string{"t"}, WithRebalanceTimeout(time.Minute), WithRevokeTimeout(2*time.Minute))
+			return err
+		}, "RevokeTimeout"},
+		{"source option on producer", func() error { _, err := NewProducer(ctx, bs, "t", WithInstanceID("a")); return err }, "WithInstanceID"},
+		{"producer option on source", func() error { _, err := NewSource(ctx, bs, "g", []string{"t"}, WithDeadLetterTopic("d")); return err }, "WithDeadLetterTopic"},
+		{"dead letter topic", func() error { _, err := NewProducer(ctx, bs, "t", WithDeadLetterTopic("")); return err }, "WithDeadLetterTopic"},
+		{"sasl mechanism", func() error { _, err := NewProducer(ctx, bs, "t", WithSASL("GSSAPI", "u", "hunter2")); return err }, "Mechanism"},
+		{"sasl password", func() error { _, err := NewProducer(ctx, bs, "t", WithSASL(SASLScramSHA512, "u", "")); return err }, "Password"},
+		{"tls ca file", func() error {
+			_, err := NewProducer(ctx, bs, "t", WithTLS(TLSConfig{CAFile: "/nonexistent/ca.pem"}))
+			return err
+		}, "CAFile"},
+		{"tls half pair", func() error { _, err := NewProducer(ctx, bs, "t", WithTLS(TLSConfig{CertFile: "c.pem"})); return err }, "KeyFile"},
+		{"raw sarama config", func() error {
+			_, err := NewProducer(ctx, bs, "t", WithSaramaConfig(func(c *sarama.Config) { c.Net.MaxOpenRequests = 5 }))
+			return err
+		}, "MaxOpenRequests"},
+		{"connect timeout", func() error { _, err := NewProducer(ctx, bs, "t", WithConnectTimeout(0)); return err }, "ConnectTimeout"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.build()
+			if !errors.Is(err, sluice.ErrInvalidConfig) {
+				t.Fatalf("err = %v, want one matching sluice.ErrInvalidConfig", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %q, want it to name %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("err leaks the password: %q", err)
+			}
+		})
+	}
+}
+
+func TestSASLAndTLSReachSarama(t *testing.T) {
+	c := apply(forProducer, []Option{
+		WithSASL(SASLScramSHA256, "user", "secret"),
+		WithTLS(TLSConfig{ServerName: "kafka.example"}),
+		WithSaramaConfig(func(sc *sarama.Config) { sc.ClientID = "raw-wins" }),
+	})
+	if len(c.errs) > 0 {
+		t.Fatal(c.errs)
+	}
+	sc, err := c.saramaConfig(func(*sarama.Config) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sc.Net.SASL.Enable || sc.Net.SASL.Mechanism != sarama.SASLTypeSCRAMSHA256 || sc.Net.SASL.SCRAMClientGeneratorFunc == nil {
+		t.Fatalf("SASL not configured: %+v", sc.Net.SASL)
+	}
+	if !sc.Net.TLS.Enable || sc.Net.TLS.Config.ServerName != "kafka.example" {
+		t.Fatalf("TLS not configured")
+	}
+	if sc.ClientID != "raw-wins" {
+		t.Fatalf("WithSaramaConfig not applied last: ClientID = %q", sc.ClientID)
+	}
+	// The SCRAM client speaks the first message of the exchange.
+	cl := sc.Net.SASL.SCRAMClientGeneratorFunc()
+	if err := cl.Begin("user", "secret", ""); err != nil {
+		t.Fatal(err)
+	}
+	first, err := cl.Step("")
+	if err != nil || !strings.HasPrefix(first, "n,,n=user,r=") {
+		t.Fatalf("first SCRAM message = %q, %v", first, err)
+	}
+}
+
+func TestUnreachableBrokerFailsInBoundedTime(t *testing.T) {
+	// A listener that accepts and never answers: the worst case, a dial
+	// that succeeds and a metadata request that hangs.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	for name, addr := range map[string]string{"silent": ln.Addr().String(), "refused": "127.0.0.1:1"} {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			_, err := NewSource(context.Background(), []string{addr}, "g", []string{"t"},
+				WithConnectTimeout(time.Second), WithLogger(quietLogger()))
+			if !errors.Is(err, ErrUnreachable) {
+				t.Fatalf("err = %v, want ErrUnreachable", err)
+			}
+			if !strings.Contains(err.Error(), addr) {
+				t.Fatalf("err %q does not name the broker", err)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Fatalf("took %s", d)
+			}
+		})
+	}
+}
+
+func TestClassifyProducerErrors(t *testing.T) {
+	for _, err := range []error{sarama.ErrMessageSizeTooLarge, sarama.ConfigurationError("Attempt to produce message larger than configured Producer.MaxMessageBytes"), sarama.ErrInvalidRecord} {
+		if !sluice.IsPermanent(classify(err)) {
+			t.Errorf("classify(%v) not permanent", err)
+		}
+	}
+	for _, err := range []error{sarama.ErrNotLeaderForPartition, sarama.ErrRequestTimedOut, sarama.ErrOutOfBrokers} {
+		got := classify(err)
+		if sluice.IsPermanent(got) || !errors.Is(got, err) {
+			t.Errorf("classify(%v) = %v, want retryable wrapping it", err, got)
+		}
+	}
+}
+
+func TestFakeProducerSettingsAndHeaders(t *testing.T) {
+	bs := newFake(t, 1, "out", "dead_letter")
+	p, err := NewProducer(context.Background(), bs, "out", WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cfg := p.Config()
+	if !cfg.Producer.Idempotent || cfg.Producer.RequiredAcks != sarama.WaitForAll || cfg.Net.MaxOpenRequests != 1 ||
+		cfg.Producer.Compression != sarama.CompressionLZ4 || cfg.Producer.Flush.Frequency != 5*time.Millisecond ||
+		!cfg.Producer.Return.Successes || !cfg.Producer.Return.Errors {
+		t.Fatalf("producer settings not applied: %+v", cfg.Producer)
+	}
+	if err := p.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+	in := &sluice.Message{
+		Key: []byte("k"), Value: []byte(`{"a":1}`),
+		Headers: []sluice.Header{{Key: "trace", Value: []byte("x")}},
+		Origin:  sluice.Origin{Topic: "in", Partition: 3, Offset: 42},
+	}
+	if err := p.Write(context.Background(), []*sluice.Message{in}); err != nil {
+		t.Fatal(err)
+	}
+	err = p.WriteDeadLetters(context.Background(), []sluice.DeadLetter{{Msg: in, Reason: "bad", Attempts: 2, FailedAt: time.Now()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := readAll(t, bs, "out")
+	if len(out) != 1 || string(out[0].Key) != "k" || string(out[0].Value) != `{"a":1}` {
+		t.Fatalf("output = %+v", out)
+	}
+	for k, v := range map[string]string{"trace": "x", "source_topic": "in", "source_partition": "3", "source_offset": "42"} {
+		if got, _ := header(out[0], k); got != v {
+			t.Errorf("output header %s = %q, want %q", k, got, v)
+		}
+	}
+	dl := readAll(t, bs, "dead_letter")
+	if len(dl) != 1 || string(dl[0].Key) != "k" || string(dl[0].Value) != `{"a":1}` {
+		t.Fatalf("dead letters = %+v", dl)
+	}
+	for k, v := range map[string]string{"trace": "x", "failure_reason": "bad", "failure_attempts": "2", "source_topic": "in", "source_partition": "3", "source_offset": "42"} {
+		if got, _ := header(dl[0], k); got != v {
+			t.Errorf("dead-letter header %s = %q, want %q", k, got, v)
+		}
+	}
+	codecs, pids := batchInfo(t, bs, "out", 0)
+	if len(codecs) == 0 || codecs[0] != sarama.CompressionLZ4 || pids[0] < 0 {
+		t.Fatalf("batches: codecs %v producer ids %v; want LZ4 and an id >= 0", codecs, pids)
+	}
+}
+
+func TestFakeTooLargeIsPermanent(t *testing.T) {
+	bs := newFake(t, 1, "out")
+	p, err := NewProducer(context.Background(), bs, "out", WithLogger(quietLogger()),
+		WithSaramaConfig(func(c *sarama.Config) { c.Producer.MaxMessageBytes = 1000 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	msgs := []*sluice.Message{{Value: []byte("small")}, {Value: make([]byte, 5000)}, {Value: []byte("small")}}
+	err = p.Write(context.Background(), msgs)
+	var we sluice.WriteErrors
+	if !errors.As(err, &we) || len(we) != 1 || we[0].Index != 1 || !sluice.IsPermanent(we[0].Err) {
+		t.Fatalf("err = %v, want WriteErrors with a permanent error at index 1", err)
+	}
+}
+
+func TestFakeOutOfOrderAcksCommitOnlyThePrefix(t *testing.T) {
+	bs := newFake(t, 1, "in")
+	produce(t, bs, "in", 1, 10)
+	src, err := NewSource(context.Background(), bs, "g1", []string{"in"}, WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	msgs := fetchN(t, src, 10, 30*time.Second)
+	ack := func(offs ...int64) {
+		for _, o := range offs {
+			if err := src.Ack(context.Background(), []*sluice.Message{msgs[o]}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := src.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ack(9, 8, 5, 1)
+	if got := committed(t, bs, "g1", "in", 0); got > 0 {
+		t.Fatalf("committed %d with offset 0 unfinished", got)
+	}
+	ack(0, 2)
+	if got := committed(t, bs, "g1", "in", 0); got != 3 {
+		t.Fatalf("committed %d, want 3", got)
+	}
+}
+
+func TestFakePauseStopsBrokerFetches(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	bs := c.ListenAddrs()
+	var paused atomic.Bool
+	var fetchesWhilePaused atomic.Int64
+	c.ControlKey(kmsg.Fetch.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if paused.Load() {
+			for _, tp := range req.(*kmsg.FetchRequest).Topics {
+				if len(tp.Partitions) > 0 {
+					fetchesWhilePaused.Add(1)
+				}
+			}
+		}
+		return nil, nil, false
+	})
+
+	produce(t, bs, "in", 1, 5)
+	src, err := NewSource(context.Background(), bs, "g", []string{"in"}, WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	fetchN(t, src, 5, 30*time.Second)
+
+	src.Pause()
+	// A fetch built just before the pause may still arrive; count from the
+	// next one on.
+	paused.Store(true)
+	produce(t, bs, "in", 1, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	msgs, err := src.Fetch(ctx, 10)
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Fetch while paused returned %d messages, err %v; want nothing", len(msgs), err)
+	}
+	if n := fetchesWhilePaused.Load(); n > 1 {
+		t.Fatalf("%d fetch requests for the partition while paused", n)
+	}
+	paused.Store(false)
+	src.Resume()
+	got := fetchN(t, src, 5, 30*time.Second)
+	if got[0].Origin.Offset != 5 {
+		t.Fatalf("after resume got offset %d, want 5", got[0].Origin.Offset)
+	}
+}
+
+func TestAckForRevokedClaimIsIgnored(t *testing.T) {
+	bs := newFake(t, 1, "in")
+	produce(t, bs, "in", 1, 3)
+	src, err := NewSource(context.Background(), bs, "g", []string{"in"}, WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	msgs := fetchN(t, src, 3, 30*time.Second)
+	c := msgs[0].Token.(*claim)
+	c.mu.Lock()
+	c.revoked = true
+	c.mu.Unlock()
+	if err := src.Ack(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	if got := src.ignored.Load(); got != 3 {
+		t.Fatalf("ignored %d acks, want 3", got)
+	}
+	if err := src.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(t, bs, "g", "in", 0); got > 0 {
+		t.Fatalf("revoked claim committed %d", got)
+	}
+}
+
+func TestFakeReadyAndLag(t *testing.T) {
+	bs := newFake(t, 2, "in")
+	produce(t, bs, "in", 2, 6)
+	src, err := NewSource(context.Background(), bs, "g", []string{"in"}, WithLogger(quietLogger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	msgs := fetchN(t, src, 6, 30*time.Second)
+	if err := src.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready after fetching: %v", err)
+	}
+	lag, err := src.Lag(context.Background())
+	if err != nil || lag.Total != 6 || lag.ByPartition["in/0"] != 3 {
+		t.Fatalf("lag before acks = %+v, %v; want 6 (3 on in/0)", lag, err)
+	}
+	if err := src.Ack(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	lag, err = src.Lag(context.Background())
+	if err != nil || lag.Total != 0 {
+		t.Fatalf("lag after acks = %+v, %v; want 0", lag, err)
+	}
+	src.Close()
+	if err := src.Ready(context.Background()); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Ready after Close = %v", err)
+	}
+	if _, err := src.Fetch(context.Background(), 1); !errors.Is(err, sluice.ErrSourceClosed) {
+		t.Fatalf("Fetch after Close = %v", err)
+	}
+}
