@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -60,7 +61,8 @@ type Source struct {
 	claims   map[topicPartition]*claim
 	joined   chan struct{} // closed by the first Setup
 	joinOnce sync.Once
-	sessions int // Setup calls so far
+	sessions int   // Setup calls so far
+	gen      int32 // generation of the latest Setup
 	failErr  error
 	failed   chan struct{} // closed by the watchdog
 	ignored  atomic.Int64  // acks dropped because their claim was revoked
@@ -459,6 +461,32 @@ func (s *Source) Close() error {
 	return nil
 }
 
+// owned lists the partitions claimed now, as "topic/partition", sorted.
+func (s *Source) owned() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.claims))
+	for tp := range s.claims {
+		out = append(out, tp.topic+"/"+strconv.FormatInt(int64(tp.partition), 10))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// sessionCount is the number of group sessions (generations joined) so far.
+func (s *Source) sessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
+// generation is the generation of the latest session.
+func (s *Source) generation() int32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen
+}
+
 func (s *Source) fail(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -477,6 +505,7 @@ func (h *handler) Setup(sess sarama.ConsumerGroupSession) error {
 	s := h.s
 	s.mu.Lock()
 	s.sessions++
+	s.gen = sess.GenerationID()
 	s.mu.Unlock()
 	s.joinOnce.Do(func() { close(s.joined) })
 	s.log.Info("kafka: joined group", "generation", sess.GenerationID(), "member", sess.MemberID(), "claims", sess.Claims())
