@@ -1,0 +1,108 @@
+package redisstream_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/redisstream"
+	"github.com/sluicehq/sluice/sluicetest/conformance"
+)
+
+// The conformance suite's harness: payload in "payload", key in "key", every
+// other field a header.
+func TestConformance(t *testing.T) {
+	c := newClient(t)
+	addr := redisAddr(t)
+	const minIdle, claimEvery = time.Second, 200 * time.Millisecond
+	h := conformance.Harness{
+		Name: "redis",
+		NewTopic: func(t *testing.T, _ int) string {
+			return uniq(t, c, "topic")
+		},
+		Publish: func(t *testing.T, topic string, msgs []*sluice.Message) {
+			entries := make([][]any, len(msgs))
+			for i, m := range msgs {
+				f := []any{"payload", m.Value}
+				if m.Key != nil {
+					f = append(f, "key", m.Key)
+				}
+				for _, h := range m.Headers {
+					f = append(f, h.Key, h.Value)
+				}
+				entries[i] = f
+			}
+			add(t, c, topic, entries...)
+		},
+		NewSource: func(t *testing.T, topic, group, member string) sluice.Source {
+			src, err := redisstream.NewSource(topic, group,
+				redisstream.WithAddr(addr), redisstream.WithConsumer(member), redisstream.WithStartID("0"),
+				redisstream.WithKeyField("key"), redisstream.WithBlock(50*time.Millisecond),
+				redisstream.WithMinIdle(minIdle), redisstream.WithClaimInterval(claimEvery),
+				redisstream.WithLogger(quiet(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = src.Close() })
+			return src
+		},
+		NewSink: func(t *testing.T, out, dlq string) sluice.Sink {
+			sink, err := redisstream.NewSink(out, redisstream.WithAddr(addr), redisstream.WithDeadLetterStream(dlq),
+				redisstream.WithKeyField("key"), redisstream.WithLogger(quiet(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = sink.Close() })
+			return sink
+		},
+		ReadAll: func(t *testing.T, topic string) []*sluice.Message {
+			entries := readStream(t, c, topic)
+			out := make([]*sluice.Message, len(entries))
+			for i, e := range entries {
+				out[i] = redisstream.DecodeEntry(topic, "payload", "key", e)
+			}
+			return out
+		},
+		RedeliveryDelay: minIdle + claimEvery,
+		Timeout:         60 * time.Second,
+		Events:          200,
+	}
+	if script := restartScript(addr); script != "" {
+		h.RestartServer = func(t *testing.T) {
+			cmd := exec.Command("bash", script, "restart")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s restart: %v\n%s", script, err, out)
+			}
+			waitFor(t, 60*time.Second, "the server to come back", func() (bool, string) {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				err := c.Ping(ctx).Err()
+				return err == nil, "PING: " + errString(err)
+			})
+		}
+	}
+	conformance.Run(t, h)
+}
+
+// restartScript returns the server script when the tests use the server it
+// runs, so that the ServerRestart subtest can restart it.
+func restartScript(addr string) string {
+	const script = "../scripts/redis.sh"
+	if addr != "127.0.0.1:6379" && addr != "localhost:6379" {
+		return ""
+	}
+	if _, err := os.Stat(script); err != nil {
+		return ""
+	}
+	return script
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}

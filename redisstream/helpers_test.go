@@ -1,0 +1,260 @@
+package redisstream_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
+
+	"github.com/sluicehq/sluice"
+)
+
+// server finds a Redis server for integration tests: REDIS_ADDR first, then a
+// testcontainers redis:7 container when a Docker engine is reachable.
+type server struct {
+	once sync.Once
+	addr string
+	why  string // why there is no server
+	stop func()
+}
+
+var testServer server
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childMain())
+	}
+	code := m.Run()
+	if testServer.stop != nil {
+		testServer.stop()
+	}
+	os.Exit(code)
+}
+
+func (s *server) find() {
+	if a := os.Getenv("REDIS_ADDR"); a != "" {
+		s.addr = a
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				s.why = fmt.Sprintf("testcontainers panicked: %v", v)
+			}
+		}()
+		c, err := tcredis.Run(ctx, "redis:7")
+		if err != nil {
+			s.why = "no Docker engine for testcontainers: " + firstLine(err.Error())
+			return
+		}
+		s.stop = func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = c.Terminate(ctx)
+		}
+		uri, err := c.ConnectionString(ctx)
+		if err != nil {
+			s.why = "testcontainers redis: " + err.Error()
+			return
+		}
+		opt, err := redis.ParseURL(uri)
+		if err != nil {
+			s.why = "testcontainers redis: " + err.Error()
+			return
+		}
+		s.addr = opt.Addr
+	}()
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// redisAddr returns the address of a real Redis server, or skips the test
+// (fails it when CI=true) with a message saying how to get one.
+func redisAddr(t testing.TB) string {
+	t.Helper()
+	testServer.once.Do(testServer.find)
+	if testServer.addr == "" {
+		msg := "no Redis server: start one with `scripts/redis.sh start` and run with REDIS_ADDR=127.0.0.1:6379, or make a Docker engine reachable for testcontainers (" + testServer.why + ")"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return testServer.addr
+}
+
+// newClient connects to the test server and closes the client when the test
+// ends.
+func newClient(t testing.TB) *redis.Client {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: redisAddr(t)})
+	t.Cleanup(func() { _ = c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("PING %s: %v", redisAddr(t), err)
+	}
+	return c
+}
+
+// uniq returns a fresh name for a stream or group, removing the keys it
+// names when the test ends.
+func uniq(t testing.TB, c *redis.Client, prefix string) string {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := fmt.Sprintf("sluice-test:%s:%s:%s", strings.ReplaceAll(t.Name(), "/", "."), prefix, hex.EncodeToString(b[:]))
+	if c != nil {
+		t.Cleanup(func() { _ = c.Del(context.Background(), name).Err() })
+	}
+	return name
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// quiet is a logger for pipelines and adapters in tests: warnings and
+// errors go to t.Log.
+func quiet(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(&tlog{t: t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type tlog struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *tlog) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// add appends entries with the given field lists and returns their IDs.
+func add(t testing.TB, c *redis.Client, stream string, entries ...[]any) []string {
+	t.Helper()
+	ctx := ctxT(t, 30*time.Second)
+	pipe := c.Pipeline()
+	cmds := make([]*redis.StringCmd, len(entries))
+	for i, f := range entries {
+		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: f})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatalf("XADD to %s: %v", stream, err)
+	}
+	ids := make([]string, len(cmds))
+	for i, cmd := range cmds {
+		ids[i] = cmd.Val()
+	}
+	return ids
+}
+
+// readStream returns every entry of stream.
+func readStream(t testing.TB, c *redis.Client, stream string) []redis.XMessage {
+	t.Helper()
+	res, err := c.XRange(ctxT(t, 30*time.Second), stream, "-", "+").Result()
+	if err != nil {
+		t.Fatalf("XRANGE %s: %v", stream, err)
+	}
+	return res
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s (%s)", timeout, what, state)
+		}
+		<-tick.C
+	}
+}
+
+// pending returns the size of a group's pending list.
+func pending(t testing.TB, c *redis.Client, stream, group string) int64 {
+	t.Helper()
+	p, err := c.XPending(ctxT(t, 10*time.Second), stream, group).Result()
+	if err != nil {
+		t.Fatalf("XPENDING %s %s: %v", stream, group, err)
+	}
+	return p.Count
+}
+
+// runner runs a pipeline in the background.
+type runner struct {
+	p      *sluice.Pipeline
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func startPipeline(t testing.TB, src sluice.Source, enr sluice.Enricher, sink sluice.Sink, opts ...sluice.Option) *runner {
+	t.Helper()
+	opts = append([]sluice.Option{sluice.WithLogger(quiet(t)), sluice.WithDrainTimeout(2 * time.Second)}, opts...)
+	p, err := sluice.New(src, enr, sink, opts...)
+	if err != nil {
+		t.Fatalf("sluice.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runner{p: p, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- p.Run(ctx) }()
+	t.Cleanup(func() { r.stop(t) })
+	return r
+}
+
+func (r *runner) stop(t testing.TB) {
+	t.Helper()
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("Run did not return 30s after cancellation")
+		}
+	})
+}
+
+// field returns a field of an entry as a string.
+func field(e redis.XMessage, name string) (string, bool) {
+	v, ok := e.Values[name]
+	if !ok {
+		return "", false
+	}
+	s, _ := v.(string)
+	return s, true
+}
