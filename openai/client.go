@@ -135,8 +135,8 @@ func (e *Enricher) roundTrip(ctx context.Context, body []byte) (*chatResponse, o
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	if e.cfg.apiKey != "" {
-		req.Header.Set("Authorization", "Bearer "+string(e.cfg.apiKey))
+	if !e.cfg.apiKey.empty() {
+		req.Header.Set("Authorization", "Bearer "+e.cfg.apiKey.value())
 	}
 	resp, err := e.http.Do(req)
 	if err != nil {
@@ -234,7 +234,7 @@ func (e *Enricher) classify(status int, h http.Header, body []byte) error {
 		where := "the API key"
 		if e.cfg.apiKeyEnv != "" {
 			where = "the API key in $" + e.cfg.apiKeyEnv
-		} else if e.cfg.apiKey == "" {
+		} else if e.cfg.apiKey.empty() {
 			where = "the credentials (no API key is configured)"
 		}
 		ae.Message = ""

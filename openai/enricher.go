@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +25,7 @@ import (
 // paths, and every byte of the event outside the enrichment key is kept.
 // Its methods are safe for concurrent use.
 type Enricher struct {
-	cfg      config
+	cfg      *config // a pointer, so that printing an Enricher shows no header values
 	model    string
 	task     Task
 	paths    []string
@@ -52,7 +53,7 @@ func New(model string, task Task, textFields []string, opts ...Option) (*Enriche
 	for _, o := range opts {
 		o(&cfg)
 	}
-	e := &Enricher{cfg: cfg, model: model, task: task, paths: slices.Clone(textFields)}
+	e := &Enricher{cfg: &cfg, model: model, task: task, paths: slices.Clone(textFields)}
 	var errs []error
 	errs = append(errs, cfg.errs...)
 	if model == "" {
@@ -204,6 +205,11 @@ func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, er
 			return nil, "", err
 		}
 		ans, err := readAnswer(resp)
+		if err != nil {
+			// The answer is quoted in the error; keep the key out of it.
+			msg := strings.TrimPrefix(err.Error(), ErrInvalidAnswer.Error()+": ")
+			err = invalid("%s", e.cfg.apiKey.scrub(msg))
+		}
 		return ans, resp.Model, err
 	}
 }

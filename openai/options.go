@@ -97,7 +97,7 @@ func WithAPIKeyEnv(name string) Option {
 			c.invalid("WithAPIKeyEnv(%q): the environment variable is unset or empty", name)
 			return
 		}
-		c.apiKey = secret(strings.TrimSpace(v))
+		c.apiKey = newSecret(strings.TrimSpace(v))
 	}
 }
 
@@ -109,7 +109,7 @@ func WithAPIKey(key string) Option {
 			c.invalid("WithAPIKey: the key is empty")
 			return
 		}
-		c.apiKey = secret(strings.TrimSpace(key))
+		c.apiKey = newSecret(strings.TrimSpace(key))
 	}
 }
 
@@ -299,10 +299,17 @@ func withClock(now func() time.Time) Option {
 	return func(c *config) { c.now = now }
 }
 
-// secret holds an API key. Every way of printing it prints a placeholder.
-type secret string
+// secret holds an API key. Every way of printing it prints a placeholder;
+// the key sits behind a pointer so that even fmt's %+v of a struct holding
+// it, which skips String methods of unexported fields, prints an address.
+type secret struct{ v *string }
 
 const redacted = "[REDACTED]"
+
+func newSecret(s string) secret { return secret{v: &s} }
+
+func (k secret) empty() bool   { return k.v == nil || *k.v == "" }
+func (k secret) value() string { return *k.v }
 
 func (secret) String() string               { return redacted }
 func (secret) GoString() string             { return redacted }
@@ -311,10 +318,10 @@ func (secret) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 // scrub removes the key from s.
 func (k secret) scrub(s string) string {
-	if len(k) < 4 {
+	if k.empty() || len(*k.v) < 4 {
 		return s
 	}
-	return strings.ReplaceAll(s, string(k), redacted)
+	return strings.ReplaceAll(s, *k.v, redacted)
 }
 
 // redactURL drops the user info of a URL for messages.
