@@ -22,14 +22,28 @@ import (
 const HeaderEntryError = "redisstream_error"
 
 var (
-	// ErrMissingPayload matches the failure of an entry that has no payload
-	// field (see [WithPayloadField]).
+	// ErrMissingPayload matches, with errors.Is, the [*MissingFieldError]
+	// of an entry that has no payload field (see [WithPayloadField]).
 	ErrMissingPayload = errors.New("redisstream: entry has no payload field")
 	// ErrNotJSONObject matches the failure of a message that must be written
 	// as a field map (see [WithFieldsAsJSON]) but whose value is not a JSON
 	// object.
 	ErrNotJSONObject = errors.New("redisstream: value is not a JSON object")
 )
+
+// MissingFieldError is why an entry could not be mapped: it lacks the
+// payload field. errors.Is(err, ErrMissingPayload) holds for it.
+type MissingFieldError struct {
+	Stream, ID, Field string
+}
+
+// Error implements error.
+func (e *MissingFieldError) Error() string {
+	return fmt.Sprintf("redisstream: entry %s of stream %q has no %q field", e.ID, e.Stream, e.Field)
+}
+
+// Is makes errors.Is(err, ErrMissingPayload) true.
+func (e *MissingFieldError) Is(target error) bool { return target == ErrMissingPayload }
 
 // codec maps stream entries to messages and back.
 type codec struct {
@@ -68,7 +82,7 @@ func (c codec) decode(stream string, e redis.XMessage) (*sluice.Message, error) 
 		}
 	}
 	if !found {
-		err := fmt.Errorf("%w: entry %s of stream %q has no %q field", ErrMissingPayload, e.ID, stream, c.payload)
+		err := &MissingFieldError{Stream: stream, ID: e.ID, Field: c.payload}
 		m.Headers = append(m.Headers, sluice.Header{Key: HeaderEntryError, Value: []byte(err.Error())})
 		return m, err
 	}

@@ -1,0 +1,131 @@
+package redisstream_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/redisstream"
+)
+
+// benchPayload is a 1 KiB JSON event.
+var benchPayload = `{"id":"bench","text":"` + strings.Repeat("x", 1024-len(`{"id":"bench","text":""}`)) + `"}`
+
+// fillStream adds n 1 KiB events to a fresh stream and returns its name.
+func fillStream(b *testing.B, c *redis.Client, n int) string {
+	b.Helper()
+	in := uniq(b, c, "in")
+	ctx := context.Background()
+	const chunk = 1000
+	for i := 0; i < n; i += chunk {
+		pipe := c.Pipeline()
+		for range min(chunk, n-i) {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: in, Values: []any{"payload", benchPayload, "trace", "bench"}})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := c.XGroupCreate(ctx, in, "g", "0").Err(); err != nil {
+		b.Fatal(err)
+	}
+	return in
+}
+
+// BenchmarkPassThrough measures Redis→Redis pass-through of 1 KiB events
+// with a no-op enricher, against a minimal hand-written XREADGROUP → XADD →
+// XACK loop on the same server. Each reports events/s; the target is for
+// Sluice to reach at least 80% of HandLoop. Run for example with
+//
+//	REDIS_ADDR=127.0.0.1:6379 go test -run '^$' -bench PassThrough -benchtime 50000x ./redisstream
+func BenchmarkPassThrough(b *testing.B) {
+	b.Run("HandLoop", benchHandLoop)
+	b.Run("Sluice", benchSluice)
+}
+
+// benchHandLoop is the baseline: read a batch, write it with one pipelined
+// round of XADDs, acknowledge it with one XACK.
+func benchHandLoop(b *testing.B) {
+	c := newClient(b)
+	in := fillStream(b, c, b.N)
+	out := uniq(b, c, "out")
+	ctx := context.Background()
+	b.SetBytes(int64(len(benchPayload)))
+	b.ResetTimer()
+	start := time.Now()
+	done := 0
+	ids := make([]string, 0, 256)
+	for done < b.N {
+		res, err := c.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: "g", Consumer: "loop", Streams: []string{in, ">"}, Count: 256, Block: time.Second,
+		}).Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		msgs := res[0].Messages
+		ids = ids[:0]
+		pipe := c.Pipeline()
+		for _, m := range msgs {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: out, Values: []any{
+				"payload", m.Values["payload"], "trace", m.Values["trace"], "source_stream", in, "source_id", m.ID,
+			}})
+			ids = append(ids, m.ID)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.XAck(ctx, in, "g", ids...).Err(); err != nil {
+			b.Fatal(err)
+		}
+		done += len(msgs)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// benchSluice runs the same pass-through as a pipeline.
+func benchSluice(b *testing.B) {
+	c := newClient(b)
+	in := fillStream(b, c, b.N)
+	out := uniq(b, c, "out")
+	src, err := redisstream.NewSource(in, "g", redisstream.WithClient(c), redisstream.WithConsumer("sluice"),
+		redisstream.WithBlock(50*time.Millisecond), redisstream.WithLogger(quiet(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	sink, err := redisstream.NewSink(out, redisstream.WithClient(c), redisstream.WithLogger(quiet(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	noop := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) { return in, nil })
+	obs := &countDone{want: b.N, done: make(chan struct{})}
+	p, err := sluice.New(src, noop, sink, sluice.WithObserver(obs), sluice.WithLogger(quiet(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.SetBytes(int64(len(benchPayload)))
+	b.ResetTimer()
+	start := time.Now()
+	runErr := make(chan error, 1)
+	go func() { runErr <- p.Run(ctx) }()
+	select {
+	case <-obs.done:
+	case err := <-runErr:
+		b.Fatalf("Run returned early: %v", err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cancel()
+	if err := <-runErr; err != nil && !errors.Is(err, context.Canceled) {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
+}
