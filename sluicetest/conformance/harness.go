@@ -111,9 +111,12 @@ type Harness struct {
 	// IgnoreGoroutines lists substrings of goroutine stacks that the
 	// goroutine-leak check of the CloseWhileBusy subtest ignores. A
 	// goroutine that starts while the suite's source is open and still runs
-	// after it is closed is reported as a leak unless its stack contains
-	// one of these, so list background goroutines that outlive a source on
-	// purpose, such as those of a client shared with the sink.
+	// after it is closed is reported as a leak, unless it descends from a
+	// goroutine that was running before the source opened (such as a
+	// sink's producer, which may start workers on its first write) or its
+	// stack contains one of these substrings. List background goroutines
+	// that outlive a source on purpose, such as those a sink starts
+	// directly from Write.
 	IgnoreGoroutines []string
 }
 

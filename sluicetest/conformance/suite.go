@@ -537,12 +537,17 @@ func testCloseWhileBusy(e *env) {
 	e.t.Logf("Run returned %s after cancellation (drain timeout %s)", took.Round(time.Millisecond), e.h.DrainTimeout)
 
 	pipelineFrames := []string{"github.com/sluicehq/sluice.(*run)", "github.com/sluicehq/sluice.(*Pipeline)", "sluicetest/conformance.(*gateEnricher)"}
-	if left := e.leaked(before, 5*time.Second, func(st string) bool { return containsAny(st, pipelineFrames) }); len(left) > 0 {
+	pipelineLeft := func(id int64, now map[int64]string) bool { return containsAny(now[id], pipelineFrames) }
+	if left := e.leaked(before, 5*time.Second, pipelineLeft); len(left) > 0 {
 		e.t.Errorf("%s of the pipeline still running after Run returned:\n%s", plural(len(left), "goroutine"), strings.Join(head(left, 5), "\n\n"))
 	}
 	e.closeSource(src1)
 	grace := min(e.h.Timeout, 10*time.Second)
-	if left := e.leaked(before, grace, func(st string) bool { return !containsAny(st, e.h.IgnoreGoroutines) }); len(left) > 0 {
+	self := currentGoroutine()
+	sourceLeft := func(id int64, now map[int64]string) bool {
+		return !containsAny(now[id], e.h.IgnoreGoroutines) && !ownedByOlder(id, now, before, self)
+	}
+	if left := e.leaked(before, grace, sourceLeft); len(left) > 0 {
 		e.t.Errorf("%s started while the source was open still running %s after it was closed (list expected ones in Harness.IgnoreGoroutines):\n%s",
 			plural(len(left), "goroutine"), grace, strings.Join(head(left, 5), "\n\n"))
 	}

@@ -349,17 +349,18 @@ func currentGoroutine() int64 {
 	return id
 }
 
-// leaked polls until no goroutine started after before whose stack matches
-// keep is left, or the deadline passes; it returns the stacks left.
-func (e *env) leaked(before map[int64]string, within time.Duration, keep func(stack string) bool) []string {
+// leaked polls until no goroutine started after before that keep selects
+// is left, or the deadline passes; it returns the stacks left.
+func (e *env) leaked(before map[int64]string, within time.Duration, keep func(id int64, now map[int64]string) bool) []string {
 	self := currentGoroutine()
 	deadline := time.Now().Add(within)
 	tick := time.NewTicker(e.h.PollInterval)
 	defer tick.Stop()
 	for {
 		var left []string
-		for id, st := range goroutines() {
-			if _, old := before[id]; old || id == self || !keep(st) {
+		now := goroutines()
+		for id, st := range now {
+			if _, old := before[id]; old || id == self || !keep(id, now) {
 				continue
 			}
 			left = append(left, st)
@@ -369,6 +370,47 @@ func (e *env) leaked(before map[int64]string, within time.Duration, keep func(st
 		}
 		<-tick.C
 	}
+}
+
+// parentOf returns the id of the goroutine that created the goroutine
+// whose stack is st, or -1 if the stack does not say.
+func parentOf(st string) int64 {
+	i := strings.LastIndex(st, "\ncreated by ")
+	if i < 0 {
+		return -1
+	}
+	line, _, _ := strings.Cut(st[i+1:], "\n")
+	j := strings.LastIndex(line, " in goroutine ")
+	if j < 0 {
+		return -1
+	}
+	id, err := strconv.ParseInt(strings.TrimSpace(line[j+len(" in goroutine "):]), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return id
+}
+
+// ownedByOlder reports whether goroutine id descends from a goroutine that
+// existed before the snapshot other than self, the test's goroutine: such a
+// goroutine belongs to something older than the source, like a sink's
+// producer that starts workers when it first writes to a topic.
+func ownedByOlder(id int64, now, before map[int64]string, self int64) bool {
+	for range 64 {
+		st, ok := now[id]
+		if !ok {
+			return false // an ancestor is gone; it cannot be told apart
+		}
+		p := parentOf(st)
+		if p < 0 || p == self {
+			return false
+		}
+		if _, old := before[p]; old {
+			return true
+		}
+		id = p
+	}
+	return false
 }
 
 func containsAny(s string, subs []string) bool {
