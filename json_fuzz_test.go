@@ -1,0 +1,120 @@
+package sluice_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice"
+)
+
+// topKeys returns the top-level keys of a JSON object in document order.
+func topKeys(value []byte) []string {
+	dec := json.NewDecoder(bytes.NewReader(value))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil
+	}
+	var keys []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return keys
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return keys
+		}
+		keys = append(keys, t.(string))
+	}
+	return keys
+}
+
+func hasDuplicates(keys []string) bool {
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if seen[k] {
+			return true
+		}
+		seen[k] = true
+	}
+	return false
+}
+
+// FuzzExtractMerge checks ExtractText and MergeJSON on arbitrary events,
+// paths and answers: they never panic, every error is permanent, extracted
+// texts are non-empty strings, and a merge yields valid JSON holding the
+// answer under the key, every other member unchanged byte for byte, and is
+// idempotent.
+func FuzzExtractMerge(f *testing.F) {
+	f.Add([]byte(`{"review":{"body":"Great phone","stars":5}}`), "review.body", []byte(`{"label":"positive"}`))
+	f.Add([]byte(`{ "items" : [ {"text":"a"}, {"text":"b"} ] , "n": 1.50e3 }`), "items.1.text", []byte(`[1, 2]`))
+	f.Add([]byte(`{}`), "x", []byte(`null`))
+	f.Add([]byte(` {"ai_enrichment":{"old":true},"t":"x"} `), "t", []byte(`"new"`))
+	f.Add([]byte(`{"t":""}`), "t", []byte(`{}`))
+	f.Add([]byte(`[1,2]`), "0", []byte(`1`))
+	f.Add([]byte(`{"a":"\u00e9\ud83d\ude00"}`), "a", []byte(`{"x":"</script>"}`))
+	f.Fuzz(func(t *testing.T, value []byte, path string, answer []byte) {
+		fields, err := sluice.ExtractText(value, []string{path})
+		if err != nil {
+			if !sluice.IsPermanent(err) {
+				t.Fatalf("ExtractText error is not permanent: %v", err)
+			}
+		} else {
+			if len(fields) != 1 || fields[0].Path != path || strings.TrimSpace(fields[0].Text) == "" {
+				t.Fatalf("ExtractText(%q, %q) = %+v", value, path, fields)
+			}
+		}
+
+		const key = sluice.DefaultEnrichmentKey
+		out, err := sluice.MergeJSON(value, key, answer)
+		if err != nil {
+			if !sluice.IsPermanent(err) {
+				t.Fatalf("MergeJSON error is not permanent: %v", err)
+			}
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("MergeJSON(%q, %q) = %q: not valid JSON", value, answer, out)
+		}
+		before := topKeys(value)
+		if hasDuplicates(before) {
+			// A member repeated at the top level: which copy wins is up to
+			// the decoder, so the checks below do not apply.
+			return
+		}
+		var in, got map[string]json.RawMessage
+		if err := json.Unmarshal(value, &in); err != nil {
+			t.Fatalf("MergeJSON accepted a value that is not an object: %q", value)
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("MergeJSON output is not an object: %q", out)
+		}
+		var want bytes.Buffer
+		_ = json.Compact(&want, answer)
+		var have bytes.Buffer
+		_ = json.Compact(&have, got[key])
+		if !bytes.Equal(want.Bytes(), have.Bytes()) {
+			t.Fatalf("answer under %q is %q, want %q", key, got[key], answer)
+		}
+		for k, v := range in {
+			if k != key && !bytes.Equal(got[k], v) {
+				t.Fatalf("member %q changed: %q -> %q", k, v, got[k])
+			}
+		}
+		if len(got) != len(in)+btoi(in[key] == nil) {
+			t.Fatalf("members: %d before, %d after", len(in), len(got))
+		}
+		again, err := sluice.MergeJSON(out, key, answer)
+		if err != nil || !bytes.Equal(again, out) {
+			t.Fatalf("merging twice changed the event: %q -> %q (%v)", out, again, err)
+		}
+	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

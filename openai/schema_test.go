@@ -1,0 +1,149 @@
+package openai
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestSchemaValidate(t *testing.T) {
+	schema := json.RawMessage(`{
+		"type": "object",
+		"description": "ignored",
+		"properties": {
+			"label": {"type": "string", "enum": ["a", "b"]},
+			"score": {"type": "number", "minimum": -1, "maximum": 1},
+			"n":     {"type": "integer", "minimum": 0},
+			"tags":  {"type": "array", "items": {"type": "object", "properties": {"t": {"type": "string"}}, "required": ["t"], "additionalProperties": false}},
+			"maybe": {"type": ["string", "null"]},
+			"meta":  {"type": "object", "additionalProperties": {"type": "boolean"}}
+		},
+		"required": ["label", "score"],
+		"additionalProperties": false
+	}`)
+	s, err := ParseSchema(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		doc  string
+		want string // "" means valid
+	}{
+		{`{"label":"a","score":0.5}`, ""},
+		{`{"label":"b","score":-1,"n":3,"tags":[{"t":"x"}],"maybe":null,"meta":{"k":true}}`, ""},
+		{`{"label":"a","score":1,"n":2.0}`, ""},
+		{`{"label":"a","score":1,"maybe":"s"}`, ""},
+		{`{"label":"c","score":0}`, `$.label: "c" is not one of "a", "b"`},
+		{`{"label":"a"}`, `$: required property "score" is missing`},
+		{`{"label":"a","score":2}`, `$.score: 2 is above the maximum 1`},
+		{`{"label":"a","score":-1.5}`, `$.score: -1.5 is below the minimum -1`},
+		{`{"label":"a","score":"high"}`, `$.score: is a string, want number`},
+		{`{"label":"a","score":0,"n":1.5}`, `$.n: is a number, want integer`},
+		{`{"label":"a","score":0,"n":-1}`, `$.n: -1 is below the minimum 0`},
+		{`{"label":"a","score":0,"x":1}`, `$: property "x" is not allowed`},
+		{`{"label":"a","score":0,"tags":[{"t":"x"},{"u":"y"}]}`, `$.tags[1]: required property "t" is missing`},
+		{`{"label":"a","score":0,"tags":{}}`, `$.tags: is an object, want array`},
+		{`{"label":"a","score":0,"maybe":1}`, `$.maybe: is an integer, want string or null`},
+		{`{"label":"a","score":0,"meta":{"k":"yes"}}`, `$.meta.k: is a string, want boolean`},
+		{`{"label":null,"score":0}`, `$.label: is null, want string`},
+		{`[1]`, `$: is an array, want object`},
+		{`{"label":"a","score":0} {}`, `more than one value`},
+		{`{"label":`, `not valid JSON`},
+	}
+	for _, tc := range tests {
+		err := s.Validate(json.RawMessage(tc.doc))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: unexpected %v", tc.doc, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: got %v, want %q", tc.doc, err, tc.want)
+		}
+	}
+	var ve *ValidationError
+	if err := s.Validate(json.RawMessage(`{"label":"z","score":0}`)); !errors.As(err, &ve) || ve.Path != "$.label" {
+		t.Errorf("want a *ValidationError at $.label, got %v", err)
+	}
+}
+
+func TestParseSchemaErrors(t *testing.T) {
+	for doc, want := range map[string]string{
+		`[]`:                                     "not a JSON object",
+		`{"type":"thing"}`:                       `"thing" is not a JSON schema type`,
+		`{"type":[]}`:                            "type must be",
+		`{"pattern":"x"}`:                        `keyword "pattern"`,
+		`{"properties":{"a":{"anyOf":[]}}}`:      `$.a uses keyword "anyOf"`,
+		`{"enum":[]}`:                            "non-empty list",
+		`{"minimum":"0"}`:                        "must be a number",
+		`{"properties":{"a":{}},"required":[1]}`: "list of names",
+		`{"properties":{"a":{}},"required":["b"]}`: `names "b", which is not in properties`,
+	} {
+		_, err := ParseSchema(json.RawMessage(doc))
+		if !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", doc, err, want)
+		}
+	}
+}
+
+func TestSchemaStrict(t *testing.T) {
+	for _, task := range []Task{Sentiment(), Entities(), Translate("French"), Spam()} {
+		s, err := task.compile([]string{"a.b", "c"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !s.Strict() {
+			t.Errorf("%s: the built-in schema must be strict-compatible", task.Name)
+		}
+	}
+	for doc, want := range map[string]bool{
+		`{"type":"object","properties":{"a":{"type":"string"}},"required":["a"],"additionalProperties":false}`:                                          true,
+		`{"type":"object","properties":{"a":{"type":"string"}},"required":[],"additionalProperties":false}`:                                             false,
+		`{"type":"object","properties":{"a":{"type":"string"}},"required":["a"]}`:                                                                       false,
+		`{"type":"object","properties":{"a":{"type":"array","items":{"type":"object","properties":{}}}},"required":["a"],"additionalProperties":false}`: false,
+	} {
+		s, err := ParseSchema(json.RawMessage(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Strict() != want {
+			t.Errorf("%s: Strict() = %v", doc, !want)
+		}
+	}
+}
+
+func TestParseAnswerForms(t *testing.T) {
+	want := `{"a":1}`
+	for _, content := range []string{
+		`{"a":1}`,
+		"  {\n  \"a\": 1\n}\n",
+		"```json\n{\"a\": 1}\n```",
+		"```\n{\"a\":1}\n```",
+		"```{\"a\":1}```",
+		"Sure! Here it is:\n```json\n{\"a\":1}\n```\nAnything else?",
+		`The answer is {"a":1}. Hope that helps {`,
+		"<think>the user wants {json}</think>\n{\"a\":1}",
+		`{broken {"a":1}`,
+	} {
+		got, err := parseAnswer(content)
+		if err != nil || string(got) != want {
+			t.Errorf("%q: got %s, %v", content, got, err)
+		}
+	}
+	for _, content := range []string{"", "   ", "no json here", `["a"]`, `"a"`, `{"a":`, "<think>x</think>"} {
+		if got, err := parseAnswer(content); !errors.Is(err, ErrInvalidAnswer) {
+			t.Errorf("%q: got %s, want ErrInvalidAnswer", content, got)
+		}
+	}
+}
+
+func TestCanonicalAndHash(t *testing.T) {
+	a, _ := Canonical(json.RawMessage(`{ "b": [1, 2.50, "<x>"], "a": {"d": true, "c": null} }`))
+	if want := `{"a":{"c":null,"d":true},"b":[1,2.50,"<x>"]}`; string(a) != want {
+		t.Errorf("canonical %s, want %s", a, want)
+	}
+	h1, _ := ResultHash(json.RawMessage(`{"x":1,"y":2}`))
+	h2, _ := ResultHash(json.RawMessage(`{ "y":2, "x":1 }`))
+	if h1 != h2 || len(h1) != len("sha256:")+64 {
+		t.Errorf("hashes %s, %s", h1, h2)
+	}
+}
