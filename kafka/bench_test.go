@@ -1,0 +1,303 @@
+package kafka
+
+// Kafka→Kafka pass-through benchmarks on a real broker:
+//
+//	KAFKA_BROKERS=127.0.0.1:9092 go test -run '^$' -bench Kafka ./kafka
+//
+// BenchmarkKafkaThroughput drains a backlog of b.N 1 KiB JSON events over 8
+// partitions, through a sluice pipeline with a no-op enricher and, as the
+// ceiling, through a minimal hand-written sarama consume→produce loop with
+// the same producer settings. BenchmarkKafkaLatency feeds events at a fixed
+// rate and reports the end-to-end latency (input record timestamp to the
+// broker's acknowledgement of the output record).
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/sluicehq/sluice"
+)
+
+const (
+	benchPartitions = 8
+	benchRate       = 5000 // events/s for the latency benchmark
+)
+
+func benchValue(i int) []byte {
+	head := fmt.Sprintf(`{"id":%d,"kind":"click","payload":"`, i)
+	return []byte(head + strings.Repeat("x", 1024-len(head)-2) + `"}`)
+}
+
+// feed writes n events to topic, at rate events/s or as fast as possible
+// when rate is 0, each stamped with its send time.
+func feed(b *testing.B, bs []string, topic string, n, rate int) {
+	cfg := testConfig()
+	cfg.Producer.Compression = sarama.CompressionLZ4
+	cfg.Producer.Flush.Frequency = 2 * time.Millisecond
+	cfg.Producer.Return.Successes = true
+	p, err := sarama.NewAsyncProducer(bs, cfg)
+	if err != nil {
+		b.Fatalf("feeder: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range n {
+			select {
+			case <-p.Successes():
+			case err := <-p.Errors():
+				b.Errorf("feed: %v", err)
+			}
+		}
+	}()
+	var tick *time.Ticker
+	const burst = 50
+	if rate > 0 {
+		tick = time.NewTicker(time.Second * burst / time.Duration(rate))
+		defer tick.Stop()
+	}
+	for i := range n {
+		if tick != nil && i%burst == 0 {
+			<-tick.C
+		}
+		p.Input() <- &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(fmt.Sprint(i)),
+			Value: sarama.ByteEncoder(benchValue(i)), Timestamp: time.Now()}
+	}
+	<-done
+	_ = p.Close()
+}
+
+// latencies collects end-to-end latencies.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(ts time.Time, now time.Time) {
+	l.mu.Lock()
+	l.d = append(l.d, now.Sub(ts))
+	l.mu.Unlock()
+}
+
+func (l *latencies) report(b *testing.B) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return
+	}
+	slices.Sort(l.d)
+	q := func(p float64) float64 { return float64(l.d[int(p*float64(len(l.d)-1))]) / 1e6 }
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+}
+
+// passThrough is what each benchmark variant runs: consume in from the
+// beginning and write every event to out, returning once n are confirmed.
+type passThrough func(b *testing.B, bs []string, in, out string, n int, lat *latencies) (finished time.Time)
+
+func runPipeline(b *testing.B, bs []string, in, out string, n int, lat *latencies) time.Time {
+	ctx := context.Background()
+	src, err := NewSource(ctx, bs, in+"-g", []string{in}, WithLogger(quietLogger()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	prod, err := NewProducer(ctx, bs, out, WithLogger(quietLogger()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close()
+	var written atomic.Int64
+	all := make(chan struct{})
+	sink := sluice.SinkFunc(func(ctx context.Context, msgs []*sluice.Message) error {
+		if err := prod.Write(ctx, msgs); err != nil {
+			return err
+		}
+		now := time.Now()
+		if lat != nil {
+			for _, m := range msgs {
+				lat.add(m.Timestamp, now)
+			}
+		}
+		if written.Add(int64(len(msgs))) >= int64(n) {
+			select {
+			case <-all:
+			default:
+				close(all)
+			}
+		}
+		return nil
+	})
+	p, err := sluice.New(src, sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) { return m, nil }),
+		sink, sluice.WithDeadLetter(prod), sluice.WithLogger(quietLogger()),
+		sluice.WithConcurrency(16), sluice.WithMaxInFlight(8192), sluice.WithFetchBatch(1024), sluice.WithWriteBatch(1024, 8))
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	select {
+	case <-all:
+	case err := <-done:
+		b.Fatalf("pipeline stopped: %v", err)
+	}
+	b.StopTimer()
+	end := time.Now()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	return end
+}
+
+// runSaramaLoop is the ceiling: a consumer group whose handler hands each
+// message to an async producer with the same settings as Producer, and
+// marks it once the broker acknowledged the output.
+func runSaramaLoop(b *testing.B, bs []string, in, out string, n int, lat *latencies) time.Time {
+	cfg := testConfig()
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	cfg.Producer.Idempotent = true
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Producer.Compression = sarama.CompressionLZ4
+	cfg.Producer.Flush.Frequency = 5 * time.Millisecond
+	cfg.Producer.Return.Errors = true
+	client, err := sarama.NewClient(bs, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	prod, err := sarama.NewAsyncProducerFromClient(client)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close()
+	cg, err := sarama.NewConsumerGroup(bs, in+"-loop", cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cg.Close()
+
+	all := make(chan struct{})
+	var sess atomic.Pointer[sarama.ConsumerGroupSession]
+	go func() {
+		count := 0
+		for {
+			select {
+			case m, ok := <-prod.Successes():
+				if !ok {
+					return
+				}
+				src := m.Metadata.(*sarama.ConsumerMessage)
+				if s := sess.Load(); s != nil {
+					(*s).MarkMessage(src, "")
+				}
+				if lat != nil {
+					lat.add(src.Timestamp, time.Now())
+				}
+				if count++; count == n {
+					close(all)
+				}
+			case err, ok := <-prod.Errors():
+				if ok {
+					b.Errorf("loop produce: %v", err)
+				}
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	h := loopHandler{prod: prod, out: out, sess: &sess}
+	go func() {
+		for ctx.Err() == nil {
+			if err := cg.Consume(ctx, []string{in}, h); err != nil && ctx.Err() == nil {
+				b.Errorf("loop consume: %v", err)
+				return
+			}
+		}
+	}()
+	<-all
+	b.StopTimer()
+	return time.Now()
+}
+
+type loopHandler struct {
+	prod sarama.AsyncProducer
+	out  string
+	sess *atomic.Pointer[sarama.ConsumerGroupSession]
+}
+
+func (h loopHandler) Setup(s sarama.ConsumerGroupSession) error { h.sess.Store(&s); return nil }
+func (h loopHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+func (h loopHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
+	for {
+		select {
+		case m, ok := <-c.Messages():
+			if !ok {
+				return nil
+			}
+			hs := make([]sarama.RecordHeader, 0, len(m.Headers)+3)
+			for _, h := range m.Headers {
+				hs = append(hs, *h)
+			}
+			hs = append(hs, recordHeaders(nil, sluice.Origin{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})...)
+			h.prod.Input() <- &sarama.ProducerMessage{Topic: h.out, Key: sarama.ByteEncoder(m.Key),
+				Value: sarama.ByteEncoder(m.Value), Headers: hs, Metadata: m}
+		case <-s.Context().Done():
+			return nil
+		}
+	}
+}
+
+var variants = []struct {
+	name string
+	run  passThrough
+}{
+	{"sarama-loop", runSaramaLoop},
+	{"pipeline", runPipeline},
+}
+
+// BenchmarkKafkaThroughput drains a backlog of b.N events.
+func BenchmarkKafkaThroughput(b *testing.B) {
+	bs := brokers(b)
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			in := createTopic(b, bs, "bench-in", benchPartitions)
+			out := createTopic(b, bs, "bench-out", benchPartitions)
+			feed(b, bs, in, b.N, 0)
+			b.SetBytes(1024)
+			b.ResetTimer()
+			start := time.Now()
+			end := v.run(b, bs, in, out, b.N, nil)
+			b.ReportMetric(float64(b.N)/end.Sub(start).Seconds(), "events/s")
+		})
+	}
+}
+
+// BenchmarkKafkaLatency feeds b.N events at a fixed rate while the
+// pass-through runs and reports end-to-end latency percentiles.
+func BenchmarkKafkaLatency(b *testing.B) {
+	bs := brokers(b)
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			in := createTopic(b, bs, "bench-lat-in", benchPartitions)
+			out := createTopic(b, bs, "bench-lat-out", benchPartitions)
+			var lat latencies
+			fed := make(chan struct{})
+			go func() { defer close(fed); feed(b, bs, in, b.N, benchRate) }()
+			b.ResetTimer()
+			v.run(b, bs, in, out, b.N, &lat)
+			<-fed
+			lat.report(b)
+		})
+	}
+}
