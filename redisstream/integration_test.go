@@ -48,7 +48,6 @@ func fetchN(t *testing.T, src sluice.Source, n int) []*sluice.Message {
 func TestPipelineEndToEnd(t *testing.T) {
 	c := newClient(t)
 	in, out, dlq := uniq(t, c, "in"), uniq(t, c, "out"), uniq(t, c, "dlq")
-	_, classes := publishClasses(t, c, in, 0) // nothing yet: the group starts at "$"
 	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithConsumer("c1"))
 	sink, err := redisstream.NewSink(out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithMaxLen(10000))
 	if err != nil {
@@ -59,7 +58,8 @@ func TestPipelineEndToEnd(t *testing.T) {
 		err := src.Ready(ctxT(t, 5*time.Second))
 		return err == nil, fmt.Sprint(err)
 	})
-	_, classes = publishClasses(t, c, in, 100)
+	// Published after the group was created at "$".
+	_, classes := publishClasses(t, c, in, 100)
 	var o outcome
 	waitFor(t, 30*time.Second, "all outcomes", func() (bool, string) {
 		o = collect(t, c, in, out, dlq)
@@ -303,6 +303,13 @@ func TestDeletedPendingEntries(t *testing.T) {
 		if err := s2.Ack(ctx, got); err != nil {
 			t.Fatal(err)
 		}
+		// Let the source finish reconciling (it reads one entry at a
+		// time here); there is nothing more to fetch.
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		if msgs, err := s2.Fetch(short, 1); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Fetch with nothing left: %d messages, %v", len(msgs), err)
+		}
+		cancel()
 		if n := pending(t, c, in, "g"); n != 0 {
 			t.Errorf("same consumer %v: %d entries still pending; the deleted ones should be acked", same, n)
 		}
