@@ -194,6 +194,7 @@ type run struct {
 	win      *window
 	gate     gate
 	stopping atomic.Bool
+	lastOK   atomic.Int64 // clock time (UnixNano) of the latest successful enrichment
 
 	workCtx     context.Context // enrichment; cancelled at the drain deadline
 	cancelWork  context.CancelFunc
@@ -226,7 +227,7 @@ func newRun(p *Pipeline) *run {
 		results: make(chan *item, w),
 		write:   make(chan *item, w),
 		written: make(chan []*item, w),
-		fetched: make(chan []*Message, 1),
+		fetched: make(chan []*Message), // unbuffered: a batch is taken before the fetcher can report its end
 		win:     newWindow(w),
 		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
@@ -505,8 +506,8 @@ func (r *run) onRateLimited(it *item, rl *RateLimitError) {
 	p := r.p
 	now := p.clock.Now()
 	p.stats.rateLimited.Add(1)
-	if r.limitedFrom.IsZero() {
-		r.limitedFrom = now
+	if r.limitedFrom.IsZero() || r.lastOK.Load() >= r.limitedFrom.UnixNano() {
+		r.limitedFrom = now // a call succeeded since the streak began
 	}
 	if limited := now.Sub(r.limitedFrom); limited > p.cfg.maxRateLimited {
 		r.beginStop(fmt.Errorf("%w: every model call for %s was refused for rate limits (last: %v); consumption stopped", ErrRateLimited, limited.Round(time.Millisecond), rl))
@@ -515,8 +516,9 @@ func (r *run) onRateLimited(it *item, rl *RateLimitError) {
 		return
 	}
 	// The event goes back to the queue without spending its retry budget.
+	// It is queued last: once a worker has it, the scheduler must not touch it.
+	defer func() { r.work <- it }()
 	it.attempts--
-	r.work <- it
 	pause := (&backpressure{defaultRA: p.cfg.defaultRetryAfter, jitter: p.cfg.pauseJitter, rnd: r.rnd}).pauseFor(rl)
 	until := now.Add(pause)
 	if !until.After(r.pausedUntil) {
@@ -524,26 +526,25 @@ func (r *run) onRateLimited(it *item, rl *RateLimitError) {
 	}
 	wasPaused := r.resume != nil
 	r.pausedUntil = until
-	if r.resume != nil {
-		r.resume.Stop()
-	}
-	r.resume = p.clock.NewTimer(until.Sub(now))
 	p.stats.mu.Lock()
 	p.stats.paused = until
 	p.stats.mu.Unlock()
-	if wasPaused {
-		return
+	if !wasPaused {
+		p.stats.pauses.Add(1)
+		if o := p.cfg.observer; o != nil {
+			o.RateLimited(pause)
+		}
+		p.log.Warn("sluice: rate limited; pausing consumption", "pause", pause, "origin", it.in.Origin.String(), "err", rl)
+		r.gate.close()
+		p.state.Store(StatePaused)
+		if ps, ok := p.src.(Pauser); ok {
+			ps.Pause()
+		}
+	} else {
+		r.resume.Stop()
 	}
-	p.stats.pauses.Add(1)
-	if o := p.cfg.observer; o != nil {
-		o.RateLimited(pause)
-	}
-	p.log.Warn("sluice: rate limited; pausing consumption", "pause", pause, "origin", it.in.Origin.String(), "err", rl)
-	r.gate.close()
-	p.state.Store(StatePaused)
-	if ps, ok := p.src.(Pauser); ok {
-		ps.Pause()
-	}
+	// Armed last, so that a test that sees the timer sees the pause too.
+	r.resume = p.clock.NewTimer(until.Sub(now))
 }
 
 func (r *run) onResume() {
@@ -657,6 +658,10 @@ func (r *run) fetch(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if !r.gate.wait(done) { // a pause may have begun while we waited for room
+			r.win.release(n)
+			return ctx.Err()
+		}
 		msgs, err := p.src.Fetch(ctx, n)
 		if len(msgs) < n {
 			r.win.release(n - len(msgs))
@@ -764,7 +769,9 @@ func (r *run) settle(it *item, out *Message, err error) {
 	out.Token = it.in.Token
 	it.out = out
 	it.kind = kEnriched
-	it.latency = r.p.clock.Now().Sub(it.first)
+	now := r.p.clock.Now()
+	it.latency = now.Sub(it.first)
+	r.lastOK.Store(now.UnixNano())
 }
 
 func (r *run) safeEnrich(in *Message) (out *Message, err error) {

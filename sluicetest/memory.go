@@ -98,15 +98,17 @@ func (s *Source) wake() {
 // Fetch implements [sluice.Source]: it returns up to max events, taking from
 // each partition in turn, and blocks while none is available.
 func (s *Source) Fetch(ctx context.Context, max int) ([]*sluice.Message, error) {
+	s.mu.Lock()
+	s.fetches++
+	if s.paused {
+		s.badFet++
+	}
+	s.mu.Unlock()
 	for {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			return nil, sluice.ErrSourceClosed
-		}
-		s.fetches++
-		if s.paused {
-			s.badFet++
 		}
 		var out []*sluice.Message
 		for i := 0; i < len(s.parts) && len(out) < max; i++ {
@@ -132,7 +134,6 @@ func (s *Source) Fetch(ctx context.Context, max int) ([]*sluice.Message, error) 
 			return nil, sluice.ErrSourceClosed
 		}
 		ch := s.avail
-		s.fetches--
 		s.mu.Unlock()
 		select {
 		case <-ch:
