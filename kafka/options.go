@@ -59,7 +59,6 @@ type config struct {
 	version        sarama.KafkaVersion
 	connectTimeout time.Duration
 	tls            *tls.Config
-	tlsErr         error
 	saslMech       SASLMechanism
 	saslUser       string
 	saslPass       string
