@@ -120,7 +120,7 @@ func Entities(text string) []Entity {
 		} else {
 			flush()
 		}
-		end := strings.IndexAny(f[len(f)-1:], ".!?") >= 0
+		end := strings.ContainsAny(f[len(f)-1:], ".!?")
 		if end || (len(w) < len(f) && strings.ContainsAny(f, ",;:")) {
 			flush()
 		}
@@ -240,6 +240,9 @@ func conform(schema map[string]any, hint any) any {
 	case "object":
 		props, _ := schema["properties"].(map[string]any)
 		hm, _ := hint.(map[string]any)
+		if props == nil && hm != nil {
+			return hm // no properties listed: any object goes
+		}
 		out := map[string]any{}
 		for k, ps := range props {
 			sub, _ := ps.(map[string]any)

@@ -24,6 +24,7 @@ package llmtest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,7 +33,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,6 +86,8 @@ type Handler struct {
 	faults []Fault
 	stats  Stats
 
+	hung chan struct{} // closed and replaced when a request starts hanging
+
 	inFlight  atomic.Int64
 	admitted  atomic.Int64
 	seq       atomic.Int64
@@ -107,6 +109,7 @@ func NewHandler(opts ...Option) (*Handler, error) {
 		cfg:    cfg,
 		rnd:    rand.New(rand.NewPCG(cfg.seed, cfg.seed^0x9e3779b97f4a7c15)),
 		closed: make(chan struct{}),
+		hung:   make(chan struct{}),
 	}
 	h.stats.ByStatus = map[int]int64{}
 	h.stats.ByFormat = map[string]int64{}
@@ -194,6 +197,25 @@ func (h *Handler) Stats() Stats {
 		s.ByFormat[k] = v
 	}
 	return s
+}
+
+// WaitHangs blocks until at least n requests have started hanging since the
+// last [Handler.ResetStats], or ctx is done. Tests use it to act while a
+// call is in flight.
+func (h *Handler) WaitHangs(ctx context.Context, n int64) error {
+	for {
+		h.mu.Lock()
+		got, ch := h.stats.Hangs, h.hung
+		h.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("llmtest: %d of %d hangs: %w", got, n, ctx.Err())
+		}
+	}
 }
 
 // ResetStats zeroes the counters.
@@ -399,7 +421,11 @@ func (h *Handler) completion(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case injected && fault.Hang, h.chance(h.cfg.hangRate):
-		h.count(func(s *Stats) { s.Hangs++ })
+		h.mu.Lock()
+		h.stats.Hangs++
+		close(h.hung)
+		h.hung = make(chan struct{})
+		h.mu.Unlock()
 		select {
 		case <-r.Context().Done():
 		case <-h.closed:
@@ -451,14 +477,14 @@ func (h *Handler) answer(w http.ResponseWriter, req *request, format string, mal
 		schemaName, schema = rf.JSONSchema.Name, rf.JSONSchema.Schema
 	}
 	if schema == nil {
-		if m := schemaLine.FindStringSubmatch(system); m != nil {
-			schema = json.RawMessage(m[1])
+		if s, ok := line(system, "JSON schema:"); ok {
+			schema = json.RawMessage(s)
 		}
 	}
 	task, batch := detectTask(schemaName, system)
 	lang := "English"
-	if m := langLine.FindStringSubmatch(system); m != nil {
-		lang = strings.TrimSpace(m[1])
+	if l, ok := line(system, "Target language:"); ok && l != "" {
+		lang = l
 	}
 	var result any
 	items := 0
@@ -523,26 +549,32 @@ func (h *Handler) answer(w http.ResponseWriter, req *request, format string, mal
 	h.write(w, http.StatusOK, resp)
 }
 
-var (
-	taskLine   = regexp.MustCompile(`(?m)^Task: *([A-Za-z0-9_.-]+) *$`)
-	batchLine  = regexp.MustCompile(`(?m)^Mode: *batch *$`)
-	langLine   = regexp.MustCompile(`(?m)^Target language: *(.+)$`)
-	schemaLine = regexp.MustCompile(`(?m)^JSON schema: *(\{.*\}) *$`)
-)
+// line returns the rest of the first line of text that starts with
+// prefix, trimmed, and whether there is one.
+func line(text, prefix string) (string, bool) {
+	for text != "" {
+		var l string
+		l, text, _ = strings.Cut(text, "\n")
+		if rest, ok := strings.CutPrefix(l, prefix); ok {
+			return strings.TrimSpace(rest), true
+		}
+	}
+	return "", false
+}
 
 // detectTask finds the task from the json_schema name, or else from the
-// system prompt's Task and Mode lines.
+// system prompt's "Task:" and "Mode: batch" lines.
 func detectTask(schemaName, system string) (task string, batch bool) {
+	mode, _ := line(system, "Mode:")
+	batch = mode == "batch"
 	if schemaName != "" {
 		if t, ok := strings.CutSuffix(schemaName, "_batch"); ok {
 			return t, true
 		}
-		return schemaName, batchLine.MatchString(system)
+		return schemaName, batch
 	}
-	if m := taskLine.FindStringSubmatch(system); m != nil {
-		task = m[1]
-	}
-	return task, batchLine.MatchString(system)
+	task, _ = line(system, "Task:")
+	return task, batch
 }
 
 // batchItemSchema returns the schema of one event's answer from a batch

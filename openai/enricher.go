@@ -37,6 +37,7 @@ type Enricher struct {
 	lim      *limiter
 	log      *slog.Logger
 	mode     atomic.Int32 // OutputMode in use; moves down under OutputAuto
+	prompts  [2][2]string // system prompts by [batch][schema in prompt]
 }
 
 var (
@@ -83,6 +84,11 @@ func New(model string, task Task, textFields []string, opts ...Option) (*Enriche
 	}
 	e.json = je
 	e.strict = s.Strict()
+	for b := range 2 {
+		for p := range 2 {
+			e.prompts[b][p] = task.systemPrompt(s, b == 1, p == 1)
+		}
+	}
 	e.endpoint = cfg.baseURL + "/chat/completions"
 	e.lim = newLimiter(cfg.maxConc, cfg.adaptive)
 	e.log = cfg.logger
@@ -221,7 +227,7 @@ func (e *Enricher) body(c call, mode OutputMode) ([]byte, error) {
 		Temperature: e.cfg.temperature,
 		MaxTokens:   c.maxTokens,
 		Messages: []chatMessage{
-			{Role: "system", Content: e.task.systemPrompt(e.schema, c.batch, mode != OutputJSONSchema)},
+			{Role: "system", Content: e.prompts[btoi(c.batch)][btoi(mode != OutputJSONSchema)]},
 			{Role: "user", Content: string(c.user)},
 		},
 	}
@@ -381,4 +387,11 @@ func batchSchema(ids []string, item json.RawMessage) json.RawMessage {
 	}
 	b.WriteString(`],"additionalProperties":false}`)
 	return b.Bytes()
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

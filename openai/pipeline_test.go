@@ -19,7 +19,7 @@ type pipelineResult struct {
 
 // runPipeline enriches n events through a pipeline over the in-memory
 // source and sink and returns what came out.
-func runPipeline(tb testing.TB, e *Enricher, n, concurrency, batch int, opts ...sluice.Option) pipelineResult {
+func runPipeline(tb testing.TB, e sluice.Enricher, n, concurrency, batch int, opts ...sluice.Option) pipelineResult {
 	tb.Helper()
 	src := sluicetest.NewSource("events", 4)
 	for i := range n {
@@ -59,3 +59,4 @@ func runPipeline(tb testing.TB, e *Enricher, n, concurrency, batch int, opts ...
 		elapsed:  el,
 	}
 }
+

@@ -1,0 +1,85 @@
+package openai
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/llmtest"
+)
+
+// Run with a fixed event count, for example:
+//
+//	go test -run '^$' -bench Pipeline -benchtime 4000x ./openai
+
+// BenchmarkPipelineLatency50ms runs b.N events through a pipeline of
+// concurrency 64 against a server that takes 50ms per call: the ceiling is
+// 64/0.05s = 1280 events/s.
+func BenchmarkPipelineLatency50ms(b *testing.B) {
+	srv := llmtest.NewServer(llmtest.WithLatency(llmtest.Fixed(50 * time.Millisecond)))
+	defer srv.Close()
+	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.BaseURL()), WithLogger(quiet()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	b.ResetTimer()
+	res := runPipeline(b, e, b.N, 64, 1)
+	b.StopTimer()
+	if res.dead > 0 {
+		b.Fatalf("%d events dead-lettered: %s", res.dead, res.letters[0].Reason)
+	}
+	eps := float64(b.N) / res.elapsed.Seconds()
+	b.ReportMetric(eps, "events/s")
+	b.ReportMetric(100*eps/1280, "%of1280")
+	b.ReportMetric(float64(srv.Stats().MaxConcurrent), "max-concurrent")
+}
+
+// BenchmarkPipelineRateLimited200 runs b.N events against a server that
+// allows 200 calls/s and answers the rest with 429 and Retry-After. The
+// pipeline must keep goodput near 200/s and dead-letter nothing.
+func BenchmarkPipelineRateLimited200(b *testing.B) {
+	srv := llmtest.NewServer(
+		llmtest.WithLatency(llmtest.Fixed(50*time.Millisecond)),
+		llmtest.WithRPS(200, 0),
+	)
+	defer srv.Close()
+	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.BaseURL()), WithLogger(quiet()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	b.ResetTimer()
+	res := runPipeline(b, e, b.N, 64, 1, sluice.WithMaxRateLimitDuration(time.Minute))
+	b.StopTimer()
+	if res.dead > 0 {
+		b.Fatalf("%d events dead-lettered: %s", res.dead, res.letters[0].Reason)
+	}
+	st := srv.Stats()
+	eps := float64(b.N) / res.elapsed.Seconds()
+	b.ReportMetric(eps, "events/s")
+	b.ReportMetric(100*eps/200, "%of200")
+	b.ReportMetric(float64(st.ByStatus[429]), "429s")
+	b.ReportMetric(float64(res.stats.RateLimitPauses), "pauses")
+}
+
+// BenchmarkPipelineBatch8 is the 50ms-latency pipeline with batches of 8
+// events per call.
+func BenchmarkPipelineBatch8(b *testing.B) {
+	srv := llmtest.NewServer(llmtest.WithLatency(llmtest.Fixed(50 * time.Millisecond)))
+	defer srv.Close()
+	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.BaseURL()), WithLogger(quiet()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	b.ResetTimer()
+	res := runPipeline(b, e, b.N, 64, 8)
+	b.StopTimer()
+	if res.dead > 0 {
+		b.Fatalf("%d events dead-lettered: %s", res.dead, res.letters[0].Reason)
+	}
+	st := srv.Stats()
+	b.ReportMetric(float64(b.N)/res.elapsed.Seconds(), "events/s")
+	b.ReportMetric(float64(st.BatchItems)/float64(max(1, st.BatchCompletions)), "events/call")
+}
