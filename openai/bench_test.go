@@ -1,6 +1,8 @@
 package openai
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -82,4 +84,34 @@ func BenchmarkPipelineBatch8(b *testing.B) {
 	st := srv.Stats()
 	b.ReportMetric(float64(b.N)/res.elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(st.BatchItems)/float64(max(1, st.BatchCompletions)), "events/call")
+}
+
+// BenchmarkDirectCalls64 makes the calls of BenchmarkPipelineLatency50ms
+// from 64 goroutines without a pipeline: the ceiling of the HTTP path
+// alone, to tell the pipeline's overhead from the HTTP round trip's.
+func BenchmarkDirectCalls64(b *testing.B) {
+	srv := llmtest.NewServer(llmtest.WithLatency(llmtest.Fixed(50 * time.Millisecond)))
+	defer srv.Close()
+	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.BaseURL()), WithLogger(quiet()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Go(func() {
+			for left.Add(-1) >= 0 {
+				if _, err := e.Enrich(bg(), event("great")); err != nil {
+					b.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	eps := float64(b.N) / time.Since(start).Seconds()
+	b.ReportMetric(eps, "events/s")
+	b.ReportMetric(100*eps/1280, "%of1280")
 }
