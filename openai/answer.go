@@ -26,8 +26,12 @@ func ResultHash(result json.RawMessage) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return hashCanonical(c), nil
+}
+
+func hashCanonical(c []byte) string {
 	sum := sha256.Sum256(c)
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // invalid wraps a problem with a model answer.

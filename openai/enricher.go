@@ -182,7 +182,7 @@ func (e *Enricher) enrichment(model string, ans json.RawMessage) (json.RawMessag
 	if err != nil {
 		return nil, sluice.Permanent(invalid("%v", err))
 	}
-	hash, _ := ResultHash(canon)
+	hash := hashCanonical(canon)
 	if model == "" {
 		model = e.model
 	}
