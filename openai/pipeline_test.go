@@ -59,4 +59,3 @@ func runPipeline(tb testing.TB, e sluice.Enricher, n, concurrency, batch int, op
 		elapsed:  el,
 	}
 }
-
