@@ -30,8 +30,9 @@ type Pipeline struct {
 	lim   *limiter
 	stats *stats
 
-	state   atomic.Value // State
-	started atomic.Bool
+	state    atomic.Value // State
+	started  atomic.Bool
+	lagCache lagCache
 }
 
 // New builds a pipeline from src, enr and sink. The source must implement
@@ -123,7 +124,6 @@ func (p *Pipeline) Source() Source { return p.src }
 // Sink returns the pipeline's sink, for health checks.
 func (p *Pipeline) Sink() Sink { return p.sink }
 
-// ErrAlreadyRunning is returned by Run when the pipeline has been run before.
 var errAlreadyRan = errors.New("sluice: Pipeline.Run called twice; build a new Pipeline")
 
 // Run consumes and enriches events until ctx is cancelled, the source ends,
@@ -605,19 +605,22 @@ func (r *run) onWritten(batch []*item) {
 		case kFatalDLQ:
 			fatal = fmt.Errorf("%w: dead-letter writer refused event %s: %w", ErrFatal, it.in.Origin.String(), it.err)
 		}
-		if o := p.cfg.observer; o != nil && (it.kind == kEnriched || it.kind == kDead) {
+	}
+	if enriched+dead > 0 {
+		p.stats.record(p.clock.Now(), enriched, dead, lats)
+	}
+	r.lats = lats
+	obs := p.cfg.observer
+	for _, it := range batch {
+		if obs != nil && (it.kind == kEnriched || it.kind == kDead) {
 			out := OutcomeEnriched
 			if it.kind == kDead {
 				out = OutcomeDeadLettered
 			}
-			o.EventDone(out, it.latency)
+			obs.EventDone(out, it.latency)
 		}
 		r.releaseKey(it)
 		r.finish(it)
-	}
-	r.lats = lats
-	if enriched+dead > 0 {
-		p.stats.record(p.clock.Now(), enriched, dead, lats)
 	}
 	p.stats.inFlight.Store(int64(r.outstanding))
 	if fatal != nil {

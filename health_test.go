@@ -1,0 +1,90 @@
+package sluice_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/sluicetest"
+)
+
+func getJSON(t *testing.T, h http.Handler, path string) (int, map[string]any) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), rec.Body.String())
+	return rec.Code, body
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	clk := sluicetest.NewClock(epoch)
+	src := sluicetest.NewSource("in", 2)
+	src.Publish(nil, []byte(`good`))
+	src.Publish(nil, []byte(`bad`))
+	var first = true
+	enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) {
+		if string(in.Value) == "bad" {
+			return nil, sluice.Permanent(assert.AnError)
+		}
+		if first {
+			first = false
+			return nil, &sluice.RateLimitError{RetryAfter: time.Second}
+		}
+		return in, nil
+	})
+	sink := sluicetest.NewSink()
+	obs := &doneObserver{done: make(chan sluice.Outcome, 16)}
+	p, err := sluice.New(src, enr, sink, sluice.WithClock(clk), sluice.WithConcurrency(1), sluice.WithPauseJitter(0),
+		sluice.WithObserver(obs), quiet())
+	require.NoError(t, err)
+	h := p.Handler()
+
+	code, _ := getJSON(t, h, "/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code, "not ready before Run")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := start(t, ctx, p)
+	require.True(t, clk.BlockUntil(1, nil)) // paused by the 429
+	code, body := getJSON(t, h, "/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "paused", body["status"])
+	code, _ = getJSON(t, h, "/readyz")
+	assert.Equal(t, http.StatusOK, code)
+
+	clk.Advance(time.Second)
+	// The observer hears of each outcome once it is counted.
+	assert.ElementsMatch(t, []sluice.Outcome{sluice.OutcomeEnriched, sluice.OutcomeDeadLettered},
+		[]sluice.Outcome{wait(t, obs.done), wait(t, obs.done)})
+	code, body = getJSON(t, h, "/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "ok", body["status"])
+	for _, k := range []string{"consumer_lag", "lag_by_partition", "enrichment_success_rate", "processed",
+		"enriched", "dead_lettered", "retried", "rate_limit_pauses", "in_flight", "success_rate_window"} {
+		assert.Contains(t, body, k)
+	}
+	assert.EqualValues(t, 2, body["processed"])
+	assert.EqualValues(t, 0.5, body["enrichment_success_rate"])
+	assert.EqualValues(t, 1, body["rate_limit_pauses"])
+	assert.EqualValues(t, 0, body["consumer_lag"])
+	assert.Equal(t, map[string]any{"in/0": 0.0, "in/1": 0.0}, body["lag_by_partition"])
+
+	cancel()
+	require.NoError(t, wait(t, done))
+	code, body = getJSON(t, h, "/healthz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Equal(t, "stopped", body["status"])
+}
+
+type doneObserver struct{ done chan sluice.Outcome }
+
+func (o *doneObserver) EventDone(out sluice.Outcome, _ time.Duration) { o.done <- out }
+func (o *doneObserver) Retried()                                      {}
+func (o *doneObserver) RateLimited(time.Duration)                     {}

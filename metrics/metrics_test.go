@@ -1,0 +1,59 @@
+package metrics_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/sluicetest"
+)
+
+func TestMetricsExposition(t *testing.T) {
+	src := sluicetest.NewSource("in", 1)
+	src.Publish(nil, []byte(`ok`))
+	src.Publish(nil, []byte(`bad`))
+	src.End()
+	enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) {
+		if string(in.Value) == "bad" {
+			return nil, sluice.Permanent(assert.AnError)
+		}
+		return in, nil
+	})
+	m := metrics.New()
+	p, err := sluice.New(src, enr, sluicetest.NewSink(), sluice.WithObserver(m),
+		sluice.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	require.NoError(t, err)
+	m.Attach(p)
+	require.NoError(t, p.Run(context.Background()))
+
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	body := rec.Body.String()
+	for _, want := range []string{
+		"sluice_enriched_total 1",
+		"sluice_dead_lettered_total 1",
+		"sluice_processed_total 2",
+		"sluice_received_total 2",
+		"sluice_retried_total 0",
+		"sluice_rate_limit_pauses_total 0",
+		"sluice_in_flight 0",
+		"sluice_paused 0",
+		"sluice_up 0",
+		"sluice_consumer_lag 0",
+		`sluice_consumer_lag_partition{partition="in/0"} 0`,
+		`sluice_enrichment_latency_seconds_count{outcome="enriched"} 1`,
+		`sluice_enrichment_latency_seconds_count{outcome="dead_lettered"} 1`,
+		"go_goroutines",
+	} {
+		assert.Contains(t, body, want)
+	}
+}
