@@ -119,7 +119,7 @@ func ExtractText(value []byte, paths []string) ([]TextField, error) {
 			return nil, Permanent(err)
 		}
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
 			return nil, Permanent(fmt.Errorf("text field %q is %s, not a string", p, jsonKind(raw)))
 		}
 		if strings.TrimSpace(s) == "" {
@@ -141,7 +141,7 @@ func object(value []byte) (map[string]json.RawMessage, error) {
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(value, &m); err != nil || m == nil {
-		return nil, Permanent(fmt.Errorf("event is a JSON %s, not an object", jsonKind(value)))
+		return nil, Permanent(fmt.Errorf("event is %s, not a JSON object", jsonKind(value)))
 	}
 	return m, nil
 }
@@ -203,7 +203,8 @@ func jsonKind(raw []byte) string {
 
 // MergeJSON returns the JSON object value with answer stored under the
 // top-level key. Every other byte of value is kept as it was: field order,
-// spacing and number formatting do not change. An existing key is replaced.
+// spacing and number formatting do not change. An existing key is replaced
+// (every copy of it, if the event repeats the key).
 // It fails, with a [Permanent] error, if value is not a JSON object or
 // answer is not valid JSON.
 func MergeJSON(value []byte, key string, answer json.RawMessage) ([]byte, error) {
@@ -218,6 +219,10 @@ func MergeJSON(value []byte, key string, answer json.RawMessage) ([]byte, error)
 	if _, err := dec.Token(); err != nil { // '{'
 		return nil, Permanent(fmt.Errorf("event is not valid JSON: %v", err))
 	}
+	// Spans of the key's existing values. Every copy of a duplicated key is
+	// replaced, so that whichever copy a reader keeps, it sees the answer.
+	type span struct{ start, end int }
+	var spans []span
 	members := 0
 	for dec.More() {
 		t, err := dec.Token()
@@ -231,12 +236,18 @@ func MergeJSON(value []byte, key string, answer json.RawMessage) ([]byte, error)
 		members++
 		if k, _ := t.(string); k == key {
 			end := int(dec.InputOffset())
-			start := end - len(raw)
-			out := make([]byte, 0, len(value)-len(raw)+len(answer))
-			out = append(out, value[:start]...)
-			out = append(out, answer...)
-			return append(out, value[end:]...), nil
+			spans = append(spans, span{end - len(raw), end})
 		}
+	}
+	if len(spans) > 0 {
+		out := make([]byte, 0, len(value)+len(spans)*len(answer))
+		last := 0
+		for _, sp := range spans {
+			out = append(out, value[last:sp.start]...)
+			out = append(out, answer...)
+			last = sp.end
+		}
+		return append(out, value[last:]...), nil
 	}
 	closing := bytes.LastIndexByte(value, '}')
 	qkey, _ := json.Marshal(key)

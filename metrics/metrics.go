@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicehq/sluice"
@@ -96,7 +97,7 @@ func New(opts ...Option) *Metrics {
 		lagPart:     d("consumer_lag_partition", "Events waiting to be consumed, per partition or stream.", "partition"),
 	}
 	m.reg.MustRegister(m, m.latency, m.pauseDur,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
