@@ -101,9 +101,9 @@ func (l *latencies) report(b *testing.B) {
 
 // passThrough is what each benchmark variant runs: consume in from the
 // beginning and write every event to out, returning once n are confirmed.
-type passThrough func(b *testing.B, bs []string, in, out string, n int, lat *latencies) (finished time.Time)
+type passThrough func(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) (finished time.Time)
 
-func runPipeline(b *testing.B, bs []string, in, out string, n int, lat *latencies) time.Time {
+func runPipeline(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) time.Time {
 	ctx := context.Background()
 	src, err := NewSource(ctx, bs, in+"-g", []string{in}, WithLogger(quietLogger()))
 	if err != nil {
@@ -138,13 +138,19 @@ func runPipeline(b *testing.B, bs []string, in, out string, n int, lat *latencie
 	})
 	p, err := sluice.New(src, sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) { return m, nil }),
 		sink, sluice.WithDeadLetter(prod), sluice.WithLogger(quietLogger()),
-		sluice.WithConcurrency(16), sluice.WithMaxInFlight(8192), sluice.WithFetchBatch(1024), sluice.WithWriteBatch(1024, 8))
+		sluice.WithConcurrency(16), sluice.WithMaxInFlight(16384), sluice.WithFetchBatch(1024), sluice.WithWriteBatch(1024, 32))
 	if err != nil {
 		b.Fatal(err)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- p.Run(runCtx) }()
+	select {
+	case <-src.joined:
+		joined()
+	case err := <-done:
+		b.Fatalf("pipeline stopped: %v", err)
+	}
 	select {
 	case <-all:
 	case err := <-done:
@@ -162,7 +168,7 @@ func runPipeline(b *testing.B, bs []string, in, out string, n int, lat *latencie
 // runSaramaLoop is the ceiling: a consumer group whose handler hands each
 // message to an async producer with the same settings as Producer, and
 // marks it once the broker acknowledged the output.
-func runSaramaLoop(b *testing.B, bs []string, in, out string, n int, lat *latencies) time.Time {
+func runSaramaLoop(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) time.Time {
 	cfg := testConfig()
 	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
 	cfg.Producer.Idempotent = true
@@ -216,7 +222,8 @@ func runSaramaLoop(b *testing.B, bs []string, in, out string, n int, lat *latenc
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	h := loopHandler{prod: prod, out: out, sess: &sess}
+	var once sync.Once
+	h := loopHandler{prod: prod, out: out, sess: &sess, joined: func() { once.Do(joined) }}
 	go func() {
 		for ctx.Err() == nil {
 			if err := cg.Consume(ctx, []string{in}, h); err != nil && ctx.Err() == nil {
@@ -231,12 +238,17 @@ func runSaramaLoop(b *testing.B, bs []string, in, out string, n int, lat *latenc
 }
 
 type loopHandler struct {
-	prod sarama.AsyncProducer
-	out  string
-	sess *atomic.Pointer[sarama.ConsumerGroupSession]
+	prod   sarama.AsyncProducer
+	out    string
+	sess   *atomic.Pointer[sarama.ConsumerGroupSession]
+	joined func()
 }
 
-func (h loopHandler) Setup(s sarama.ConsumerGroupSession) error { h.sess.Store(&s); return nil }
+func (h loopHandler) Setup(s sarama.ConsumerGroupSession) error {
+	h.sess.Store(&s)
+	h.joined()
+	return nil
+}
 func (h loopHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 func (h loopHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
 	for {
@@ -277,7 +289,7 @@ func BenchmarkKafkaThroughput(b *testing.B) {
 			b.SetBytes(1024)
 			b.ResetTimer()
 			start := time.Now()
-			end := v.run(b, bs, in, out, b.N, nil)
+			end := v.run(b, bs, in, out, b.N, nil, func() {})
 			b.ReportMetric(float64(b.N)/end.Sub(start).Seconds(), "events/s")
 		})
 	}
@@ -293,9 +305,11 @@ func BenchmarkKafkaLatency(b *testing.B) {
 			out := createTopic(b, bs, "bench-lat-out", benchPartitions)
 			var lat latencies
 			fed := make(chan struct{})
-			go func() { defer close(fed); feed(b, bs, in, b.N, benchRate) }()
 			b.ResetTimer()
-			v.run(b, bs, in, out, b.N, &lat)
+			// Feed once the group has joined, so the join is not counted.
+			v.run(b, bs, in, out, b.N, &lat, func() {
+				go func() { defer close(fed); feed(b, bs, in, b.N, benchRate) }()
+			})
 			<-fed
 			lat.report(b)
 		})
