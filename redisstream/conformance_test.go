@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,7 +73,20 @@ func TestConformance(t *testing.T) {
 	}
 	if script := restartScript(addr); script != "" {
 		h.RestartServer = func(t *testing.T) {
+			// The script runs the server without persistence: turn the
+			// append-only file on, so that the data survives, and keep
+			// it on across the restart.
+			ctx := ctxT(t, 60*time.Second)
+			if err := c.ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
+				t.Fatalf("CONFIG SET appendonly yes: %v", err)
+			}
+			waitFor(t, 60*time.Second, "the append-only file", func() (bool, string) {
+				info := c.Info(ctx, "persistence").Val()
+				return strings.Contains(info, "aof_enabled:1") && strings.Contains(info, "aof_rewrite_in_progress:0") &&
+					!strings.Contains(info, "aof_rewrite_scheduled:1"), "INFO persistence"
+			})
 			cmd := exec.Command("bash", script, "restart")
+			cmd.Env = append(os.Environ(), "SLUICE_REDIS_ARGS=--appendonly yes")
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("%s restart: %v\n%s", script, err, out)
 			}

@@ -163,6 +163,9 @@ func TestRestartDeliveries(t *testing.T) {
 
 	// First run: read everything, ack nothing, stop.
 	s1 := newSource(t, in, "g", redisstream.WithAddr(redisAddr(t)), redisstream.WithConsumer("c1"), redisstream.WithStartID("0"))
+	if err := s1.Ready(ctx); err != nil {
+		t.Errorf("Ready of a new group before the first Fetch: %v, want nil (nothing to reconcile)", err)
+	}
 	for _, m := range fetchN(t, s1, 3) {
 		if m.Deliveries != 1 {
 			t.Errorf("first read: Deliveries %d, want 1", m.Deliveries)

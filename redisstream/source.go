@@ -74,6 +74,7 @@ type Source struct {
 	inflight   map[string]struct{} // handed out, not yet acked
 	recovering map[string]struct{} // recovered at startup, not yet acked
 	unacked    map[string]struct{} // XACKs that failed, kept for retry
+	started    bool                // the first Fetch has begun
 	reconciled bool
 	lastErr    error
 	paused     bool
@@ -181,6 +182,9 @@ func unrecoverable(err error) bool {
 func (s *Source) step(ctx context.Context, count int) ([]*sluice.Message, error) {
 	switch s.phase {
 	case phaseInit:
+		s.mu.Lock()
+		s.started = true
+		s.mu.Unlock()
 		if err := s.ensureGroup(ctx); err != nil {
 			return nil, err
 		}
@@ -605,11 +609,12 @@ func (s *Source) Lag(ctx context.Context) (sluice.Lag, error) {
 // Ready implements [sluice.Readier]. It returns nil once the server answers
 // and startup reconciliation is over: every pending entry this consumer owned
 // and every idle entry it claimed at startup has been read and acknowledged.
-// Before that it returns an error matching [ErrNotReady]; while reads fail,
-// the last read error.
+// Before the first Fetch it asks the server whether there is anything to
+// reconcile, and is ready if not. Otherwise it returns an error matching
+// [ErrNotReady]; while reads fail, the last read error.
 func (s *Source) Ready(ctx context.Context) error {
 	s.mu.Lock()
-	closed, lastErr, reconciled, n := s.closed, s.lastErr, s.reconciled, len(s.recovering)
+	closed, lastErr, started, reconciled, n := s.closed, s.lastErr, s.started, s.reconciled, len(s.recovering)
 	s.mu.Unlock()
 	if closed {
 		return sluice.ErrSourceClosed
@@ -621,10 +626,35 @@ func (s *Source) Ready(ctx context.Context) error {
 		return fmt.Errorf("redisstream: source %q: last read failed: %w", s.stream, lastErr)
 	}
 	if !reconciled {
+		if !started {
+			return s.nothingToReconcile(ctx)
+		}
 		return fmt.Errorf("%w: startup reconciliation of stream %q has not finished", ErrNotReady, s.stream)
 	}
 	if n > 0 {
 		return fmt.Errorf("%w: %d entries recovered at startup from stream %q are not acknowledged yet", ErrNotReady, n, s.stream)
+	}
+	return nil
+}
+
+// nothingToReconcile is Ready before the first Fetch: the source is ready
+// when startup reconciliation will find nothing, that is, when this consumer
+// has no pending entries and no entry of the group has been idle longer than
+// the min-idle time.
+func (s *Source) nothingToReconcile(ctx context.Context) error {
+	pipe := s.client.Pipeline()
+	own := pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream, Group: s.group, Start: "-", End: "+", Count: 1, Consumer: s.consumer})
+	idle := pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream, Group: s.group, Idle: s.cfg.minIdle, Start: "-", End: "+", Count: 1})
+	_, err := pipe.Exec(ctx)
+	switch {
+	case redis.HasErrorPrefix(err, "NOGROUP"):
+		return nil // no group yet: nothing is pending
+	case err != nil:
+		return fmt.Errorf("redisstream: source %q: XPENDING on %s: %w", s.stream, addrOf(s.client), err)
+	case len(own.Val()) > 0:
+		return fmt.Errorf("%w: consumer %q has pending entries in stream %q to recover first", ErrNotReady, s.consumer, s.stream)
+	case len(idle.Val()) > 0:
+		return fmt.Errorf("%w: stream %q has entries idle longer than %s to claim first", ErrNotReady, s.stream, s.cfg.minIdle)
 	}
 	return nil
 }
