@@ -253,13 +253,15 @@ cmd_start() {
   log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller $HOST:$CONTROLLER_PORT)"
   # setsid: own session, so the broker survives the shell (and its Ctrl-C)
   # that started it. The inner shell writes its pid and then becomes java.
+  # 9>&- : the broker must not inherit (and so hold forever) our lock.
+  # shellcheck disable=SC2016 # $$ and $@ are for the inner shell
   KAFKA_PIDFILE=$PIDFILE setsid nohup bash -c 'echo $$ >"$KAFKA_PIDFILE"; exec "$@"' kafka-broker \
     java -Xms"$HEAP" -Xmx"$HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent \
     -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$LOG4J" -Dkafka.logs.dir="$LOGS" -Dkafka.log.file=server.log \
     -cp "$LIB/*" kafka.Kafka "$PROPS" \
-    >"$OUTFILE" 2>&1 </dev/null &
+    >"$OUTFILE" 2>&1 </dev/null 9>&- &
 
   local t0=$SECONDS deadline=$((SECONDS + START_TIMEOUT))
   while ((SECONDS < deadline)); do

@@ -1,0 +1,44 @@
+# Thin wrappers around scripts/; scripts/test.sh is the one test command.
+SHELL := /usr/bin/env bash
+GOFLAGS ?= -buildvcs=false
+export GOFLAGS
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: test bench lint kafka-start kafka-stop kafka-status redis-start redis-stop redis-status servers-start servers-stop
+
+# Extra go test arguments: make test ARGS='-run TestX ./kafka'
+test:
+	scripts/test.sh $(ARGS)
+
+bench:
+	scripts/bench.sh $(ARGS)
+
+lint:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	@command -v staticcheck >/dev/null 2>&1 || [ -x "$$(go env GOPATH)/bin/staticcheck" ] || \
+		go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	PATH="$$PATH:$$(go env GOPATH)/bin" staticcheck ./...
+
+kafka-start:
+	scripts/kafka.sh start
+
+kafka-stop:
+	scripts/kafka.sh stop
+
+kafka-status:
+	scripts/kafka.sh status
+
+redis-start:
+	scripts/redis.sh start
+
+redis-stop:
+	scripts/redis.sh stop
+
+redis-status:
+	scripts/redis.sh status
+
+servers-start: kafka-start redis-start
+
+servers-stop: kafka-stop redis-stop
