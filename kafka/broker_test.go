@@ -102,6 +102,36 @@ func createTopic(t testing.TB, bs []string, prefix string, partitions int32) str
 	if err != nil {
 		t.Fatalf("create topic %s: %v", name, err)
 	}
+	// Wait until every partition has a leader, so that consumers do not
+	// start against metadata from before the topic existed.
+	client, err := sarama.NewClient(bs, cfg)
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	defer client.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := client.RefreshMetadata(name)
+		if err == nil {
+			var ps []int32
+			if ps, err = client.Partitions(name); err == nil && len(ps) == int(partitions) {
+				for _, p := range ps {
+					if _, lerr := client.Leader(name, p); lerr != nil {
+						err = lerr
+					}
+				}
+			} else if err == nil {
+				err = fmt.Errorf("%d of %d partitions", len(ps), partitions)
+			}
+		}
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s not ready: %v", name, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the broker for a condition
+	}
 	t.Cleanup(func() {
 		if a, err := sarama.NewClusterAdmin(bs, cfg); err == nil {
 			_ = a.DeleteTopic(name)
