@@ -1,11 +1,14 @@
 package redisstream
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
@@ -185,4 +188,34 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+func TestConnectionOptions(t *testing.T) {
+	tc := &tls.Config{ServerName: "redis.internal", MinVersion: tls.VersionTLS12}
+	s, err := NewSink("out", WithAddr("redis.internal:6380"), WithCredentials("app", "s3cret"), WithDB(3), WithTLS(tc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	o := s.Client().(*redis.Client).Options()
+	if o.Addr != "redis.internal:6380" || o.Username != "app" || o.Password != "s3cret" || o.DB != 3 || o.TLSConfig != tc {
+		t.Errorf("client options addr %q user %q db %d tls %v", o.Addr, o.Username, o.DB, o.TLSConfig != nil)
+	}
+	if a := addrOf(s.Client()); a != "redis.internal:6380" || contains(a, "s3cret") {
+		t.Errorf("addrOf = %q", a)
+	}
+	// A user-built client is used as is and not closed.
+	c := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
+	defer c.Close()
+	src, err := NewSource("in", "g", WithClient(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Client() != c {
+		t.Error("WithClient: the source does not use the given client")
+	}
+	_ = src.Close()
+	if err := c.Ping(context.Background()).Err(); err != nil {
+		t.Errorf("the given client after the source was closed: %v", err)
+	}
 }

@@ -76,6 +76,16 @@
 // pipeline. Connection settings are [WithAddr], [WithCredentials], [WithDB]
 // and [WithTLS], or [WithClient] for a client you built.
 //
+// # Throughput
+//
+// A source reads at most as many entries as the pipeline has free in-flight
+// slots. The pipeline's default window (four times the concurrency, at least
+// 64) suits slow model calls; for fast enrichers raise it, for example with
+// sluice.WithMaxInFlight(1024), so that each XREADGROUP, each pipelined
+// batch of XADDs and each XACK carries a few hundred entries. The
+// BenchmarkPassThrough benchmark compares both settings with a hand-written
+// go-redis loop.
+//
 // # Dead letters
 //
 // The sink writes dead letters to the "dead_letter" stream
@@ -83,5 +93,13 @@
 // failure_reason, failure_attempts, failure_time, source_stream and
 // source_id. When the source and the sink share one *redis.Client (see
 // [Source.Client]), the dead-letter XADDs and the XACKs of their entries go
-// in one MULTI/EXEC.
+// in one MULTI/EXEC. Redis does not roll back a transaction when one command
+// fails at run time: if a dead-letter XADD fails (for example because the
+// dead-letter key holds another type), its entry is acknowledged anyway, but
+// the pipeline still holds the letter and writes it again until it succeeds.
+//
+// # Redis versions
+//
+// XAUTOCLAIM needs Redis 6.2; the lag of XINFO GROUPS and the reporting of
+// deleted entries by XAUTOCLAIM need Redis 7.
 package redisstream
