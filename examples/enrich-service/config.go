@@ -1,0 +1,242 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/examples/internal/envflag"
+)
+
+// envPrefix is the prefix of the environment variables that set flags.
+const envPrefix = "SLUICE_"
+
+// Secrets come only from the environment, never from flags (which other
+// users can read in the process list).
+const (
+	envAPIKey        = "SLUICE_MODEL_API_KEY"
+	envRedisPassword = "SLUICE_REDIS_PASSWORD"
+)
+
+// config is the effective configuration.
+type config struct {
+	Source     string
+	Brokers    []string
+	RedisAddr  string
+	Group      string
+	Input      string
+	Output     string
+	DeadLetter string
+
+	ModelURL     string
+	Model        string
+	Task         string
+	Language     string
+	Fields       []string
+	ModelTimeout time.Duration
+
+	Concurrency          int
+	RateLimit            float64
+	Retries              int
+	MaxRateLimitDuration time.Duration
+	DrainTimeout         time.Duration
+	InstanceID           string
+	HealthAddr           string
+	LogFormat            string
+	LogLevel             string
+
+	apiKey        string
+	redisPassword string
+	showVersion   bool
+}
+
+// errUsage marks a configuration error: exit status 2, which systemd is told
+// not to restart on. errParse marks one the flag package already printed.
+var (
+	errUsage = errors.New("invalid configuration")
+	errParse = errors.New("bad command line")
+)
+
+// parseConfig reads flags, then the SLUICE_* environment for flags not given.
+func parseConfig(args []string, stderr io.Writer) (*config, error) {
+	fs := flag.NewFlagSet("sluice-enrich", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &config{}
+	var brokers, fields string
+	fs.StringVar(&c.Source, "source", "kafka", "broker `kind`: kafka or redis")
+	fs.StringVar(&brokers, "brokers", "127.0.0.1:9092", "comma-separated Kafka bootstrap `addresses`")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "Redis server `host:port` (password from "+envRedisPassword+")")
+	fs.StringVar(&c.Group, "group", "sluice-enrich", "consumer group")
+	fs.StringVar(&c.Input, "input", "events", "input topic or stream")
+	fs.StringVar(&c.Output, "output", "events.enriched", "output topic or stream for enriched events")
+	fs.StringVar(&c.DeadLetter, "dead-letter", "dead_letter", "topic or stream for events that cannot be enriched")
+	fs.StringVar(&c.ModelURL, "model-url", "http://127.0.0.1:8081/v1", "base `URL` of an OpenAI-compatible API (the part before /chat/completions); key from "+envAPIKey)
+	fs.StringVar(&c.Model, "model", "gpt-4o-mini", "model `name`")
+	fs.StringVar(&c.Task, "task", "sentiment", "`task`: sentiment, entities, translate or spam")
+	fs.StringVar(&c.Language, "language", "English", "target language of -task translate")
+	fs.StringVar(&fields, "fields", "text", "comma-separated dot `paths` of the text fields to enrich (e.g. review.title,review.body)")
+	fs.DurationVar(&c.ModelTimeout, "model-timeout", 60*time.Second, "timeout of one model request")
+	fs.IntVar(&c.Concurrency, "concurrency", 8, "model calls in flight at once")
+	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "client-side limit on model `requests/s` (0 = off)")
+	fs.IntVar(&c.Retries, "retries", 3, "retries of a transient failure before an event is dead-lettered")
+	fs.DurationVar(&c.MaxRateLimitDuration, "max-rate-limit-duration", time.Minute, "stop (exit 3) after rate limiting lasts this long without one success")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight events")
+	fs.StringVar(&c.InstanceID, "instance-id", "", "Kafka static group member id, or the Redis consumer name (default: host name)")
+	fs.StringVar(&c.HealthAddr, "health-addr", "127.0.0.1:8080", "`address` serving /healthz, /readyz and /metrics")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	fs.Usage = envflag.Usage(fs, envPrefix, "sluice-enrich [flags]")
+
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %w", errParse, err)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if err := envflag.Apply(fs, envPrefix, "version"); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	c.Brokers = splitList(brokers)
+	c.Fields = splitList(fields)
+	c.apiKey = os.Getenv(envAPIKey)
+	c.redisPassword = os.Getenv(envRedisPassword)
+	if c.showVersion {
+		return c, nil
+	}
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// validate reports every bad setting at once, each naming its flag.
+func (c *config) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	switch c.Source {
+	case "kafka":
+		if len(c.Brokers) == 0 {
+			bad("-brokers: empty")
+		}
+	case "redis":
+		if _, _, err := net.SplitHostPort(c.RedisAddr); err != nil {
+			bad("-redis-addr %q: %v", c.RedisAddr, err)
+		}
+	default:
+		bad("-source %q: must be kafka or redis", c.Source)
+	}
+	for name, v := range map[string]string{"-group": c.Group, "-input": c.Input, "-output": c.Output, "-dead-letter": c.DeadLetter, "-model": c.Model} {
+		if v == "" {
+			bad("%s: empty", name)
+		}
+	}
+	if c.Input == c.Output || c.Input == c.DeadLetter {
+		bad("-input %q: must differ from -output and -dead-letter", c.Input)
+	}
+	if u, err := url.Parse(c.ModelURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("-model-url %q: need an http(s) URL", redactURL(c.ModelURL))
+	}
+	switch c.Task {
+	case "sentiment", "entities", "translate", "spam":
+	default:
+		bad("-task %q: must be sentiment, entities, translate or spam", c.Task)
+	}
+	if len(c.Fields) == 0 {
+		bad("-fields: empty")
+	}
+	if c.Concurrency < 1 {
+		bad("-concurrency %d: must be at least 1", c.Concurrency)
+	}
+	if c.RateLimit < 0 {
+		bad("-rate-limit %v: must be >= 0", c.RateLimit)
+	}
+	if c.Retries < 0 {
+		bad("-retries %d: must be >= 0", c.Retries)
+	}
+	if c.DrainTimeout <= 0 || c.MaxRateLimitDuration <= 0 || c.ModelTimeout <= 0 {
+		bad("-drain-timeout, -max-rate-limit-duration and -model-timeout must be positive")
+	}
+	if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
+		bad("-health-addr %q: %v", c.HealthAddr, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("-log-format %q: must be text or json", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("-log-level %q: %v", c.LogLevel, err)
+	}
+	return errors.Join(errs...)
+}
+
+// redacted returns the effective configuration for the startup log, with
+// secrets replaced by whether they are set.
+func (c *config) redacted() map[string]any {
+	m := map[string]any{
+		"source":                  c.Source,
+		"group":                   c.Group,
+		"input":                   c.Input,
+		"output":                  c.Output,
+		"dead_letter":             c.DeadLetter,
+		"model_url":               redactURL(c.ModelURL),
+		"model":                   c.Model,
+		"task":                    c.Task,
+		"fields":                  c.Fields,
+		"model_timeout":           c.ModelTimeout.String(),
+		"concurrency":             c.Concurrency,
+		"rate_limit":              c.RateLimit,
+		"retries":                 c.Retries,
+		"max_rate_limit_duration": c.MaxRateLimitDuration.String(),
+		"drain_timeout":           c.DrainTimeout.String(),
+		"instance_id":             c.InstanceID,
+		"health_addr":             c.HealthAddr,
+		"log_format":              c.LogFormat,
+		"model_api_key":           secretState(c.apiKey),
+	}
+	if c.Task == "translate" {
+		m["language"] = c.Language
+	}
+	if c.Source == "kafka" {
+		m["brokers"] = c.Brokers
+	} else {
+		m["redis_addr"] = c.RedisAddr
+		m["redis_password"] = secretState(c.redisPassword)
+	}
+	return m
+}
+
+func secretState(s string) string {
+	if s == "" {
+		return "unset"
+	}
+	return "set (redacted)"
+}
+
+// redactURL hides a password in the URL's user info, and any query (where
+// some proxies take keys).
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "redacted"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,210 @@
+// Command enrich-service is a long-running sluice service: it consumes JSON
+// events from Kafka or Redis Streams, enriches each one with an
+// OpenAI-compatible chat-completion model, and writes the result downstream,
+// dead-lettering what cannot be enriched.
+//
+// Every flag can also be set with an environment variable SLUICE_<NAME>
+// (upper case, dashes as underscores): -rate-limit is SLUICE_RATE_LIMIT.
+// The model API key is read from SLUICE_MODEL_API_KEY only.
+//
+//	sluice-enrich -source kafka -brokers 127.0.0.1:9092 -input reviews \
+//	    -output reviews.enriched -task sentiment -fields review.body \
+//	    -model-url https://api.openai.com/v1 -model gpt-4o-mini
+//
+// It serves /healthz, /readyz and /metrics on -health-addr. SIGTERM or SIGINT
+// drains in-flight events and exits 0 (a second signal exits at once).
+//
+// Exit status: 0 after a graceful stop; 1 when startup or the source fails;
+// 2 for a bad configuration; 3 when rate limiting outlasted
+// -max-rate-limit-duration; 4 on a fatal model error (rejected key, no quota).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/openai"
+)
+
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitFailure     = 1
+	exitUsage       = 2
+	exitRateLimited = 3
+	exitFatal       = 4
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		if !errors.Is(err, errParse) {
+			fmt.Fprintln(stderr, "sluice-enrich:", err)
+		}
+		return exitUsage
+	}
+	if cfg.showVersion {
+		fmt.Fprintf(stdout, "sluice-enrich %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return exitOK
+	}
+	log := newLogger(cfg, stderr)
+	slog.SetDefault(log)
+
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "unknown: " + err.Error()
+	}
+	log.Info("starting sluice-enrich", "version", buildVersion(), "go", runtime.Version(), "binary", exe, "pid", os.Getpid())
+	log.Info("configuration", "config", cfg.redacted())
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		// Stop catching signals: a second one kills the process at once.
+		stop()
+	}()
+
+	code, err := serve(ctx, cfg, log)
+	if err != nil {
+		log.Error("sluice-enrich stopped", "err", err, "exit_status", code)
+	} else {
+		log.Info("sluice-enrich stopped", "exit_status", code)
+	}
+	return code
+}
+
+func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
+	enr, err := newEnricher(cfg, log)
+	if err != nil {
+		return exitUsage, err
+	}
+	defer enr.Close()
+
+	ps, err := connect(ctx, cfg, log)
+	if err != nil {
+		return exitFailure, err
+	}
+	defer ps.close(log)
+
+	m := metrics.New()
+	opts := []sluice.Option{
+		sluice.WithConcurrency(cfg.Concurrency),
+		sluice.WithRetries(cfg.Retries),
+		sluice.WithMaxRateLimitDuration(cfg.MaxRateLimitDuration),
+		sluice.WithDrainTimeout(cfg.DrainTimeout),
+		sluice.WithObserver(m),
+		sluice.WithLogger(log),
+	}
+	if cfg.RateLimit > 0 {
+		// A burst of one second's worth, so that a quiet spell is not
+		// followed by more than the quota allows in a second.
+		opts = append(opts, sluice.WithRateLimit(cfg.RateLimit, max(1, int(math.Ceil(cfg.RateLimit)))))
+	}
+	p, err := sluice.New(ps.src, enr, ps.sink, opts...)
+	if err != nil {
+		return exitUsage, err
+	}
+	m.Attach(p)
+
+	ln, err := net.Listen("tcp", cfg.HealthAddr)
+	if err != nil {
+		return exitFailure, fmt.Errorf("health endpoint: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.Handler())
+	mux.Handle("/", p.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("health endpoint", "err", err)
+		}
+	}()
+	log.Info("serving /healthz, /readyz and /metrics", "addr", ln.Addr().String())
+
+	runDone := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			log.Info("signal received: draining in-flight events", "drain_timeout", cfg.DrainTimeout.String())
+		case <-runDone:
+		}
+	}()
+	runErr := p.Run(ctx)
+	close(runDone)
+	st := p.Stats()
+	log.Info("pipeline stopped", "received", st.Received, "enriched", st.Enriched,
+		"dead_lettered", st.DeadLettered, "retried", st.Retried, "rate_limit_pauses", st.RateLimitPauses)
+
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+
+	switch {
+	case runErr == nil:
+		return exitOK, nil
+	case errors.Is(runErr, sluice.ErrFatal):
+		return exitFatal, runErr
+	case errors.Is(runErr, sluice.ErrRateLimited):
+		return exitRateLimited, runErr
+	default:
+		return exitFailure, runErr
+	}
+}
+
+func newEnricher(cfg *config, log *slog.Logger) (*openai.Enricher, error) {
+	var task openai.Task
+	switch cfg.Task {
+	case "sentiment":
+		task = openai.Sentiment()
+	case "entities":
+		task = openai.Entities()
+	case "translate":
+		task = openai.Translate(cfg.Language)
+	case "spam":
+		task = openai.Spam()
+	}
+	opts := []openai.Option{
+		openai.WithBaseURL(cfg.ModelURL),
+		openai.WithTimeout(cfg.ModelTimeout),
+		openai.WithLogger(log),
+	}
+	if cfg.apiKey != "" {
+		opts = append(opts, openai.WithAPIKeyEnv(envAPIKey))
+	}
+	return openai.New(cfg.Model, task, cfg.Fields, opts...)
+}
+
+func newLogger(cfg *config, w io.Writer) *slog.Logger {
+	level, _ := parseLevel(cfg.LogLevel) // validated
+	ho := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, ho))
+	}
+	return slog.New(slog.NewTextHandler(w, ho))
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(s))
+	return l, err
+}
