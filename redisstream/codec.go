@@ -63,15 +63,10 @@ func (c codec) decode(stream string, e redis.XMessage) (*sluice.Message, error) 
 		m.Value = fieldsJSON(e.Values)
 		return m, nil
 	}
-	keys := make([]string, 0, len(e.Values))
-	for k := range e.Values {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	m.Headers = make([]sluice.Header, 0, len(keys))
+	m.Headers = make([]sluice.Header, 0, len(e.Values))
 	found := false
-	for _, k := range keys {
-		v := valueBytes(e.Values[k])
+	for k, raw := range e.Values {
+		v := valueBytes(raw)
 		switch {
 		case k == c.payload:
 			m.Value, found = v, true
@@ -81,6 +76,7 @@ func (c codec) decode(stream string, e redis.XMessage) (*sluice.Message, error) 
 			m.Headers = append(m.Headers, sluice.Header{Key: k, Value: v})
 		}
 	}
+	slices.SortFunc(m.Headers, func(a, b sluice.Header) int { return strings.Compare(a.Key, b.Key) })
 	if !found {
 		err := &MissingFieldError{Stream: stream, ID: e.ID, Field: c.payload}
 		m.Headers = append(m.Headers, sluice.Header{Key: HeaderEntryError, Value: []byte(err.Error())})
@@ -91,9 +87,10 @@ func (c codec) decode(stream string, e redis.XMessage) (*sluice.Message, error) 
 
 // fields builds the XADD field list of an output message: the payload (or
 // the members of the JSON value), the key, the headers, then the origin
-// headers, later names replacing earlier ones.
-func (c codec) fields(m *sluice.Message, extra []sluice.Header) ([]any, error) {
-	var b fieldList
+// fields of [sluice.AppendOriginHeaders], later names replacing earlier
+// ones.
+func (c codec) fields(m *sluice.Message) ([]any, error) {
+	b := fieldList{args: make([]any, 0, 2*(len(m.Headers)+4))}
 	if c.asJSON {
 		if err := b.addJSON(m.Value); err != nil {
 			return nil, err
@@ -110,10 +107,15 @@ func (c codec) fields(m *sluice.Message, extra []sluice.Header) ([]any, error) {
 		}
 		b.add(h.Key, h.Value)
 	}
-	for _, h := range extra {
-		b.add(h.Key, h.Value)
+	if o := m.Origin; o.ID != "" {
+		b.addString(sluice.HeaderSourceStream, o.Topic)
+		b.addString(sluice.HeaderSourceID, o.ID)
+	} else {
+		for _, h := range sluice.AppendOriginHeaders(nil, o) {
+			b.add(h.Key, h.Value)
+		}
 	}
-	return b.args(), nil
+	return b.args, nil
 }
 
 // deadLetterFields builds the XADD field list of a dead letter: the original
@@ -123,7 +125,7 @@ func (c codec) fields(m *sluice.Message, extra []sluice.Header) ([]any, error) {
 func (c codec) deadLetterFields(d sluice.DeadLetter) []any {
 	var b fieldList
 	if !c.asJSON || b.addJSON(d.Msg.Value) != nil {
-		b.reset()
+		b.args = b.args[:0]
 		b.add(c.payload, d.Msg.Value)
 	}
 	if !c.asJSON && c.key != "" && d.Msg.Key != nil {
@@ -132,28 +134,32 @@ func (c codec) deadLetterFields(d sluice.DeadLetter) []any {
 	for _, h := range d.Headers() {
 		b.add(h.Key, h.Value)
 	}
-	return b.args()
+	return b.args
 }
 
-// fieldList is an ordered field map in which a later name replaces the
-// value of an earlier one.
+// fieldList is an XADD field list (name, value, name, value, ...) in which a
+// later name replaces the value of an earlier one.
 type fieldList struct {
-	names  []string
-	values [][]byte
+	args []any
 }
-
-func (b *fieldList) reset() { b.names, b.values = b.names[:0], b.values[:0] }
 
 func (b *fieldList) add(name string, v []byte) {
 	if v == nil {
 		v = []byte{}
 	}
-	if i := slices.Index(b.names, name); i >= 0 {
-		b.values[i] = v
-		return
+	b.set(name, v)
+}
+
+func (b *fieldList) addString(name, v string) { b.set(name, v) }
+
+func (b *fieldList) set(name string, v any) {
+	for i := 0; i < len(b.args); i += 2 {
+		if b.args[i].(string) == name {
+			b.args[i+1] = v
+			return
+		}
 	}
-	b.names = append(b.names, name)
-	b.values = append(b.values, v)
+	b.args = append(b.args, name, v)
 }
 
 func (b *fieldList) addJSON(value []byte) error {
@@ -171,21 +177,13 @@ func (b *fieldList) addJSON(value []byte) error {
 		if len(raw) > 0 && raw[0] == '"' {
 			var s string
 			if err := json.Unmarshal(raw, &s); err == nil {
-				b.add(k, []byte(s))
+				b.addString(k, s)
 				continue
 			}
 		}
 		b.add(k, raw)
 	}
 	return nil
-}
-
-func (b *fieldList) args() []any {
-	out := make([]any, 0, 2*len(b.names))
-	for i, n := range b.names {
-		out = append(out, n, b.values[i])
-	}
-	return out
 }
 
 // fieldsJSON renders a field map as a JSON object with sorted keys and

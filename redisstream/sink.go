@@ -81,14 +81,12 @@ func (s *Sink) Write(ctx context.Context, msgs []*sluice.Message) error {
 	var werrs sluice.WriteErrors
 	pipe := s.client.Pipeline()
 	cmds := make([]*redis.StringCmd, len(msgs))
-	var origin []sluice.Header
 	for i, m := range msgs {
 		if t, ok := m.Token.(*token); ok && t.invalid != nil {
 			werrs = append(werrs, sluice.WriteError{Index: i, Err: sluice.Permanent(t.invalid)})
 			continue
 		}
-		origin = sluice.AppendOriginHeaders(origin[:0], m.Origin)
-		fields, err := s.codec.fields(m, origin)
+		fields, err := s.codec.fields(m)
 		if err != nil {
 			werrs = append(werrs, sluice.WriteError{Index: i, Err: fmt.Errorf("redisstream: message %s: %w", m.Origin, err)})
 			continue
