@@ -22,8 +22,8 @@ const connectTimeout = 30 * time.Second
 
 // parts are the adapter's source and sink, connected.
 type parts struct {
-	src    sluice.Source
-	sink   interface {
+	src  sluice.Source
+	sink interface {
 		sluice.Sink
 		sluice.DeadLetterWriter
 	}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+func TestConfigEnvAndFlags(t *testing.T) {
+	t.Setenv("SLUICE_SOURCE", "redis")
+	t.Setenv("SLUICE_RATE_LIMIT", "12.5")
+	t.Setenv("SLUICE_FIELDS", "review.title, review.body")
+	t.Setenv("SLUICE_CONCURRENCY", "99") // the flag below wins
+	t.Setenv("SLUICE_MODEL_API_KEY", "sk-very-secret")
+	t.Setenv("SLUICE_MODEL_URL", "https://user:pw@example.com/v1?key=abc")
+	c, err := parseConfig([]string{"-concurrency", "4"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Source != "redis" || c.RateLimit != 12.5 || c.Concurrency != 4 || c.DeadLetter != "dead_letter" ||
+		c.HealthAddr != "127.0.0.1:8080" || strings.Join(c.Fields, "|") != "review.title|review.body" {
+		t.Errorf("config %+v", c)
+	}
+	dump := fmt.Sprint(c.redacted())
+	for _, secret := range []string{"sk-very-secret", "pw", "abc"} {
+		if strings.Contains(dump, secret) {
+			t.Errorf("redacted config shows %q: %s", secret, dump)
+		}
+	}
+	if !strings.Contains(dump, "model_api_key:set (redacted)") {
+		t.Errorf("redacted config does not say the key is set: %s", dump)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	_, err := parseConfig([]string{"-source", "nats", "-task", "poetry", "-concurrency", "0"}, io.Discard)
+	if !errors.Is(err, errUsage) {
+		t.Fatalf("err %v, want errUsage", err)
+	}
+	for _, want := range []string{"-source", "-task", "-concurrency"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+	t.Setenv("SLUICE_RATE_LIMIT", "lots")
+	if _, err := parseConfig(nil, io.Discard); err == nil || !strings.Contains(err.Error(), "SLUICE_RATE_LIMIT") {
+		t.Errorf("bad variable: %v", err)
+	}
+}
+
+func TestExitStatuses(t *testing.T) {
+	if code := run([]string{"-version"}, io.Discard, io.Discard); code != exitOK {
+		t.Errorf("-version: exit %d", code)
+	}
+	if code := run([]string{"-task", "poetry"}, io.Discard, io.Discard); code != exitUsage {
+		t.Errorf("bad task: exit %d", code)
+	}
+	// Nothing listens on port 1: startup fails with status 1.
+	if code := run([]string{"-source", "redis", "-redis-addr", "127.0.0.1:1"}, io.Discard, io.Discard); code != exitFailure {
+		t.Errorf("unreachable Redis: exit %d", code)
+	}
+}
