@@ -6,4 +6,7 @@
 //
 //	scripts/kafka.sh start; scripts/redis.sh start
 //	KAFKA_BROKERS=127.0.0.1:9092 REDIS_ADDR=127.0.0.1:6379 go test ./examples/e2e
+//
+// Without the variables the tests skip, saying how to get a server; under
+// CI=true they fail instead. E2E_LOGS=1 prints the services' logs.
 package e2e

@@ -92,7 +92,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
-	fs.Usage = envflag.Usage(fs, envPrefix, "sluice-enrich [flags]")
+	fs.Usage = envflag.Usage(fs, envPrefix, "sluice-enrich [flags]", "version")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errParse, err)

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -47,8 +48,8 @@ func Apply(fs *flag.FlagSet, prefix string, skip ...string) error {
 }
 
 // Usage returns a flag.FlagSet Usage function that lists each flag with its
-// environment variable.
-func Usage(fs *flag.FlagSet, prefix, synopsis string) func() {
+// environment variable, except the flags named in skip.
+func Usage(fs *flag.FlagSet, prefix, synopsis string, skip ...string) func() {
 	return func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "Usage: %s\n\nEvery flag can also be set with the environment variable shown.\n\n", synopsis)
@@ -58,7 +59,10 @@ func Usage(fs *flag.FlagSet, prefix, synopsis string) func() {
 			if name != "" {
 				fmt.Fprintf(w, " %s", name)
 			}
-			fmt.Fprintf(w, "  (%s)\n    \t%s", Name(prefix, f.Name), strings.ReplaceAll(usage, "\n", "\n    \t"))
+			if !slices.Contains(skip, f.Name) {
+				fmt.Fprintf(w, "  (%s)", Name(prefix, f.Name))
+			}
+			fmt.Fprintf(w, "\n    \t%s", strings.ReplaceAll(usage, "\n", "\n    \t"))
 			if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
 				fmt.Fprintf(w, " (default %q)", f.DefValue)
 			}
