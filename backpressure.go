@@ -40,36 +40,20 @@ func (e *RateLimitError) Unwrap() error { return e.Err }
 // Is makes errors.Is(err, ErrRateLimited) true.
 func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
 
-// backpressure tracks rate-limit pauses. It is owned by the scheduler
-// goroutine except for the paused gate, which the fetcher reads.
-type backpressure struct {
-	clock      Clock
-	defaultRA  time.Duration
-	jitter     time.Duration // <0: proportional
-	maxLimited time.Duration
-	rnd        *rand.Rand
-
-	pausedUntil   time.Time
-	limitedSince  time.Time // first 429 since the last non-rate-limited outcome
-	gate          gate
-	pauses        uint64
-	currentPause  time.Duration
-	resumeTimer   Timer
-	resumeTimerCh <-chan time.Time
-}
-
-// pauseFor returns the pause for one 429: Retry-After plus jitter.
-func (b *backpressure) pauseFor(e *RateLimitError) time.Duration {
+// pauseFor returns how long one 429 pauses consumption: the server's
+// Retry-After (or defaultRA when it gave none) plus a random jitter below
+// jitter, or below max(RA/5, 10ms) when jitter is negative.
+func pauseFor(e *RateLimitError, defaultRA, jitter time.Duration, rnd *rand.Rand) time.Duration {
 	ra := e.RetryAfter
 	if ra <= 0 {
-		ra = b.defaultRA
+		ra = defaultRA
 	}
-	j := b.jitter
+	j := jitter
 	if j < 0 {
 		j = max(ra/5, 10*time.Millisecond)
 	}
 	if j > 0 {
-		ra += time.Duration(b.rnd.Int64N(int64(j)))
+		ra += time.Duration(rnd.Int64N(int64(j)))
 	}
 	return ra
 }
@@ -115,12 +99,6 @@ func (g *gate) wait(done <-chan struct{}) bool {
 	case <-done:
 		return false
 	}
-}
-
-func (g *gate) isClosed() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.closed
 }
 
 // limiter is the optional client-side rate limit, driven by the pipeline's

@@ -404,7 +404,11 @@ func (r *run) onFetched(msgs []*Message) {
 	for _, m := range msgs {
 		it := r.pool.Get().(*item)
 		it.in = m
-		if lim := p.cfg.maxDeliveries; lim > 0 && m.Deliveries > lim {
+		if m.Err != nil {
+			it.kind = kDead
+			it.err = Permanent(m.Err)
+			it.reason = reasonOf(fmt.Errorf("source could not decode the event: %w", m.Err))
+		} else if lim := p.cfg.maxDeliveries; lim > 0 && m.Deliveries > lim {
 			it.kind = kDead
 			it.reason = fmt.Sprintf("delivered %d times, more than the limit of %d: the event failed or crashed its consumer every time", m.Deliveries, lim)
 			it.err = Permanent(errors.New(it.reason))
@@ -519,7 +523,7 @@ func (r *run) onRateLimited(it *item, rl *RateLimitError) {
 	// It is queued last: once a worker has it, the scheduler must not touch it.
 	defer func() { r.work <- it }()
 	it.attempts--
-	pause := (&backpressure{defaultRA: p.cfg.defaultRetryAfter, jitter: p.cfg.pauseJitter, rnd: r.rnd}).pauseFor(rl)
+	pause := pauseFor(rl, p.cfg.defaultRetryAfter, p.cfg.pauseJitter, r.rnd)
 	until := now.Add(pause)
 	if !until.After(r.pausedUntil) {
 		return

@@ -817,3 +817,38 @@ type failingSource struct {
 }
 
 func (f failingSource) Fetch(context.Context, int) ([]*sluice.Message, error) { return nil, f.err }
+
+// undecodable marks every other event as one the source could not decode.
+type undecodable struct{ *sluicetest.Source }
+
+func (u undecodable) Fetch(ctx context.Context, max int) ([]*sluice.Message, error) {
+	msgs, err := u.Source.Fetch(ctx, max)
+	for _, m := range msgs {
+		if string(m.Value) == "" {
+			m.Err = errors.New(`entry has no "payload" field`)
+		}
+	}
+	return msgs, err
+}
+
+func TestSourceDecodeErrorsAreDeadLetteredWithoutEnrichment(t *testing.T) {
+	inner := sluicetest.NewSource("in", 1)
+	inner.Publish(nil, nil, sluice.Header{Key: "other", Value: []byte("field")})
+	inner.Publish(nil, []byte(`ok`))
+	inner.End()
+	var calls atomic.Int32
+	enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) {
+		calls.Add(1)
+		return in, nil
+	})
+	sink := sluicetest.NewSink()
+	p, err := sluice.New(undecodable{inner}, enr, sink, quiet())
+	require.NoError(t, err)
+	require.NoError(t, p.Run(within(t)))
+	assert.EqualValues(t, 1, calls.Load())
+	require.Len(t, sink.DeadLetters(), 1)
+	d := sink.DeadLetters()[0]
+	assert.Equal(t, `source could not decode the event: entry has no "payload" field`, d.Reason)
+	assert.Equal(t, 0, d.Attempts)
+	assert.EqualValues(t, 2, inner.Committed(0))
+}

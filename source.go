@@ -56,6 +56,12 @@ type Message struct {
 	// consumer, counting this one, or 0 when the source cannot tell.
 	Deliveries int
 
+	// Err, when a source sets it, says the source could not decode this
+	// event (for example a stream entry without its payload field). The
+	// pipeline does not enrich such an event: it dead-letters it at once
+	// with Err as the reason, so that it is neither dropped nor passed on.
+	Err error
+
 	// Token is opaque per-message state owned by the source (for example
 	// the consumer-group generation that fetched it), passed back untouched
 	// to its Acker. Enrichers copy it along with the rest of the message.

@@ -80,6 +80,7 @@ func (c codec) decode(stream string, e redis.XMessage) (*sluice.Message, error) 
 	if !found {
 		err := &MissingFieldError{Stream: stream, ID: e.ID, Field: c.payload}
 		m.Headers = append(m.Headers, sluice.Header{Key: HeaderEntryError, Value: []byte(err.Error())})
+		m.Err = err // the pipeline dead-letters it without enriching it
 		return m, err
 	}
 	return m, nil

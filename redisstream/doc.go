@@ -13,12 +13,12 @@
 // one field to Message.Key. With [WithFieldsAsJSON] the whole field map is
 // the event instead, as one JSON object with string values.
 //
-// An entry without the payload field is neither dropped nor fatal: it goes
-// through the pipeline with an empty Value and a [HeaderEntryError] header
-// saying what is wrong. If the enricher fails on it, it is dead-lettered for
-// that; if the enricher lets it through, [Sink.Write] refuses it with a
-// permanent error naming [ErrMissingPayload], so it is dead-lettered all the
-// same, with its fields.
+// An entry without the payload field is neither dropped nor fatal: the
+// source hands it over with an empty Value, a [HeaderEntryError] header and
+// Message.Err set to a [*MissingFieldError], and the pipeline dead-letters it
+// at once, with its fields, without calling the enricher. As a second line
+// of defence, [Sink.Write] refuses such a message with a permanent error
+// naming [ErrMissingPayload].
 //
 // # Consumer group and startup reconciliation
 //
