@@ -194,6 +194,7 @@ type run struct {
 	win      *window
 	gate     gate
 	stopping atomic.Bool
+	patient  atomic.Bool  // while stopping: still finish events already started
 	lastOK   atomic.Int64 // clock time (UnixNano) of the latest successful enrichment
 
 	workCtx     context.Context // enrichment; cancelled at the drain deadline
@@ -216,6 +217,7 @@ type run struct {
 	retryTimer  Timer
 	retryTimeAt time.Time
 	drain       Timer
+	drainAt     time.Time
 	lats        []time.Duration
 }
 
@@ -304,6 +306,7 @@ func (r *run) run(ctx context.Context) error {
 			p.log.Warn("sluice: drain timeout reached; cancelling in-flight work, unfinished events stay unacked", "unfinished", n)
 			r.cancelWork()
 			r.cancelWrite()
+			r.hurry()
 		case <-ctxDone:
 			ctxDone = nil
 			r.beginStop(nil)
@@ -361,25 +364,40 @@ func (r *run) beginStop(err error) {
 		r.stopErr = err
 	}
 	if r.isStopping {
+		if err != nil && r.patient.Load() {
+			r.hurry() // an error during a graceful drain: stop waiting
+		}
 		return
 	}
 	r.isStopping = true
+	r.patient.Store(err == nil)
 	r.stopping.Store(true)
 	r.p.state.Store(StateStopping)
-	r.gate.release() // let gated workers see the stop and abandon their items
-	// Retries waiting for their backoff and events queued behind a key are
-	// left for redelivery.
-	for _, it := range r.retries {
-		r.finish(it)
-	}
-	r.retries = r.retries[:0]
+	// Events queued behind a key never started: they are left for
+	// redelivery.
 	for _, q := range r.keys {
 		for _, it := range q.waiting {
 			r.finish(it)
 		}
 		q.waiting = nil
 	}
+	r.drainAt = r.p.clock.Now().Add(r.p.cfg.drainTimeout)
 	r.drain = r.p.clock.NewTimer(r.p.cfg.drainTimeout)
+	if err != nil {
+		r.hurry()
+	}
+}
+
+// hurry gives up on events that wait for a retry or a pause: after an error
+// the pipeline stops without waiting for them; at the drain deadline too.
+func (r *run) hurry() {
+	r.patient.Store(false)
+	r.gate.release() // gated workers see the stop and abandon their items
+	for _, it := range r.retries {
+		r.releaseKey(it)
+		r.finish(it)
+	}
+	r.retries = r.retries[:0]
 }
 
 // finish forgets an item: it is either acked or abandoned.
@@ -440,7 +458,7 @@ func (r *run) dispatch(it *item) {
 
 func (r *run) onResult(it *item) {
 	p := r.p
-	if it.kind == kAbandoned || r.isStopping {
+	if it.kind == kAbandoned || (r.isStopping && !r.patient.Load()) {
 		r.releaseKey(it)
 		r.finish(it)
 		return
@@ -476,6 +494,11 @@ func (r *run) onResult(it *item) {
 			return
 		}
 		it.retryAt = p.clock.Now().Add(d)
+		if r.isStopping && it.retryAt.After(r.drainAt) {
+			r.releaseKey(it) // the retry would come after the drain deadline
+			r.finish(it)
+			return
+		}
 		r.retries.push(it)
 		r.armRetry()
 	}
@@ -708,8 +731,14 @@ func (r *run) worker() {
 				break more
 			}
 		}
-		if r.stopping.Load() || !r.gate.wait(r.workCtx.Done()) || r.stopping.Load() {
+		if batch = r.keepStarted(batch); len(batch) == 0 {
+			continue
+		}
+		if !r.gate.wait(r.workCtx.Done()) {
 			r.abandon(batch)
+			continue
+		}
+		if batch = r.keepStarted(batch); len(batch) == 0 {
 			continue
 		}
 		if err := p.lim.wait(r.workCtx); err != nil {
@@ -727,6 +756,26 @@ func (r *run) worker() {
 			r.route(it)
 		}
 	}
+}
+
+// keepStarted, once the pipeline is stopping, abandons the events of batch
+// that never started, and all of them unless the stop is graceful; it
+// returns the events to carry on with.
+func (r *run) keepStarted(batch []*item) []*item {
+	if !r.stopping.Load() {
+		return batch
+	}
+	patient := r.patient.Load()
+	keep := batch[:0]
+	for _, it := range batch {
+		if patient && !it.first.IsZero() {
+			keep = append(keep, it)
+			continue
+		}
+		it.kind = kAbandoned
+		r.results <- it
+	}
+	return keep
 }
 
 func (r *run) abandon(batch []*item) {

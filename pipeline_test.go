@@ -416,12 +416,13 @@ func TestSuccessResetsRateLimitClock(t *testing.T) {
 		src.Publish(nil, fmt.Appendf(nil, "e%d", i))
 	}
 	src.End()
-	// Every event is refused once, 50s apart, then succeeds: the limited
-	// stretches never reach 60s, so the pipeline must not stop.
+	// One event at a time: every event is refused once, then succeeds 50s
+	// later; each success ends a limited stretch, so none reaches 60s and
+	// the pipeline must not stop.
 	enr := &rateLimitOnce{retryAfter: 50 * time.Second, seen: map[string]int{}}
 	sink := sluicetest.NewSink()
 	p, err := sluice.New(src, enr, sink, sluice.WithClock(clk), sluice.WithPauseJitter(0),
-		sluice.WithConcurrency(1), quiet())
+		sluice.WithConcurrency(1), sluice.WithMaxInFlight(1), quiet())
 	require.NoError(t, err)
 	done := start(t, context.Background(), p)
 	stop := make(chan struct{})
@@ -851,4 +852,68 @@ func TestSourceDecodeErrorsAreDeadLetteredWithoutEnrichment(t *testing.T) {
 	assert.Equal(t, `source could not decode the event: entry has no "payload" field`, d.Reason)
 	assert.Equal(t, 0, d.Attempts)
 	assert.EqualValues(t, 2, inner.Committed(0))
+}
+
+func TestGracefulStopWaitsOutARateLimitPauseWithinTheDrain(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		retryAfter time.Duration
+		written    int
+	}{
+		{"pause ends before the drain deadline", 2 * time.Second, 1},
+		{"pause outlasts the drain deadline", time.Minute, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := sluicetest.NewClock(epoch)
+			src := sluicetest.NewSource("in", 1)
+			src.Publish(nil, []byte(`a`))
+			var calls atomic.Int32
+			enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) {
+				if calls.Add(1) == 1 {
+					return nil, &sluice.RateLimitError{RetryAfter: tc.retryAfter}
+				}
+				return in, nil
+			})
+			sink := sluicetest.NewSink()
+			p, err := sluice.New(src, enr, sink, sluice.WithClock(clk), sluice.WithPauseJitter(0),
+				sluice.WithDrainTimeout(5*time.Second), quiet())
+			require.NoError(t, err)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := start(t, ctx, p)
+			require.True(t, clk.BlockUntil(1, nil)) // the pause
+			cancel()
+			require.True(t, clk.BlockUntil(2, nil)) // the pause and the drain deadline
+			clk.Advance(min(tc.retryAfter, 5*time.Second))
+			require.NoError(t, wait(t, done))
+			assert.Len(t, sink.Messages(), tc.written)
+			assert.Empty(t, sink.DeadLetters())
+			assert.EqualValues(t, tc.written, src.Committed(0))
+		})
+	}
+}
+
+func TestGracefulStopFinishesARetryDueBeforeTheDrainDeadline(t *testing.T) {
+	clk := sluicetest.NewClock(epoch)
+	src := sluicetest.NewSource("in", 1)
+	src.Publish(nil, []byte(`a`))
+	var calls atomic.Int32
+	enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) {
+		if calls.Add(1) == 1 {
+			return nil, errors.New("502 bad gateway")
+		}
+		return in, nil
+	})
+	sink := sluicetest.NewSink()
+	p, err := sluice.New(src, enr, sink, sluice.WithClock(clk), sluice.WithBackoff(time.Second, time.Second),
+		sluice.WithDrainTimeout(5*time.Second), quiet())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := start(t, ctx, p)
+	require.True(t, clk.BlockUntil(1, nil)) // the retry backoff
+	cancel()
+	require.True(t, clk.BlockUntil(2, nil)) // and the drain deadline
+	clk.Advance(time.Second)
+	require.NoError(t, wait(t, done))
+	assert.Len(t, sink.Messages(), 1)
+	assert.EqualValues(t, 1, src.Committed(0))
 }
