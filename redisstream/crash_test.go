@@ -29,13 +29,15 @@ const childEnv = "REDISSTREAM_TEST_CHILD"
 // childMain runs in the child process of the crash tests.
 func childMain() int {
 	addr, stream, group, consumer, out := os.Getenv("REDIS_ADDR"), os.Getenv("CHILD_STREAM"), os.Getenv("CHILD_GROUP"), os.Getenv("CHILD_CONSUMER"), os.Getenv("CHILD_OUT")
+	dlq := os.Getenv("CHILD_DLQ")
 	hold, _ := strconv.Atoi(os.Getenv("CHILD_HOLD"))
 	src, err := redisstream.NewSource(stream, group, redisstream.WithAddr(addr), redisstream.WithConsumer(consumer))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	sink, err := redisstream.NewSink(out, redisstream.WithClient(src.Client()))
+	// Entries without a payload are dead-lettered at once, even here.
+	sink, err := redisstream.NewSink(out, redisstream.WithClient(src.Client()), redisstream.WithDeadLetterStream(dlq))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -208,12 +210,12 @@ func verifyClasses(t *testing.T, o outcome, classes map[string]string) map[strin
 // crashChild starts a child pipeline process that reads and holds entries
 // of stream, waits until it holds want of them, and kills it with SIGKILL.
 // It returns the IDs the child held.
-func crashChild(t *testing.T, c *redis.Client, stream, group, consumer, out string, want int) map[string]bool {
+func crashChild(t *testing.T, c *redis.Client, stream, group, consumer, out, dlq string, want int) map[string]bool {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(),
 		childEnv+"=hold", "REDIS_ADDR="+redisAddr(t), "CHILD_STREAM="+stream, "CHILD_GROUP="+group,
-		"CHILD_CONSUMER="+consumer, "CHILD_OUT="+out, "CHILD_HOLD="+strconv.Itoa(want))
+		"CHILD_CONSUMER="+consumer, "CHILD_OUT="+out, "CHILD_DLQ="+dlq, "CHILD_HOLD="+strconv.Itoa(want))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -288,7 +290,7 @@ func TestCrashRecovery(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, classes := publishClasses(t, c, in, inputs)
-			held := crashChild(t, c, in, group, "crashy", out, hold)
+			held := crashChild(t, c, in, group, "crashy", out, dlq, hold)
 
 			consumer := "crashy"
 			opts := []redisstream.Option{redisstream.WithClient(c), redisstream.WithBlock(100 * time.Millisecond), redisstream.WithLogger(quiet(t))}

@@ -10,6 +10,8 @@
 # 4. staticcheck ./... (installed with go install when missing; skipped with a
 #    warning if that fails)
 # 5. go test -race -count=1 [your flags] ./...   (your packages replace ./...)
+#    then the conformance suite's ServerRestart subtests, which restart the
+#    local servers, alone in a pass of their own
 # 6. a short fuzz pass: every func FuzzXxx in a *_test.go file runs for
 #    ${SLUICE_FUZZTIME:-10s} (SLUICE_FUZZTIME=0 skips it)
 # Servers that this script started are stopped on exit (SLUICE_KEEP_SERVERS=1
@@ -223,6 +225,23 @@ go test -json -race -count=1 "${SLUICE_FLAGS[@]}" "${SLUICE_PKGS[@]}" 2>&1 |
 TEST_RC=${PIPESTATUS[0]}
 set -e
 if ((TEST_RC == 0)); then record "go test" ok; else record "go test" "FAIL (exit $TEST_RC; raw log $JSONLOG)"; fi
+
+# Server restarts: the conformance suite's ServerRestart subtests restart the
+# local Kafka and Redis, so they run here, one package at a time, when
+# nothing else uses the servers (and only against the servers of our scripts).
+if ((${#SLUICE_FLAGS[@]} == 0 && ${#SLUICE_PKGS[@]} == 1)) && [[ ${SLUICE_PKGS[0]} == ./... ]] &&
+  [[ $KAFKA_BROKERS == 127.0.0.1:9092 && $REDIS_ADDR == 127.0.0.1:6379 ]]; then
+  sluice_log "server restarts: SLUICE_SERVER_RESTART=1 go test -p 1 -run TestConformance/ServerRestart ./kafka ./redisstream"
+  set +e
+  SLUICE_SERVER_RESTART=1 go test -json -race -count=1 -p 1 -run '^TestConformance$/^ServerRestart$' ./kafka ./redisstream 2>&1 |
+    tee "$LOGDIR/go-test-restarts.json" | "$WORK/render" "$WORK/env-skips-restarts.txt"
+  RESTART_RC=${PIPESTATUS[0]}
+  set -e
+  if ((RESTART_RC == 0)); then record restarts ok; else record restarts "FAIL (exit $RESTART_RC)"; fi
+  if [[ -s $WORK/env-skips-restarts.txt ]]; then cat "$WORK/env-skips-restarts.txt" >>"$WORK/env-skips.txt"; fi
+else
+  record restarts "skipped (custom packages or servers)"
+fi
 
 if [[ -s $WORK/env-skips.txt ]]; then
   if [[ ${CI:-} == true ]]; then
