@@ -21,6 +21,11 @@ func testConfig() *sarama.Config {
 	cfg.Version = sarama.V3_6_0_0
 	cfg.Producer.Return.Successes = true
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	// Idempotent, so that a retried produce request under load never
+	// writes a test input twice.
+	cfg.Producer.Idempotent = true
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Producer.Retry.Max = 10
 	return cfg
 }
 

@@ -21,7 +21,19 @@ import (
 // The fake model runs in a process of its own, like a real model server;
 // BenchmarkPipelineLatency50msInProcess shares one process with it.
 func BenchmarkPipelineLatency50ms(b *testing.B) {
-	url := startFake(b, "latency=50ms")
+	benchLatency50ms(b, startFake(b, "latency=50ms"))
+}
+
+// BenchmarkPipelineLatency50msInProcess is the same with the fake model in
+// the benchmark's own process: on a small machine the two then compete for
+// the same Go scheduler, and replies wait for a free processor.
+func BenchmarkPipelineLatency50msInProcess(b *testing.B) {
+	srv := llmtest.NewServer(llmtest.WithLatency(llmtest.Fixed(50 * time.Millisecond)))
+	defer srv.Close()
+	benchLatency50ms(b, srv.BaseURL())
+}
+
+func benchLatency50ms(b *testing.B, url string) {
 	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(url), WithLogger(quiet()))
 	if err != nil {
 		b.Fatal(err)
@@ -38,29 +50,6 @@ func BenchmarkPipelineLatency50ms(b *testing.B) {
 	b.ReportMetric(100*eps/1280, "%of1280")
 	b.ReportMetric(float64(res.stats.LatencyP50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(res.stats.LatencyP99.Microseconds())/1000, "p99-ms")
-}
-
-// BenchmarkPipelineLatency50msInProcess is the same with the fake model in
-// the benchmark's own process: on a small machine the two then compete for
-// the same Go scheduler, and replies wait for a free processor.
-func BenchmarkPipelineLatency50msInProcess(b *testing.B) {
-	srv := llmtest.NewServer(llmtest.WithLatency(llmtest.Fixed(50 * time.Millisecond)))
-	defer srv.Close()
-	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.BaseURL()), WithLogger(quiet()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer e.Close()
-	b.ResetTimer()
-	res := runPipeline(b, e, b.N, 64, 1)
-	b.StopTimer()
-	if res.dead > 0 {
-		b.Fatalf("%d events dead-lettered: %s", res.dead, res.letters[0].Reason)
-	}
-	eps := float64(b.N) / res.elapsed.Seconds()
-	b.ReportMetric(eps, "events/s")
-	b.ReportMetric(100*eps/1280, "%of1280")
-	b.ReportMetric(float64(srv.Stats().MaxConcurrent), "max-concurrent")
 }
 
 // BenchmarkPipelineRateLimited200 runs b.N events against a server that
