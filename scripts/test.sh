@@ -211,9 +211,16 @@ func main() {
 		_ = os.WriteFile(os.Args[1], []byte(strings.Join(envSkips, "\n")+"\n"), 0o644)
 	}
 	fmt.Fprintf(out, "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
+	if f := os.Getenv("RENDER_COUNTS"); f != "" { // for the run's grand total
+		if fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintf(fh, "%d %d %d\n", passed, failed, skipped)
+			_ = fh.Close()
+		}
+	}
 }
 GO
 (cd "$WORK" && GOFLAGS=-buildvcs=false go build -o render render.go)
+export RENDER_COUNTS="$WORK/counts"
 
 sluice_split_args "$@"
 mkdir -p "$LOGDIR"
@@ -288,6 +295,9 @@ fi
 echo
 sluice_log "summary"
 printf '    %s\n' "${RESULTS[@]}"
+if [[ -s $WORK/counts ]]; then
+  awk '{p += $1; f += $2; s += $3} END {printf "tests: %d passed, %d failed, %d skipped\n", p, f, s}' "$WORK/counts"
+fi
 if ((FAILED)); then
   echo "test.sh: FAIL"
   exit 1
