@@ -488,3 +488,22 @@ func (c *config) saramaConfig(side func(*sarama.Config)) (*sarama.Config, error)
 	}
 	return sc, nil
 }
+
+// ClientConfig returns the sarama configuration that opts describe for a
+// plain client — connection, client id, version, TLS, SASL and
+// WithSaramaConfig edits — for tools that talk to the same cluster with
+// sarama directly (an admin client, a health probe). Options for a Source or
+// a Producer only are rejected, as are bad values, with an error matching
+// [sluice.ErrInvalidConfig].
+func ClientConfig(opts ...Option) (*sarama.Config, error) {
+	c := apply(forBoth, opts)
+	for name, s := range c.used {
+		if s != forBoth {
+			c.invalid("%s applies to a Source or a Producer, not a plain client", name)
+		}
+	}
+	if len(c.errs) > 0 {
+		return nil, errors.Join(c.errs...)
+	}
+	return c.saramaConfig(func(*sarama.Config) {})
+}

@@ -376,3 +376,18 @@ func TestFakeReadyAndLag(t *testing.T) {
 		t.Fatalf("Fetch after Close = %v", err)
 	}
 }
+
+func TestClientConfigCarriesSecurity(t *testing.T) {
+	sc, err := ClientConfig(WithClientID("probe"), WithSASL(SASLScramSHA512, "u", "secret"), WithTLS(TLSConfig{InsecureSkipVerify: true}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sc.ClientID != "probe" || !sc.Net.TLS.Enable || !sc.Net.SASL.Enable ||
+		sc.Net.SASL.Mechanism != sarama.SASLTypeSCRAMSHA512 || sc.Net.SASL.SCRAMClientGeneratorFunc == nil {
+		t.Fatalf("security settings not carried: %+v", sc.Net)
+	}
+	_, err = ClientConfig(WithInstanceID("a"))
+	if !errors.Is(err, sluice.ErrInvalidConfig) || !strings.Contains(err.Error(), "WithInstanceID applies to a Source or a Producer") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"os"
@@ -48,13 +50,19 @@ func connect(ctx context.Context, c *config, log *slog.Logger) (*parts, error) {
 }
 
 func connectKafka(ctx context.Context, c *config, log *slog.Logger) (_ *parts, err error) {
-	if err := probeKafka(ctx, c.Brokers, log); err != nil {
-		return nil, err
-	}
 	opts := []kafka.Option{
 		kafka.WithClientID("sluice-enrich"),
 		kafka.WithConnectTimeout(connectTimeout),
 		kafka.WithLogger(log),
+	}
+	if c.KafkaTLS {
+		opts = append(opts, kafka.WithTLS(kafka.TLSConfig{CAFile: c.KafkaCAFile, CertFile: c.KafkaCertFile, KeyFile: c.KafkaKeyFile}))
+	}
+	if c.KafkaSASL != "" {
+		opts = append(opts, kafka.WithSASL(kafka.SASLMechanism(c.KafkaSASL), c.KafkaSASLUser, c.kafkaSASLPass))
+	}
+	if err := probeKafka(ctx, c.Brokers, opts, log); err != nil {
+		return nil, err
 	}
 	p := &parts{}
 	defer func() {
@@ -85,11 +93,11 @@ func connectKafka(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 // probeKafka logs what the cluster says about itself: its id, controller and
 // brokers from the metadata, and the API versions and finalized features
 // (metadata.version names the Kafka release line) of one broker.
-func probeKafka(ctx context.Context, brokers []string, log *slog.Logger) error {
-	cfg := sarama.NewConfig()
-	cfg.ClientID = "sluice-enrich"
-	cfg.Version = sarama.V3_6_0_0
-	cfg.Net.DialTimeout = connectTimeout
+func probeKafka(ctx context.Context, brokers []string, opts []kafka.Option, log *slog.Logger) error {
+	cfg, err := kafka.ClientConfig(opts...) // the same connection, TLS and SASL as the pipeline
+	if err != nil {
+		return err
+	}
 	cfg.Metadata.Retry.Max = 5
 	type result struct {
 		attrs []any
@@ -154,9 +162,25 @@ func probeKafka(ctx context.Context, brokers []string, log *slog.Logger) error {
 }
 
 func connectRedis(ctx context.Context, c *config, log *slog.Logger) (_ *parts, err error) {
+	var tlsCfg *tls.Config
+	if c.RedisTLS {
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.RedisCAFile != "" {
+			pem, err := os.ReadFile(c.RedisCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("-redis-ca-file: %w", err)
+			}
+			tlsCfg.RootCAs = x509.NewCertPool()
+			if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("-redis-ca-file %s: no PEM certificate in it", c.RedisCAFile)
+			}
+		}
+	}
 	client := redis.NewClient(&redis.Options{
 		Addr:       c.RedisAddr,
+		Username:   c.RedisUser,
 		Password:   c.redisPassword,
+		TLSConfig:  tlsCfg,
 		ClientName: "sluice-enrich",
 		// XREADGROUP blocks for up to a second; leave room for it.
 		ReadTimeout: 5 * time.Second,

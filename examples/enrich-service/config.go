@@ -20,8 +20,9 @@ const envPrefix = "SLUICE_"
 // Secrets come only from the environment, never from flags (which other
 // users can read in the process list).
 const (
-	envAPIKey        = "SLUICE_MODEL_API_KEY"
-	envRedisPassword = "SLUICE_REDIS_PASSWORD"
+	envAPIKey            = "SLUICE_MODEL_API_KEY"
+	envRedisPassword     = "SLUICE_REDIS_PASSWORD"
+	envKafkaSASLPassword = "SLUICE_KAFKA_SASL_PASSWORD"
 )
 
 // config is the effective configuration.
@@ -51,8 +52,20 @@ type config struct {
 	LogFormat            string
 	LogLevel             string
 
+	// Connection security.
+	KafkaTLS      bool
+	KafkaCAFile   string
+	KafkaCertFile string
+	KafkaKeyFile  string
+	KafkaSASL     string
+	KafkaSASLUser string
+	RedisUser     string
+	RedisTLS      bool
+	RedisCAFile   string
+
 	apiKey        string
 	redisPassword string
+	kafkaSASLPass string
 	showVersion   bool
 }
 
@@ -91,6 +104,15 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.HealthAddr, "health-addr", "127.0.0.1:8080", "`address` serving /healthz, /readyz and /metrics")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	fs.BoolVar(&c.KafkaTLS, "kafka-tls", false, "connect to Kafka with TLS (implied by the -kafka-*-file flags)")
+	fs.StringVar(&c.KafkaCAFile, "kafka-ca-file", "", "PEM `file` of the CAs that sign the brokers' certificates (default: system roots)")
+	fs.StringVar(&c.KafkaCertFile, "kafka-cert-file", "", "PEM client certificate `file` for mutual TLS (with -kafka-key-file)")
+	fs.StringVar(&c.KafkaKeyFile, "kafka-key-file", "", "PEM client key `file` for mutual TLS (with -kafka-cert-file)")
+	fs.StringVar(&c.KafkaSASL, "kafka-sasl", "", "SASL `mechanism`: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (password from "+envKafkaSASLPassword+")")
+	fs.StringVar(&c.KafkaSASLUser, "kafka-sasl-user", "", "SASL `user`")
+	fs.StringVar(&c.RedisUser, "redis-user", "", "Redis ACL `user` (password from "+envRedisPassword+")")
+	fs.BoolVar(&c.RedisTLS, "redis-tls", false, "connect to Redis with TLS (implied by -redis-ca-file)")
+	fs.StringVar(&c.RedisCAFile, "redis-ca-file", "", "PEM `file` of the CAs that sign the Redis server's certificate (default: system roots)")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	fs.Usage = envflag.Usage(fs, envPrefix, "sluice-enrich [flags]", "version")
 
@@ -107,6 +129,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	c.Fields = splitList(fields)
 	c.apiKey = os.Getenv(envAPIKey)
 	c.redisPassword = os.Getenv(envRedisPassword)
+	c.kafkaSASLPass = os.Getenv(envKafkaSASLPassword)
+	c.KafkaTLS = c.KafkaTLS || c.KafkaCAFile != "" || c.KafkaCertFile != "" || c.KafkaKeyFile != ""
+	c.RedisTLS = c.RedisTLS || c.RedisCAFile != ""
 	if c.showVersion {
 		return c, nil
 	}
@@ -176,6 +201,24 @@ func (c *config) validate() error {
 	if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
 		bad("-health-addr %q: %v", c.HealthAddr, err)
 	}
+	if (c.KafkaCertFile == "") != (c.KafkaKeyFile == "") {
+		bad("-kafka-cert-file and -kafka-key-file: set both or neither")
+	}
+	switch c.KafkaSASL {
+	case "":
+		if c.KafkaSASLUser != "" {
+			bad("-kafka-sasl-user %q: needs -kafka-sasl", c.KafkaSASLUser)
+		}
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if c.KafkaSASLUser == "" {
+			bad("-kafka-sasl %s: needs -kafka-sasl-user", c.KafkaSASL)
+		}
+		if c.kafkaSASLPass == "" {
+			bad("-kafka-sasl %s: needs the password in %s", c.KafkaSASL, envKafkaSASLPassword)
+		}
+	default:
+		bad("-kafka-sasl %q: must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.KafkaSASL)
+	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("-log-format %q: must be text or json", c.LogFormat)
 	}
@@ -214,9 +257,22 @@ func (c *config) redacted() map[string]any {
 	}
 	if c.Source == "kafka" {
 		m["brokers"] = c.Brokers
+		m["kafka_tls"] = c.KafkaTLS
+		if c.KafkaTLS {
+			m["kafka_ca_file"], m["kafka_cert_file"], m["kafka_key_file"] = c.KafkaCAFile, c.KafkaCertFile, c.KafkaKeyFile
+		}
+		if c.KafkaSASL != "" {
+			m["kafka_sasl"], m["kafka_sasl_user"] = c.KafkaSASL, c.KafkaSASLUser
+			m["kafka_sasl_password"] = secretState(c.kafkaSASLPass)
+		}
 	} else {
 		m["redis_addr"] = c.RedisAddr
+		m["redis_user"] = c.RedisUser
 		m["redis_password"] = secretState(c.redisPassword)
+		m["redis_tls"] = c.RedisTLS
+		if c.RedisCAFile != "" {
+			m["redis_ca_file"] = c.RedisCAFile
+		}
 	}
 	return m
 }

@@ -62,3 +62,30 @@ func TestExitStatuses(t *testing.T) {
 		t.Errorf("unreachable Redis: exit %d", code)
 	}
 }
+
+func TestConfigConnectionSecurity(t *testing.T) {
+	t.Setenv("SLUICE_KAFKA_SASL_PASSWORD", "kafka-pw-123")
+	c, err := parseConfig([]string{"-kafka-sasl", "SCRAM-SHA-512", "-kafka-sasl-user", "svc", "-kafka-ca-file", "/etc/ca.pem"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.KafkaTLS {
+		t.Error("-kafka-ca-file does not imply TLS")
+	}
+	dump := fmt.Sprint(c.redacted())
+	if strings.Contains(dump, "kafka-pw-123") || !strings.Contains(dump, "kafka_sasl_password:set (redacted)") {
+		t.Errorf("redacted config: %s", dump)
+	}
+
+	t.Setenv("SLUICE_KAFKA_SASL_PASSWORD", "")
+	_, err = parseConfig([]string{"-kafka-sasl", "GSSAPI", "-kafka-cert-file", "c.pem"}, io.Discard)
+	for _, want := range []string{`-kafka-sasl "GSSAPI"`, "-kafka-cert-file and -kafka-key-file"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+	_, err = parseConfig([]string{"-kafka-sasl", "PLAIN", "-kafka-sasl-user", "svc"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "SLUICE_KAFKA_SASL_PASSWORD") {
+		t.Errorf("missing password: %v", err)
+	}
+}
