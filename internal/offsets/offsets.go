@@ -18,14 +18,15 @@ type Partition struct {
 	offs  []int64 // delivered, not yet passed by the commit point, ascending
 	done  []bool
 	head  int
-	next  int64 // one past the last delivered offset; -1 before any
+	next  int64 // one past the last delivered offset
+	last  int64 // the last delivered offset; -1 before any
 	floor int64 // commit point when nothing is pending
 }
 
 // NewPartition returns a tracker whose commit point starts at start, the
 // first offset that will be delivered (or -1 if unknown).
 func NewPartition(start int64) *Partition {
-	return &Partition{next: start, floor: start}
+	return &Partition{next: start, last: -1, floor: start}
 }
 
 // Deliver records that offset was handed out. It returns an error if offset
@@ -33,12 +34,13 @@ func NewPartition(start int64) *Partition {
 func (p *Partition) Deliver(offset int64) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if n := len(p.offs); n > p.head && offset <= p.offs[n-1] {
-		return fmt.Errorf("offsets: offset %d delivered after %d", offset, p.offs[n-1])
+	if p.last >= 0 && offset <= p.last {
+		return fmt.Errorf("offsets: offset %d delivered after %d", offset, p.last)
 	}
 	p.offs = append(p.offs, offset)
 	p.done = append(p.done, false)
 	p.next = offset + 1
+	p.last = offset
 	return nil
 }
 
