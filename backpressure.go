@@ -48,11 +48,7 @@ func pauseFor(e *RateLimitError, defaultRA, jitter time.Duration, rnd *rand.Rand
 	if ra <= 0 {
 		ra = defaultRA
 	}
-	j := jitter
-	if j < 0 {
-		j = max(ra/5, 10*time.Millisecond)
-	}
-	if j > 0 {
+	if j := jitterWindow(ra, jitter); j > 0 {
 		ra += time.Duration(rnd.Int64N(int64(j)))
 	}
 	return ra
@@ -99,6 +95,15 @@ func (g *gate) wait(done <-chan struct{}) bool {
 	case <-done:
 		return false
 	}
+}
+
+// jitterWindow is the spread of random delays for a pause of ra: the
+// configured jitter, or max(ra/5, 10ms) by default.
+func jitterWindow(ra, jitter time.Duration) time.Duration {
+	if jitter >= 0 {
+		return jitter
+	}
+	return max(ra/5, 10*time.Millisecond)
 }
 
 // limiter is the optional client-side rate limit, driven by the pipeline's

@@ -191,11 +191,13 @@ type run struct {
 	written chan []*item
 	fetched chan []*Message
 
-	win      *window
-	gate     gate
-	stopping atomic.Bool
-	patient  atomic.Bool  // while stopping: still finish events already started
-	lastOK   atomic.Int64 // clock time (UnixNano) of the latest successful enrichment
+	win       *window
+	gate      gate
+	stopping  atomic.Bool
+	patient   atomic.Bool  // while stopping: still finish events already started
+	lastOK    atomic.Int64 // clock time (UnixNano) of the latest successful enrichment
+	spread    atomic.Int64 // jitter window of the latest pause, for resuming workers
+	resumedAt atomic.Int64 // clock time (UnixNano) of the latest resume
 
 	workCtx     context.Context // enrichment; cancelled at the drain deadline
 	cancelWork  context.CancelFunc
@@ -553,6 +555,11 @@ func (r *run) onRateLimited(it *item, rl *RateLimitError) {
 	}
 	wasPaused := r.resume != nil
 	r.pausedUntil = until
+	ra := rl.RetryAfter
+	if ra <= 0 {
+		ra = p.cfg.defaultRetryAfter
+	}
+	r.spread.Store(int64(jitterWindow(ra, p.cfg.pauseJitter)))
 	p.stats.mu.Lock()
 	p.stats.paused = until
 	p.stats.mu.Unlock()
@@ -581,6 +588,7 @@ func (r *run) onResume() {
 	if ps, ok := p.src.(Pauser); ok {
 		ps.Resume()
 	}
+	r.resumedAt.Store(p.clock.Now().UnixNano()) // before the gate opens
 	p.log.Info("sluice: resuming consumption after rate-limit pause")
 	if !r.isStopping {
 		p.state.Store(StateRunning)
@@ -717,6 +725,7 @@ func (r *run) worker() {
 	p := r.p
 	size := p.cfg.batchSize
 	batch := make([]*item, 0, size)
+	var staggered int64 // the resume this worker last spread itself out for
 	for it := range r.work {
 		batch = append(batch[:0], it)
 	more:
@@ -734,7 +743,7 @@ func (r *run) worker() {
 		if batch = r.keepStarted(batch); len(batch) == 0 {
 			continue
 		}
-		if !r.gate.wait(r.workCtx.Done()) {
+		if !r.passGate(&staggered) {
 			r.abandon(batch)
 			continue
 		}
@@ -754,6 +763,34 @@ func (r *run) worker() {
 		}
 		for _, it := range batch {
 			r.route(it)
+		}
+	}
+}
+
+// passGate waits out a rate-limit pause. Then each worker, the first time it
+// passes the gate within a pause's jitter window after the resume, waits a
+// random part of that window before it calls the model, and checks the gate
+// again: workers resume spread out rather than all at once, so that when the
+// limit is still tight the first refusal closes the gate before most of them
+// have sent a request. staggered is the worker's memory of the last resume
+// it spread itself out for.
+func (r *run) passGate(staggered *int64) bool {
+	done := r.workCtx.Done()
+	for {
+		if !r.gate.wait(done) {
+			return false
+		}
+		resumed := r.resumedAt.Load()
+		if resumed == 0 || *staggered == resumed || r.stopping.Load() {
+			return true
+		}
+		*staggered = resumed
+		spread := r.spread.Load()
+		if spread <= 0 || r.p.clock.Now().UnixNano() >= resumed+spread {
+			return true
+		}
+		if !sleep(r.p.clock, time.Duration(rand.Int64N(spread)), done) {
+			return false
 		}
 	}
 }

@@ -372,6 +372,14 @@ func TestRateLimitPauseAddsJitter(t *testing.T) {
 	d := at.Sub(clk.Now())
 	assert.True(t, d >= 2*time.Second && d < 2500*time.Millisecond, "pause %s outside [2s, 2.5s)", d)
 	clk.Advance(d)
+	// The worker held by the pause waits a random part of the jitter window
+	// before it calls the model again.
+	require.True(t, clk.BlockUntil(1, nil))
+	at, _ = clk.NextDeadline()
+	s := at.Sub(clk.Now())
+	assert.True(t, s >= 0 && s < 500*time.Millisecond, "resume stagger %s outside [0, 500ms)", s)
+	assert.Empty(t, sink.Messages(), "no call before the stagger")
+	clk.Advance(s)
 	require.NoError(t, sink.WaitFor(within(t), 1))
 	cancel()
 	require.NoError(t, wait(t, done))
