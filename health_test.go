@@ -56,6 +56,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	code, body := getJSON(t, h, "/healthz")
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "paused", body["status"])
+	assert.Equal(t, epoch.Add(time.Second).Format(time.RFC3339Nano), body["paused_until"])
 	code, _ = getJSON(t, h, "/readyz")
 	assert.Equal(t, http.StatusOK, code)
 

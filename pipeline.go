@@ -112,6 +112,9 @@ func New(src Source, enr Enricher, sink Sink, opts ...Option) (*Pipeline, error)
 func (p *Pipeline) Stats() Stats {
 	st := p.stats.snapshot(p.clock.Now(), p.cfg.statsWindow)
 	st.State = p.State()
+	if st.State != StatePaused {
+		st.PausedUntil = time.Time{}
+	}
 	return st
 }
 

@@ -69,7 +69,8 @@ type Stats struct {
 	WindowSuccessRate float64 `json:"window_success_rate"`
 	// Window is the span WindowSuccessRate covers.
 	Window time.Duration `json:"window_ns"`
-	// PausedUntil is when the current rate-limit pause ends, if paused.
+	// PausedUntil is when the current rate-limit pause ends, if paused. It
+	// can lie a moment in the past while the pipeline is resuming.
 	PausedUntil time.Time `json:"paused_until,omitzero"`
 	// LatencyP50, LatencyP90 and LatencyP99 are percentiles of enrichment
 	// latency over the most recent events.
@@ -156,9 +157,7 @@ func (s *stats) snapshot(now time.Time, window time.Duration) Stats {
 	n := min(s.latN, latencySamples)
 	lat := slices.Clone(s.lat[:n])
 	st.Err = s.err
-	if now.Before(s.paused) {
-		st.PausedUntil = s.paused
-	}
+	st.PausedUntil = s.paused // kept by Pipeline.Stats only while paused
 	s.mu.Unlock()
 	st.WindowSuccessRate = ratio(ok, bad)
 	if n > 0 {
