@@ -190,7 +190,12 @@ func testEnrichService(t *testing.T, b backend) {
 			Header: http.Header{"Retry-After-Ms": {"1500"}}}
 	}
 	model.Inject(burst...)
-	h = waitHealth(t, svc, 30*time.Second, `status "paused"`, func(h sluice.Health) bool { return h.Status == "paused" })
+	// Wait for the long pause of the burst, not one of the short pauses the
+	// 400/s limit causes all along, so that /metrics is read inside it.
+	h = waitHealth(t, svc, 30*time.Second, `status "paused" for the burst`, func(h sluice.Health) bool {
+		until, err := time.Parse(time.RFC3339Nano, h.PausedUntil)
+		return h.Status == "paused" && err == nil && time.Until(until) > 700*time.Millisecond
+	})
 	if h.PausedUntil == "" || h.RateLimitPauses == 0 || h.RateLimited == 0 {
 		t.Errorf("paused health without pause details: %+v", h)
 	}
