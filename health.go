@@ -150,7 +150,7 @@ func (p *Pipeline) Ready(ctx context.Context) error {
 	default:
 		return fmt.Errorf("sluice: pipeline is %s", s)
 	}
-	for _, part := range []any{p.src, p.sink, p.dlq} {
+	for _, part := range distinct(p.src, p.sink, p.dlq) {
 		if rd, ok := part.(Readier); ok {
 			if err := rd.Ready(ctx); err != nil {
 				return fmt.Errorf("sluice: %T not ready: %w", part, err)

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -89,3 +91,40 @@ type doneObserver struct{ done chan sluice.Outcome }
 func (o *doneObserver) EventDone(out sluice.Outcome, _ time.Duration) { o.done <- out }
 func (o *doneObserver) Retried()                                      {}
 func (o *doneObserver) RateLimited(time.Duration)                     {}
+
+// countingSink counts Flush and Ready calls; it is both sink and dead-letter
+// writer, so each must happen once.
+type countingSink struct {
+	discard
+	flushes, readies atomic.Int32
+}
+
+func (c *countingSink) Flush(context.Context) error { c.flushes.Add(1); return nil }
+func (c *countingSink) Ready(context.Context) error { c.readies.Add(1); return nil }
+
+func TestSinkThatIsAlsoTheDeadLetterWriterIsFlushedAndProbedOnce(t *testing.T) {
+	src := sluicetest.NewSource("in", 1)
+	src.Publish(nil, []byte(`a`))
+	enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) { return in, nil })
+	sink := &countingSink{}
+	p, err := sluice.New(src, enr, sink, quiet())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := start(t, ctx, p)
+	for p.State() == sluice.StateStarting {
+		runtime.Gosched()
+	}
+	require.NoError(t, p.Ready(context.Background()))
+	assert.EqualValues(t, 1, sink.readies.Load())
+	cancel()
+	require.NoError(t, wait(t, done))
+	assert.EqualValues(t, 1, sink.flushes.Load())
+
+	// Function types cannot be compared: telling them apart must not panic.
+	ended := sluicetest.NewSource("in", 1)
+	ended.End()
+	fn := sluice.SinkFunc(func(context.Context, []*sluice.Message) error { return nil })
+	p, err = sluice.New(ended, enr, fn, sluice.WithDeadLetter(sluice.DeadLetterFunc(func(context.Context, []sluice.DeadLetter) error { return nil })), quiet())
+	require.NoError(t, err)
+	require.NoError(t, p.Run(within(t)))
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -277,13 +278,9 @@ func (r *run) run(ctx context.Context) error {
 
 	ctxDone := ctx.Done()
 	fetchOpen := true
-	for {
-		if r.isStopping && r.outstanding == 0 && !fetchOpen {
-			break
-		}
-		if !r.isStopping && !fetchOpen && r.outstanding == 0 {
-			break // the source ended and everything is done
-		}
+	// Done once the fetcher has exited (source ended, stop, or error) and
+	// every fetched event is acked or abandoned.
+	for fetchOpen || r.outstanding > 0 {
 		var resumeC, retryC, drainC <-chan time.Time
 		if r.resume != nil {
 			resumeC = r.resume.C()
@@ -315,7 +312,6 @@ func (r *run) run(ctx context.Context) error {
 		case <-ctxDone:
 			ctxDone = nil
 			r.beginStop(nil)
-			cancelFetch()
 		case <-fetcherDone:
 			fetcherDone = nil
 			fetchOpen = false
@@ -339,7 +335,7 @@ func (r *run) run(ctx context.Context) error {
 	// Make what was acked durable (for example commit offsets).
 	fctx, cancel := context.WithTimeout(base, p.cfg.drainTimeout)
 	defer cancel()
-	for _, f := range []any{p.acker, p.sink, p.dlq} {
+	for _, f := range distinct(p.acker, p.sink, p.dlq) {
 		if fl, ok := f.(Flusher); ok {
 			if err := fl.Flush(fctx); err != nil {
 				p.log.Error("sluice: flush on shutdown failed; some finished events may be delivered again", "component", fmt.Sprintf("%T", f), "err", err)
@@ -416,14 +412,11 @@ func (r *run) finish(it *item) {
 func (r *run) onFetched(msgs []*Message) {
 	p := r.p
 	p.stats.received.Add(uint64(len(msgs)))
-	r.outstanding += len(msgs)
-	if r.isStopping {
-		for range msgs {
-			r.outstanding--
-		}
+	if r.isStopping { // fetched as the stop began: left for redelivery
 		r.win.release(len(msgs))
 		return
 	}
+	r.outstanding += len(msgs)
 	for _, m := range msgs {
 		it := r.pool.Get().(*item)
 		it.in = m
@@ -907,4 +900,23 @@ func (r *run) safeBatch(ins []*Message) (res []Result, err error) {
 		}
 	}()
 	return r.p.batch.EnrichBatch(r.workCtx, ins), nil
+}
+
+// distinct returns parts without repeats, so that a sink that is also the
+// dead-letter writer (or a source that is also the acker) is flushed or
+// probed once. Values of types that cannot be compared count as distinct.
+func distinct(parts ...any) []any {
+	out := make([]any, 0, len(parts))
+next:
+	for _, p := range parts {
+		if t := reflect.TypeOf(p); t != nil && t.Comparable() {
+			for _, q := range out {
+				if reflect.TypeOf(q) == t && q == p {
+					continue next
+				}
+			}
+		}
+		out = append(out, p)
+	}
+	return out
 }
