@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs a single-node Apache Kafka 4.4.0 (KRaft, broker+controller in one JVM)
-# on 127.0.0.1:9092 for tests, examples and local development.
+# on 127.0.0.1:9092 for tests, examples and local development. The ports and
+# the state dir can be changed (see Environment), so that a second broker can
+# run beside the first one: scripts/chaos.sh does that.
 #
 #   scripts/kafka.sh start                  start (idempotent); waits until it serves
 #   scripts/kafka.sh stop                   SIGTERM, bounded wait, then SIGKILL
@@ -19,7 +21,22 @@
 # so that they survive between runs on the same machine.
 #
 # Environment:
-#   SLUICE_KAFKA_HOME          state dir (see above)
+#   SLUICE_KAFKA_HOME          state dir (see above): config, data, logs, pid
+#                              file; one per broker
+#   SLUICE_KAFKA_LIB           folder of the jars ($SLUICE_KAFKA_HOME/lib). A
+#                              second broker can point it at the first one's
+#                              lib so that the jars are fetched only once
+#   SLUICE_KAFKA_PORT          PLAINTEXT listener on 127.0.0.1 (9092)
+#   SLUICE_KAFKA_CONTROLLER_PORT  KRaft controller listener on 127.0.0.1 (9093)
+#   SLUICE_KAFKA_PROXY_LISTEN  optional host:port of a third listener, PROXIED,
+#                              for clients that reach the broker through a
+#                              TCP proxy (unset: no such listener)
+#   SLUICE_KAFKA_PROXY_ADVERTISE  host:port that the PROXIED listener advertises
+#                              in metadata: the proxy's own address, which
+#                              forwards to SLUICE_KAFKA_PROXY_LISTEN. Needed
+#                              because Kafka clients connect to the advertised
+#                              address after bootstrap, so a proxy in front of
+#                              a normal listener would carry only bootstrap
 #   SLUICE_KAFKA_START_TIMEOUT seconds to wait for the broker to serve (90)
 #   SLUICE_KAFKA_STOP_TIMEOUT  seconds to wait after SIGTERM before SIGKILL (60)
 #   SLUICE_KAFKA_HEAP          broker heap, -Xms and -Xmx (512m)
@@ -27,9 +44,11 @@ set -euo pipefail
 
 readonly KAFKA_VERSION=4.4.0
 readonly HOST=127.0.0.1
-readonly PORT=9092
-readonly CONTROLLER_PORT=9093
+readonly PORT=${SLUICE_KAFKA_PORT:-9092}
+readonly CONTROLLER_PORT=${SLUICE_KAFKA_CONTROLLER_PORT:-9093}
 readonly BOOTSTRAP="$HOST:$PORT"
+readonly PROXY_LISTEN=${SLUICE_KAFKA_PROXY_LISTEN:-}
+readonly PROXY_ADVERTISE=${SLUICE_KAFKA_PROXY_ADVERTISE:-$PROXY_LISTEN}
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly SCRIPT_DIR
@@ -38,7 +57,8 @@ readonly LOG4J_SRC="$SCRIPT_DIR/kafka/log4j2.xml"
 
 KHOME=${SLUICE_KAFKA_HOME:-$HOME/.cache/sluice/kafka-$KAFKA_VERSION}
 readonly KHOME
-readonly LIB="$KHOME/lib"
+LIB=${SLUICE_KAFKA_LIB:-$KHOME/lib}
+readonly LIB
 readonly CONF="$KHOME/config"
 readonly DATA="$KHOME/data"
 readonly LOGS="$KHOME/logs"
@@ -133,8 +153,18 @@ ensure_jars() {
     return 0
   fi
   ensure_tools
+  # Another home may share this lib: lock it, and look again once locked.
+  mkdir -p "$(dirname "$LIB")"
+  exec 8>"$LIB.lock"
+  flock -w 600 8 || die "could not lock $LIB.lock within 600 s"
+  have=""
+  [[ -f $LIB_STAMP ]] && have=$(<"$LIB_STAMP")
+  if [[ $have == "$want" ]]; then
+    exec 8>&-
+    return 0
+  fi
   log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $LIB (first run only)"
-  local tmp="$KHOME/lib.tmp" t0=$SECONDS
+  local tmp="$LIB.tmp" t0=$SECONDS
   rm -rf "$tmp"
   mkdir -p "$tmp"
   if ! mvn -B -q -Dstyle.color=never -f "$POM" package -Dkafka.lib.dir="$tmp" >"$KHOME/mvn.log" 2>&1; then
@@ -146,21 +176,30 @@ ensure_jars() {
   rm -rf "$LIB"
   mv "$tmp" "$LIB"
   log "jars ready in $((SECONDS - t0)) s ($(du -sh "$LIB" | cut -f1), $(find "$LIB" -name '*.jar' | wc -l) jars)"
+  exec 8>&-
 }
 
 write_config() {
   mkdir -p "$CONF" "$DATA" "$LOGS"
   cp "$LOG4J_SRC" "$LOG4J"
+  local listeners="PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT"
+  local advertised="PLAINTEXT://$HOST:$PORT"
+  local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if [[ -n $PROXY_LISTEN ]]; then
+    listeners+=",PROXIED://$PROXY_LISTEN"
+    advertised+=",PROXIED://$PROXY_ADVERTISE"
+    protocols+=",PROXIED:PLAINTEXT"
+  fi
   cat >"$PROPS.tmp" <<EOF
 # Written by scripts/kafka.sh; rewritten on every start.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$DATA
 
 num.partitions=1
@@ -240,6 +279,9 @@ cmd_start() {
   if port_open "$HOST" "$PORT" || port_open "$HOST" "$CONTROLLER_PORT"; then
     die "$HOST:$PORT or :$CONTROLLER_PORT is taken by a process this script did not start (another Kafka?); stop it or set KAFKA_BROKERS to use it"
   fi
+  if [[ -n $PROXY_LISTEN ]] && port_open "${PROXY_LISTEN%:*}" "${PROXY_LISTEN##*:}"; then
+    die "$PROXY_LISTEN (SLUICE_KAFKA_PROXY_LISTEN) is taken by another process"
+  fi
   ensure_jars
   ensure_tools
   write_config
@@ -250,7 +292,7 @@ cmd_start() {
   [[ -f $OUTFILE ]] && mv -f "$OUTFILE" "$OUTFILE.prev"
   rm -f "$PIDFILE"
 
-  log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller $HOST:$CONTROLLER_PORT)"
+  log "starting Kafka $KAFKA_VERSION on $BOOTSTRAP (controller $HOST:$CONTROLLER_PORT${PROXY_LISTEN:+, proxied listener $PROXY_LISTEN advertised as $PROXY_ADVERTISE}; home $KHOME)"
   # setsid: own session, so the broker survives the shell (and its Ctrl-C)
   # that started it. The inner shell writes its pid and then becomes java.
   # 9>&- : the broker must not inherit (and so hold forever) our lock.

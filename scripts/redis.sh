@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs Debian's redis-server on 127.0.0.1:6379 for tests and local development.
+# The port and the state dir can be changed (see Environment), so that a second
+# server can run beside the first one: scripts/chaos.sh does that.
 #
 #   scripts/redis.sh start     start (idempotent); waits until PING answers PONG
 #   scripts/redis.sh stop      SHUTDOWN NOSAVE (then SIGTERM/SIGKILL if needed)
@@ -13,14 +15,17 @@
 # and, by default, without persistence (--save '' --appendonly no).
 #
 # Environment:
-#   SLUICE_REDIS_HOME           state dir (see above)
+#   SLUICE_REDIS_HOME           state dir (see above): pid file, log, and the
+#                               AOF/RDB files if persistence is turned on;
+#                               one per server
+#   SLUICE_REDIS_PORT           port on 127.0.0.1 (6379)
 #   SLUICE_REDIS_ARGS           extra redis-server arguments, word-split
 #                               (e.g. "--appendonly yes")
 #   SLUICE_REDIS_START_TIMEOUT  seconds to wait for PONG (30)
 set -euo pipefail
 
 readonly HOST=127.0.0.1
-readonly PORT=6379
+readonly PORT=${SLUICE_REDIS_PORT:-6379}
 
 RHOME=${SLUICE_REDIS_HOME:-$HOME/.cache/sluice/redis}
 readonly RHOME
