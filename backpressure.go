@@ -43,16 +43,24 @@ func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited
 // pauseFor returns how long one 429 pauses consumption: the server's
 // Retry-After (or defaultRA when it gave none) plus a random jitter below
 // jitter, or below max(RA/5, 10ms) when jitter is negative.
+// Both parts are clamped to maxRetryAfter, so the sum cannot overflow
+// whatever the server sent.
 func pauseFor(e *RateLimitError, defaultRA, jitter time.Duration, rnd *rand.Rand) time.Duration {
 	ra := e.RetryAfter
 	if ra <= 0 {
 		ra = defaultRA
 	}
-	if j := jitterWindow(ra, jitter); j > 0 {
+	ra = min(ra, maxRetryAfter)
+	if j := min(jitterWindow(ra, jitter), maxRetryAfter); j > 0 {
 		ra += time.Duration(rnd.Int64N(int64(j)))
 	}
 	return ra
 }
+
+// maxRetryAfter bounds how long one rate-limit pause can be, whatever the
+// server asked for. In practice the rate-limit deadline
+// ([WithMaxRateLimitDuration]) cuts pauses much shorter.
+const maxRetryAfter = 24 * time.Hour
 
 // gate is open or closed; waiters block while it is closed.
 type gate struct {

@@ -218,7 +218,8 @@ type run struct {
 	stopErr     error
 	isStopping  bool
 	pausedUntil time.Time
-	limitedFrom time.Time
+	limitedFrom time.Time       // start of the current rate-limit streak
+	lastRL      *RateLimitError // the streak's latest refusal
 	resume      Timer
 	retryTimer  Timer
 	retryTimeAt time.Time
@@ -534,8 +535,8 @@ func (r *run) onRateLimited(it *item, rl *RateLimitError) {
 	if r.limitedFrom.IsZero() || r.lastOK.Load() >= r.limitedFrom.UnixNano() {
 		r.limitedFrom = now // a call succeeded since the streak began
 	}
-	if limited := now.Sub(r.limitedFrom); limited > p.cfg.maxRateLimited {
-		r.beginStop(fmt.Errorf("%w: every model call for %s was refused for rate limits (last: %v); consumption stopped", ErrRateLimited, limited.Round(time.Millisecond), rl))
+	r.lastRL = rl
+	if r.stopIfLimitedTooLong(now) {
 		r.releaseKey(it)
 		r.finish(it)
 		return
@@ -545,6 +546,12 @@ func (r *run) onRateLimited(it *item, rl *RateLimitError) {
 	defer func() { r.work <- it }()
 	it.attempts--
 	pause := pauseFor(rl, p.cfg.defaultRetryAfter, p.cfg.pauseJitter, r.rnd)
+	// A pause never outlasts the rate-limit deadline: if the server asks for
+	// longer, the pipeline resumes at the deadline only to stop there (see
+	// onResume), without another call.
+	if left := r.limitedFrom.Add(p.cfg.maxRateLimited).Sub(now); pause > left {
+		pause = left
+	}
 	until := now.Add(pause)
 	if !until.After(r.pausedUntil) {
 		return
@@ -577,10 +584,29 @@ func (r *run) onRateLimited(it *item, rl *RateLimitError) {
 	r.resume = p.clock.NewTimer(until.Sub(now))
 }
 
+// stopIfLimitedTooLong stops the pipeline with [ErrRateLimited] once rate
+// limiting has gone on for the maximum duration without a single
+// successful call, and reports whether it did.
+func (r *run) stopIfLimitedTooLong(now time.Time) bool {
+	if r.limitedFrom.IsZero() || r.lastOK.Load() >= r.limitedFrom.UnixNano() {
+		return false // not limited, or a call succeeded since the streak began
+	}
+	limited := now.Sub(r.limitedFrom)
+	if limited < r.p.cfg.maxRateLimited {
+		return false
+	}
+	r.beginStop(fmt.Errorf("%w: every model call for %s was refused for rate limits (last: %v); consumption stopped",
+		ErrRateLimited, limited.Round(time.Millisecond), r.lastRL))
+	return true
+}
+
 func (r *run) onResume() {
 	p := r.p
 	r.resume = nil
 	r.pausedUntil = time.Time{}
+	if r.stopIfLimitedTooLong(p.clock.Now()) {
+		return // the events waiting for the pause stay unacked
+	}
 	if ps, ok := p.src.(Pauser); ok {
 		ps.Resume()
 	}

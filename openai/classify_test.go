@@ -141,6 +141,13 @@ func TestRetryAfterForms(t *testing.T) {
 		{"both resets: the longer", []string{"x-ratelimit-reset-requests", "1s", "x-ratelimit-reset-tokens", "20ms"}, time.Second},
 		{"both resets: the exhausted one", []string{"x-ratelimit-reset-requests", "1s", "x-ratelimit-reset-tokens", "20ms", "x-ratelimit-remaining-tokens", "0"}, 20 * time.Millisecond},
 		{"bad reset", []string{"x-ratelimit-reset-requests", "6 minutes"}, 0},
+		{"HTTP date in year 9999 is clamped", []string{"retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"}, MaxRetryAfter},
+		{"huge seconds are clamped", []string{"retry-after", "999999999"}, MaxRetryAfter},
+		{"huge ms are clamped", []string{"retry-after-ms", "999999999999"}, MaxRetryAfter},
+		{"huge reset is clamped", []string{"x-ratelimit-reset-requests", "2000000h"}, MaxRetryAfter},
+		{"huge bare reset is clamped", []string{"x-ratelimit-reset-tokens", "1e300"}, MaxRetryAfter},
+		{"NaN seconds", []string{"retry-after", "NaN"}, 0},
+		{"Inf ms", []string{"retry-after-ms", "+Inf", "retry-after", "4"}, 4 * time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -296,21 +296,21 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // (milliseconds), retry-after (seconds, or an HTTP date relative to now),
 // and x-ratelimit-reset-requests / x-ratelimit-reset-tokens (Go durations
 // such as "6m0s", "1s" or "20ms"; the one whose remaining count is 0, or
-// the longer).
+// the longer). Values above [MaxRetryAfter] (an HTTP date in year 9999, an
+// absurd number) are clamped to it; the pipeline's rate-limit deadline
+// then decides how long it really waits.
 func RetryAfter(h http.Header, now time.Time) time.Duration {
 	if v := strings.TrimSpace(h.Get("Retry-After-Ms")); v != "" {
-		if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 && !math.IsInf(f, 0) && f < 1e12 {
-			return time.Duration(f * float64(time.Millisecond))
+		if d, ok := scaled(v, time.Millisecond); ok {
+			return d
 		}
 	}
 	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			if f > 0 && !math.IsInf(f, 0) && f < 1e9 {
-				return time.Duration(f * float64(time.Second))
-			}
+		if d, ok := scaled(v, time.Second); ok {
+			return d
 		} else if t, err := http.ParseTime(v); err == nil {
-			if d := t.Sub(now); d > 0 {
-				return d
+			if d := t.Sub(now); d > 0 { // Sub saturates; no overflow
+				return min(d, MaxRetryAfter)
 			}
 		}
 	}
@@ -325,18 +325,35 @@ func RetryAfter(h http.Header, now time.Time) time.Duration {
 	return max(reqs, toks)
 }
 
+// MaxRetryAfter is the longest wait [RetryAfter] reports.
+const MaxRetryAfter = 24 * time.Hour
+
+// scaled parses a positive decimal number of units, clamped to
+// [MaxRetryAfter]. It reports false for text that is not a positive
+// finite number.
+func scaled(v string, unit time.Duration) (time.Duration, bool) {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || !(f > 0) || math.IsInf(f, 0) {
+		return 0, false
+	}
+	if f >= float64(MaxRetryAfter/unit) {
+		return MaxRetryAfter, true
+	}
+	return time.Duration(f * float64(unit)), true
+}
+
 // resetDuration parses an x-ratelimit-reset-* value: a Go duration, or a
-// bare number of seconds.
+// bare number of seconds, clamped to [MaxRetryAfter].
 func resetDuration(v string) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0
 	}
 	if d, err := time.ParseDuration(v); err == nil && d > 0 {
-		return d
+		return min(d, MaxRetryAfter)
 	}
-	if f, err := strconv.ParseFloat(v, 64); err == nil && f > 0 && f < 1e9 {
-		return time.Duration(f * float64(time.Second))
+	if d, ok := scaled(v, time.Second); ok {
+		return d
 	}
 	return 0
 }
