@@ -78,6 +78,12 @@ func AppendOriginHeaders(hs []Header, o Origin) []Header {
 // confirmed by the broker, and may return [WriteErrors] for per-letter
 // outcomes. A sink that also implements DeadLetterWriter is used for dead
 // letters unless [WithDeadLetter] names another writer.
+//
+// A dead letter has nowhere else to go, so an error is never answered by
+// dropping the event: transient errors are retried with backoff, and a
+// [Permanent] one (for a letter listed in [WriteErrors], or for a single
+// letter; a whole batch is first retried one letter at a time) stops the
+// pipeline with an error matching [ErrFatal], the event unacked.
 type DeadLetterWriter interface {
 	WriteDeadLetters(ctx context.Context, letters []DeadLetter) error
 }

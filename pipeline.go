@@ -906,6 +906,17 @@ func (r *run) enrichBatch(batch []*item) {
 		ins[i] = it.in
 	}
 	res, err := r.safeBatch(ins)
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		// One event may have made the whole batch panic: enrich them one by
+		// one so that only the poison event is dead-lettered. This does not
+		// count as another attempt.
+		for _, it := range batch {
+			out, err := r.safeEnrich(it.in)
+			r.settle(it, out, err)
+		}
+		return
+	}
 	for i, it := range batch {
 		switch {
 		case err != nil:
@@ -922,7 +933,7 @@ func (r *run) safeBatch(ins []*Message) (res []Result, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			res, err = nil, &PanicError{Value: v, Stack: debug.Stack()}
-			r.p.log.Error("sluice: batch enricher panicked; dead-lettering the batch", "events", len(ins), "panic", v)
+			r.p.log.Error("sluice: batch enricher panicked; enriching the batch's events one at a time", "events", len(ins), "panic", v)
 		}
 	}()
 	return r.p.batch.EnrichBatch(r.workCtx, ins), nil

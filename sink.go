@@ -10,6 +10,16 @@ import "context"
 // writes them again later (at-least-once), so Write should return an error
 // only when it cannot vouch for the batch. Write may be called from several
 // goroutines at once and must not keep msgs after it returns.
+//
+// Errors say what the pipeline does next:
+//   - a [WriteErrors] lists the messages that failed; the others count as
+//     written. Those whose error is [Permanent] are dead-lettered, the rest
+//     are written again.
+//   - a [Permanent] error for the whole batch: the pipeline writes the
+//     batch's messages again one at a time and dead-letters only those
+//     refused for good on their own, with the sink's error as the reason.
+//   - any other error: the whole batch is written again after a backoff,
+//     for as long as it takes (or until shutdown, which leaves it unacked).
 type Sink interface {
 	Write(ctx context.Context, msgs []*Message) error
 }

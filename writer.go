@@ -109,17 +109,38 @@ func (w *batchWriter) flush(r *run, batch []*item) {
 // writeRetrying writes items until each is written, rejected for good
 // (reject is called), or the write context ends (the item is abandoned).
 // Failed writes are retried with backoff; a [WriteErrors] narrows the retry
-// to the messages it lists.
+// to the messages it lists. A [Permanent] error for a whole batch of more
+// than one item does not say which item is at fault, so the items are then
+// written one at a time and only those refused for good on their own are
+// rejected.
 func (r *run) writeRetrying(what string, items []*item, write func(context.Context, []*item) error, reject func(*item, error)) {
 	pending := items
+	singly := false
 	r.retrying(what, func(ctx context.Context) error {
 		if len(pending) == 0 {
 			return nil
 		}
+		if singly {
+			return r.writeSingly(ctx, &pending, write, reject)
+		}
 		err := write(ctx, pending)
 		var we WriteErrors
-		if err == nil || !errors.As(err, &we) || len(we) == 0 {
-			return err
+		if err == nil {
+			return nil
+		}
+		if !errors.As(err, &we) || len(we) == 0 {
+			if !IsPermanent(err) {
+				return err
+			}
+			if len(pending) == 1 {
+				reject(pending[0], err)
+				pending = nil
+				return nil
+			}
+			r.p.log.Warn("sluice: a whole batch was refused for good; writing its events one at a time to find the ones at fault",
+				"component", what, "events", len(pending), "err", err)
+			singly = true
+			return r.writeSingly(ctx, &pending, write, reject)
 		}
 		var again []*item
 		for _, e := range we {
@@ -143,6 +164,31 @@ func (r *run) writeRetrying(what string, items []*item, write func(context.Conte
 			it.kind = kAbandoned
 		}
 	})
+}
+
+// writeSingly writes each pending item on its own: written items are done,
+// items refused for good are rejected, and the rest stay pending. It
+// returns the last transient error, if any.
+func (r *run) writeSingly(ctx context.Context, pending *[]*item, write func(context.Context, []*item) error, reject func(*item, error)) error {
+	var again []*item
+	var last error
+	for _, it := range *pending {
+		err := write(ctx, []*item{it})
+		var we WriteErrors
+		if errors.As(err, &we) && len(we) > 0 {
+			err = we[0].Err
+		}
+		switch {
+		case err == nil:
+		case IsPermanent(err):
+			reject(it, err)
+		default:
+			again = append(again, it)
+			last = err
+		}
+	}
+	*pending = again
+	return last
 }
 
 // retrying calls op until it succeeds, backing off between failures. If the
