@@ -91,12 +91,16 @@
 // The sink writes dead letters to the "dead_letter" stream
 // ([WithDeadLetterStream]) with the original payload and fields plus
 // failure_reason, failure_attempts, failure_time, source_stream and
-// source_id. When the source and the sink share one *redis.Client (see
-// [Source.Client]), the dead-letter XADDs and the XACKs of their entries go
-// in one MULTI/EXEC. Redis does not roll back a transaction when one command
-// fails at run time: if a dead-letter XADD fails (for example because the
-// dead-letter key holds another type), its entry is acknowledged anyway, but
-// the pipeline still holds the letter and writes it again until it succeeds.
+// source_id. Every XADD reply is checked, of dead letters and of outputs
+// alike: a letter or output Redis refused (for example with WRONGTYPE,
+// because the key holds another type) is reported to the pipeline, which
+// writes it again and does not acknowledge its entry meanwhile. When the
+// source and the sink share one *redis.Client (see [Source.Client]), the
+// sink acknowledges the entries whose dead letters Redis confirmed, and only
+// those, right after the XADDs. (It does not queue the XACKs in a MULTI/EXEC
+// with the XADDs: Redis does not roll back a transaction when one command
+// fails at run time, so an XACK there would run even when its XADD failed,
+// and the entry would be lost.)
 //
 // # Redis versions
 //

@@ -450,8 +450,8 @@ func TestAckRetriedAfterFailure(t *testing.T) {
 }
 
 // TestDeadLetterTransaction checks that a sink sharing the source's client
-// acknowledges dead letters in the transaction that writes them, and that
-// the later Ack is harmless.
+// acknowledges entries once their dead letters are written, and that the
+// later Ack is harmless.
 func TestDeadLetterTransaction(t *testing.T) {
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
@@ -467,7 +467,7 @@ func TestDeadLetterTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := pending(t, c, in, "g"); n != 1 {
-		t.Errorf("%d pending after the dead-letter transaction, want 1", n)
+		t.Errorf("%d pending after the dead letter was written, want 1", n)
 	}
 	if err := src.Ack(ctx, got); err != nil {
 		t.Fatalf("Ack after the transaction: %v", err)

@@ -142,9 +142,9 @@ func (c *config) connect() (client redis.UniversalClient, owned bool) {
 
 // WithClient makes the component use a client you built, for example a
 // *redis.Client with your own pool settings, a failover client or a cluster
-// client. The component does not close it. Give the same client to a
-// [Source] and a [Sink] to let the sink acknowledge dead letters in the same
-// transaction that writes them.
+// client. The component does not close it. Give the same *redis.Client to a
+// [Source] and a [Sink] to let the sink acknowledge entries right after
+// Redis confirmed their dead letters.
 func WithClient(c redis.UniversalClient) Option {
 	return func(cfg *config) {
 		if c == nil {

@@ -119,75 +119,85 @@ func isServerError(err error) bool {
 	return errors.As(err, &re)
 }
 
-// ackKey is a source stream and group whose entries a dead-letter
-// transaction acknowledges.
+// ackKey is a source stream and group whose entries the sink acknowledges
+// after writing their dead letters.
 type ackKey struct{ stream, group string }
 
 // WriteDeadLetters implements [sluice.DeadLetterWriter]: one XADD per letter
 // to the dead-letter stream with the original payload (or field map), the
 // original fields, and the headers of [sluice.DeadLetter.Headers]
 // (failure_reason, failure_attempts, failure_time, source_stream, source_id).
+// The XADDs are pipelined, and every reply is checked: a letter Redis
+// refused (for example with WRONGTYPE, because the dead-letter key holds
+// another type) is reported in a [sluice.WriteErrors], not as permanent, so
+// that the pipeline writes it again and does not acknowledge its entry.
 //
 // When letters come from a [Source] that uses the very same *redis.Client as
-// this sink, the XADDs and the XACKs of those entries go in one MULTI/EXEC,
-// so that a crash cannot leave an entry both dead-lettered and pending. The
-// pipeline acknowledges the entries afterwards as usual; that second XACK is
-// harmless.
+// this sink, the sink then acknowledges (XACK) the entries whose dead letter
+// Redis confirmed, and only those, in the next round trip. The pipeline
+// acknowledges them afterwards as usual; that second XACK is harmless. A
+// crash between the two round trips leaves an entry both dead-lettered and
+// pending: it is delivered again and may be dead-lettered twice, never lost.
 func (s *Sink) WriteDeadLetters(ctx context.Context, letters []sluice.DeadLetter) error {
 	if len(letters) == 0 {
 		return nil
 	}
-	var acks map[ackKey][]string
-	if _, single := s.client.(*redis.Client); single {
-		for _, d := range letters {
-			t, ok := d.Msg.Token.(*token)
-			if !ok || t.src.client != s.client || d.Msg.Origin.ID == "" {
-				continue
-			}
-			if acks == nil {
-				acks = make(map[ackKey][]string)
-			}
-			k := ackKey{t.src.stream, t.src.group}
-			acks[k] = append(acks[k], d.Msg.Origin.ID)
-		}
-	}
-	var pipe redis.Pipeliner
-	if acks != nil {
-		pipe = s.client.TxPipeline()
-	} else {
-		pipe = s.client.Pipeline()
-	}
+	pipe := s.client.Pipeline()
 	cmds := make([]*redis.StringCmd, len(letters))
 	for i, d := range letters {
 		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.cfg.deadLetter, Values: s.codec.deadLetterFields(d)})
 	}
-	for k, ids := range acks {
-		pipe.XAck(ctx, k.stream, k.group, ids...)
-	}
 	_, err := pipe.Exec(ctx)
-	if err == nil {
-		return nil
-	}
-	if !isServerError(err) || redis.IsExecAbortError(err) {
+	if err != nil && !isServerError(err) {
+		// The connection failed: no reply can be trusted, and the
+		// pipeline writes the whole batch again.
 		return fmt.Errorf("redisstream: XADD of %d dead letters to %q on %s: %w", len(letters), s.cfg.deadLetter, addrOf(s.client), err)
 	}
 	var werrs sluice.WriteErrors
 	for i, c := range cmds {
 		if c.Err() != nil {
-			werrs = append(werrs, sluice.WriteError{Index: i, Err: fmt.Errorf("redisstream: XADD to %q: %w", s.cfg.deadLetter, c.Err())})
+			werrs = append(werrs, sluice.WriteError{Index: i, Err: fmt.Errorf("redisstream: XADD to %q on %s: %w", s.cfg.deadLetter, addrOf(s.client), c.Err())})
 		}
 	}
-	if len(werrs) == 0 {
-		// Only an XACK failed: the letters are written, and the
-		// pipeline's own Ack will acknowledge the entries.
-		s.log.Warn("redisstream: XACK in the dead-letter transaction failed; the entries will be acknowledged by the source", "err", err)
-		return nil
+	s.ackWritten(ctx, letters, cmds)
+	if len(werrs) > 0 {
+		s.log.Error("redisstream: Redis refused dead letters; their entries stay pending and the letters are written again",
+			"failed", len(werrs), "of", len(letters), "err", werrs[0].Err)
+		return werrs
 	}
-	if acks != nil {
-		s.log.Error("redisstream: dead-letter XADD failed inside the transaction that also acknowledged the entries; they stay in memory and are written again",
-			"failed", len(werrs), "err", werrs[0].Err)
+	return nil
+}
+
+// ackWritten acknowledges the entries whose dead-letter XADD Redis
+// confirmed, when they were read by a [Source] on this sink's
+// *redis.Client. A failure is only logged: the pipeline acknowledges the
+// entries itself.
+func (s *Sink) ackWritten(ctx context.Context, letters []sluice.DeadLetter, cmds []*redis.StringCmd) {
+	if _, single := s.client.(*redis.Client); !single {
+		return
 	}
-	return werrs
+	var acks map[ackKey][]string
+	for i, d := range letters {
+		t, ok := d.Msg.Token.(*token)
+		if !ok || t.src.client != s.client || d.Msg.Origin.ID == "" || cmds[i].Err() != nil {
+			continue
+		}
+		if acks == nil {
+			acks = make(map[ackKey][]string)
+		}
+		k := ackKey{t.src.stream, t.src.group}
+		acks[k] = append(acks[k], d.Msg.Origin.ID)
+	}
+	if len(acks) == 0 {
+		return
+	}
+	pipe := s.client.Pipeline()
+	for k, ids := range acks {
+		pipe.XAck(ctx, k.stream, k.group, ids...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		s.log.Warn("redisstream: XACK after writing dead letters failed; the entries will be acknowledged by the source", "err", err)
+	}
 }
 
 // Ready implements [sluice.Readier]: it returns nil when the server answers
