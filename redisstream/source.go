@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +18,16 @@ import (
 // ErrNotReady matches the error [Source.Ready] returns while startup
 // reconciliation is still going on.
 var ErrNotReady = errors.New("redisstream: not ready")
+
+// ErrUnsupportedServer matches the error a [Source] returns from Fetch and
+// Ready when the Redis server is older than [MinRedisVersion].
+var ErrUnsupportedServer = errors.New("redisstream: unsupported Redis server")
+
+// MinRedisVersion is the oldest Redis server a [Source] works with. Before
+// 7.0, XAUTOCLAIM answers a pending entry that was deleted from the stream
+// with a null element (go-redis then fails the whole reply after the server
+// already moved the page's entries), and XINFO GROUPS reports no lag.
+const MinRedisVersion = "7.0"
 
 // Interface checks.
 var (
@@ -75,6 +87,7 @@ type Source struct {
 	recovering map[string]struct{} // recovered at startup, not yet acked
 	unacked    map[string]struct{} // XACKs that failed, kept for retry
 	started    bool                // the first Fetch has begun
+	versionOK  bool                // the server passed the version check
 	reconciled bool
 	lastErr    error
 	paused     bool
@@ -84,8 +97,9 @@ type Source struct {
 }
 
 // NewSource returns a source that reads stream as consumer group group. It
-// does no I/O: the group is created (XGROUP CREATE ... MKSTREAM, an existing
-// group is fine) and reconciled by the first Fetch.
+// does no I/O: the first Fetch or Ready checks the server's version (see
+// [MinRedisVersion]) and creates the group (XGROUP CREATE ... MKSTREAM, an
+// existing group is fine); the first Fetch then reconciles it.
 func NewSource(stream, group string, opts ...Option) (*Source, error) {
 	cfg, err := newConfig(opts)
 	if stream == "" {
@@ -121,8 +135,8 @@ func NewSource(stream, group string, opts ...Option) (*Source, error) {
 }
 
 // Client returns the client the source uses. Pass it to [NewSink] with
-// [WithClient] so that dead letters are acknowledged in the transaction that
-// writes them.
+// [WithClient] so that the sink acknowledges entries as soon as their dead
+// letters are written.
 func (s *Source) Client() redis.UniversalClient { return s.client }
 
 // Consumer returns the consumer name.
@@ -176,7 +190,8 @@ func (s *Source) Fetch(ctx context.Context, limit int) ([]*sluice.Message, error
 
 // unrecoverable reports errors that retrying cannot fix.
 func unrecoverable(err error) bool {
-	return redis.IsAuthError(err) || redis.IsPermissionError(err) || redis.HasErrorPrefix(err, "WRONGTYPE")
+	return redis.IsAuthError(err) || redis.IsPermissionError(err) || redis.HasErrorPrefix(err, "WRONGTYPE") ||
+		errors.Is(err, ErrUnsupportedServer)
 }
 
 func (s *Source) step(ctx context.Context, count int) ([]*sluice.Message, error) {
@@ -185,6 +200,9 @@ func (s *Source) step(ctx context.Context, count int) ([]*sluice.Message, error)
 		s.mu.Lock()
 		s.started = true
 		s.mu.Unlock()
+		if err := s.checkVersion(ctx); err != nil {
+			return nil, err
+		}
 		if err := s.ensureGroup(ctx); err != nil {
 			return nil, err
 		}
@@ -201,6 +219,61 @@ func (s *Source) step(ctx context.Context, count int) ([]*sluice.Message, error)
 		}
 		return s.readNew(ctx, count)
 	}
+}
+
+// checkVersion refuses a server older than [MinRedisVersion], once it has
+// answered INFO server. A server that refuses INFO, or does not report a
+// version, is let through with a warning.
+func (s *Source) checkVersion(ctx context.Context) error {
+	s.mu.Lock()
+	ok := s.versionOK
+	s.mu.Unlock()
+	if ok {
+		return nil
+	}
+	info, err := s.client.Info(ctx, "server").Result()
+	if err != nil && !isServerError(err) {
+		return fmt.Errorf("redisstream: INFO server on %s: %w", addrOf(s.client), err)
+	}
+	v := infoField(info, "redis_version")
+	major, _, parsed := parseVersion(v)
+	switch {
+	case err != nil:
+		s.log.Warn("redisstream: the server refused INFO server; cannot check that it is Redis "+MinRedisVersion+" or newer", "addr", addrOf(s.client), "err", err)
+	case !parsed:
+		s.log.Warn("redisstream: the server reports no redis_version in INFO server; cannot check that it is Redis "+MinRedisVersion+" or newer", "addr", addrOf(s.client))
+	case major < 7:
+		return fmt.Errorf("%w: the server at %s is Redis %s, and stream %q needs Redis %s or newer "+
+			"(before 7.0, XAUTOCLAIM fails on pending entries deleted from the stream and XINFO GROUPS reports no lag): "+
+			"upgrade the server to Redis %s or newer",
+			ErrUnsupportedServer, addrOf(s.client), v, s.stream, MinRedisVersion, MinRedisVersion)
+	}
+	s.mu.Lock()
+	s.versionOK = true
+	s.mu.Unlock()
+	return nil
+}
+
+// infoField returns the value of a "name:value" line of an INFO reply.
+func infoField(info, name string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// parseVersion parses the major and minor parts of a version such as
+// "7.0.15".
+func parseVersion(v string) (major, minor int, ok bool) {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	return major, minor, err1 == nil && err2 == nil
 }
 
 func (s *Source) ensureGroup(ctx context.Context) error {
@@ -258,40 +331,56 @@ func (s *Source) readOwn(ctx context.Context, count int) ([]*sluice.Message, err
 
 // claim runs one XAUTOCLAIM page and moves on to reading new entries when the
 // cursor comes back to 0-0.
+//
+// XAUTOCLAIM runs with JUSTID, which moves idle entries to this consumer
+// without raising their delivery counters and without returning their data.
+// The entries this consumer still has in flight are left alone: they are
+// idle only because the pipeline is slow with them (a long key-ordered queue,
+// a slow writer), and claiming them is no redelivery. The others are taken
+// with XCLAIM, which raises their counters and returns their data.
 func (s *Source) claim(ctx context.Context, count int) ([]*sluice.Message, error) {
-	entries, next, deleted, err := s.client.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
-		Stream: s.stream, Group: s.group, Consumer: s.consumer,
-		MinIdle: s.cfg.minIdle, Start: s.cursor, Count: int64(count),
-	}).Result()
+	ids, next, deleted, err := s.autoClaimIDs(ctx, count)
 	if err != nil {
-		return nil, fmt.Errorf("redisstream: XAUTOCLAIM %q %q on %s: %w", s.stream, s.group, addrOf(s.client), err)
+		return nil, err
 	}
 	if len(deleted) > 0 {
 		s.log.Warn("redisstream: pending entries were deleted from the stream (trimmed?) before they were processed; Redis dropped them from the pending list",
 			"count", len(deleted), "ids", firstIDs(deleted))
 	}
-	var gone []string
-	fresh := entries[:0:0]
-	for _, e := range entries {
-		switch {
-		case len(e.Values) == 0:
-			gone = append(gone, e.ID)
-		case s.isInflight(e.ID):
-			// Our own entry, still in the pipeline: the claim only reset
-			// its idle time.
-		default:
-			fresh = append(fresh, e)
+	var claim []string
+	for _, id := range ids {
+		if !s.isInflight(id) {
+			claim = append(claim, id)
 		}
 	}
-	s.ackGone(ctx, gone, "claimed")
 	var msgs []*sluice.Message
-	if len(fresh) > 0 {
-		counts := s.pendingEach(ctx, fresh)
-		msgs = make([]*sluice.Message, 0, len(fresh))
-		for _, e := range fresh {
-			msgs = append(msgs, s.message(e, int(counts[e.ID])))
+	if len(claim) > 0 {
+		// JUSTID reset their idle time, so claim them regardless of it:
+		// they belong to this consumer now.
+		entries, err := s.client.XClaim(ctx, &redis.XClaimArgs{
+			Stream: s.stream, Group: s.group, Consumer: s.consumer, Messages: claim,
+		}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redisstream: XCLAIM of %d entries of %q %q on %s: %w", len(claim), s.stream, s.group, addrOf(s.client), err)
 		}
-		s.log.Info("redisstream: claimed idle entries of other consumers", "count", len(msgs), "min_idle", s.cfg.minIdle)
+		var gone []string
+		fresh := entries[:0:0]
+		for _, e := range entries {
+			if len(e.Values) == 0 {
+				gone = append(gone, e.ID)
+			} else {
+				fresh = append(fresh, e)
+			}
+		}
+		s.ackGone(ctx, gone, "claimed")
+		if len(fresh) > 0 {
+			counts := s.pendingEach(ctx, fresh)
+			msgs = make([]*sluice.Message, 0, len(fresh))
+			for _, e := range fresh {
+				msgs = append(msgs, s.message(e, int(counts[e.ID])))
+			}
+			s.log.Info("redisstream: claimed idle entries", "count", len(msgs), "min_idle", s.cfg.minIdle)
+		}
 	}
 	s.track(msgs)
 	if next == "" || next == "0-0" {
@@ -309,6 +398,51 @@ func (s *Source) claim(ctx context.Context, count int) ([]*sluice.Message, error
 		s.cursor = next
 	}
 	return msgs, nil
+}
+
+// autoClaimIDs runs XAUTOCLAIM ... JUSTID from the cursor and returns the
+// IDs it moved to this consumer, the next cursor, and the IDs of deleted
+// entries Redis dropped from the pending list.
+func (s *Source) autoClaimIDs(ctx context.Context, count int) (ids []string, next string, deleted []string, err error) {
+	res, err := s.client.Do(ctx, "XAUTOCLAIM", s.stream, s.group, s.consumer,
+		max(s.cfg.minIdle.Milliseconds(), 1), s.cursor, "COUNT", count, "JUSTID").Slice()
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("redisstream: XAUTOCLAIM %q %q on %s: %w", s.stream, s.group, addrOf(s.client), err)
+	}
+	bad := func() ([]string, string, []string, error) {
+		return nil, "", nil, fmt.Errorf("redisstream: XAUTOCLAIM %q %q on %s: unexpected reply %v", s.stream, s.group, addrOf(s.client), res)
+	}
+	if len(res) < 2 {
+		return bad()
+	}
+	next, ok := res[0].(string)
+	if !ok {
+		return bad()
+	}
+	if ids, ok = stringsOf(res[1]); !ok {
+		return bad()
+	}
+	if len(res) > 2 {
+		if deleted, ok = stringsOf(res[2]); !ok {
+			return bad()
+		}
+	}
+	return ids, next, deleted, nil
+}
+
+// stringsOf converts an array reply of strings.
+func stringsOf(v any) ([]string, bool) {
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	out := make([]string, len(arr))
+	for i, x := range arr {
+		if out[i], ok = x.(string); !ok {
+			return nil, false
+		}
+	}
+	return out, true
 }
 
 func (s *Source) readNew(ctx context.Context, count int) ([]*sluice.Message, error) {
@@ -606,12 +740,16 @@ func (s *Source) Lag(ctx context.Context) (sluice.Lag, error) {
 	return sluice.Lag{Total: total, ByPartition: map[string]int64{s.stream: total}}, nil
 }
 
-// Ready implements [sluice.Readier]. It returns nil once the server answers
-// and startup reconciliation is over: every pending entry this consumer owned
-// and every idle entry it claimed at startup has been read and acknowledged.
-// Before the first Fetch it asks the server whether there is anything to
-// reconcile, and is ready if not. Otherwise it returns an error matching
-// [ErrNotReady]; while reads fail, the last read error.
+// Ready implements [sluice.Readier]. It returns nil once the server answers,
+// the consumer group exists and startup reconciliation is over: every
+// pending entry this consumer owned and every idle entry it claimed at
+// startup has been read and acknowledged. Before the first Fetch it checks
+// the server's version, creates the group if it does not exist yet (so that
+// an entry added after Ready returned nil is never skipped by a group created
+// later at "$"), and asks the server whether there is anything to reconcile:
+// it is ready if not. Otherwise it returns an error matching [ErrNotReady];
+// while reads fail, the last read error; on a server older than
+// [MinRedisVersion], an error matching [ErrUnsupportedServer].
 func (s *Source) Ready(ctx context.Context) error {
 	s.mu.Lock()
 	closed, lastErr, started, reconciled, n := s.closed, s.lastErr, s.started, s.reconciled, len(s.recovering)
@@ -627,6 +765,12 @@ func (s *Source) Ready(ctx context.Context) error {
 	}
 	if !reconciled {
 		if !started {
+			if err := s.checkVersion(ctx); err != nil {
+				return err
+			}
+			if err := s.ensureGroup(ctx); err != nil {
+				return err
+			}
 			return s.nothingToReconcile(ctx)
 		}
 		return fmt.Errorf("%w: startup reconciliation of stream %q has not finished", ErrNotReady, s.stream)
@@ -647,8 +791,6 @@ func (s *Source) nothingToReconcile(ctx context.Context) error {
 	idle := pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: s.stream, Group: s.group, Idle: s.cfg.minIdle, Start: "-", End: "+", Count: 1})
 	_, err := pipe.Exec(ctx)
 	switch {
-	case redis.HasErrorPrefix(err, "NOGROUP"):
-		return nil // no group yet: nothing is pending
 	case err != nil:
 		return fmt.Errorf("redisstream: source %q: XPENDING on %s: %w", s.stream, addrOf(s.client), err)
 	case len(own.Val()) > 0:
