@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/tls"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -29,6 +31,11 @@ const (
 	DefaultDeadLetterTopic   = "dead_letter"
 	DefaultLinger            = 5 * time.Millisecond
 )
+
+// HealthTimeout bounds how long [Source.Lag] and [Source.Ready] wait for the
+// cluster before they report it unreachable, so that a health or readiness
+// probe answers promptly while the brokers are down or black-holed.
+const HealthTimeout = 750 * time.Millisecond
 
 // SASLMechanism names a SASL mechanism for [WithSASL].
 type SASLMechanism string
@@ -63,6 +70,7 @@ type config struct {
 	saslUser       string
 	saslPass       string
 	sasl           bool
+	dial           func(ctx context.Context, network, addr string) (net.Conn, error)
 	raw            []func(*sarama.Config)
 
 	// source
@@ -75,6 +83,10 @@ type config struct {
 	revokeTimeout     time.Duration
 	bufferSize        int
 	balanceStrategies []sarama.BalanceStrategy
+
+	// hookClaimPause, when set (by tests), runs inside pauseClaim between
+	// the check that the source is paused and the Pause of the new claim.
+	hookClaimPause func(*Source)
 
 	// producer
 	deadLetterTopic string
@@ -262,6 +274,45 @@ func WithSASL(mech SASLMechanism, user, password string) Option {
 		}
 		c.sasl, c.saslMech, c.saslUser, c.saslPass = true, mech, user, password
 	}
+}
+
+// WithDialer makes every connection to a broker go through dial instead of
+// a plain TCP dial: for a SOCKS proxy (golang.org/x/net/proxy's
+// ContextDialer fits), an SSH tunnel, or a test that puts a fault-injecting
+// proxy between the client and the cluster. Brokers advertise their own
+// addresses, so dial sees the bootstrap addresses and every advertised one,
+// and may send each wherever it likes. Its context ends after the connect
+// timeout ([WithConnectTimeout]), which dial must honour. TLS, when on, runs
+// over the connection dial returns.
+func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(c *config) {
+		if dial == nil {
+			c.invalid("WithDialer: func is nil")
+			return
+		}
+		c.dial = dial
+	}
+}
+
+// ctxDialer adapts a context-taking dial func to sarama's Net.Proxy.Dialer,
+// whose Dial takes no context, bounding each dial by the connect timeout.
+type ctxDialer struct {
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
+	timeout time.Duration
+}
+
+func (d ctxDialer) Dial(network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+	defer cancel()
+	return d.DialContext(ctx, network, addr)
+}
+
+func (d ctxDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := d.dial(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: dial %s: %w", addr, err)
+	}
+	return conn, nil
 }
 
 // WithSaramaConfig registers fn to edit the *sarama.Config after every other
@@ -462,6 +513,10 @@ func (c *config) saramaConfig(side func(*sarama.Config)) (*sarama.Config, error)
 	sc.Net.DialTimeout = c.connectTimeout
 	sc.Metadata.Retry.Max = 2
 	sc.Metadata.Retry.Backoff = 250 * time.Millisecond
+	if c.dial != nil {
+		sc.Net.Proxy.Enable = true
+		sc.Net.Proxy.Dialer = ctxDialer{dial: c.dial, timeout: c.connectTimeout}
+	}
 	if c.tls != nil {
 		sc.Net.TLS.Enable = true
 		sc.Net.TLS.Config = c.tls

@@ -55,6 +55,9 @@ type Source struct {
 	resume  atomic.Pointer[chan struct{}]
 	pauseMu sync.Mutex
 
+	probeMu sync.Mutex
+	probe   *probe // the latest round trip for Lag and Ready
+
 	commitMu sync.Mutex // serialises marking and committing
 
 	mu       sync.Mutex
@@ -85,7 +88,16 @@ type claim struct {
 	mu      sync.Mutex
 	revoked bool  // no more deliveries, acks ignored
 	marked  int64 // last offset passed to MarkOffset
+
+	waiting atomic.Int32 // what ConsumeClaim is blocked on: waitNone, waitBuffer or waitResume
 }
+
+// What a claim's ConsumeClaim is blocked on (tests look at it).
+const (
+	waitNone   int32 = iota // reading the partition, or moving a message on
+	waitBuffer              // the shared buffer is full
+	waitResume              // the source is paused
+)
 
 // NewSource joins consumer group group on topics. It connects before it
 // returns and fails with an error matching [ErrUnreachable] when no broker
@@ -357,9 +369,11 @@ func (s *Source) Resume() {
 	}
 }
 
-// Ready returns nil once the consumer has joined its group, and an error
-// matching [ErrNotReady] before that or after Close.
-func (s *Source) Ready(context.Context) error {
+// Ready returns nil once the consumer has joined its group and the cluster
+// answers, and an error matching [ErrNotReady] before that, after Close, or
+// while the group coordinator or a partition leader does not answer within
+// [HealthTimeout]. It shares its round trip with [Source.Lag].
+func (s *Source) Ready(ctx context.Context) error {
 	if s.ctx.Err() != nil {
 		return fmt.Errorf("%w: source closed", ErrNotReady)
 	}
@@ -367,17 +381,75 @@ func (s *Source) Ready(context.Context) error {
 	case <-s.failed:
 		return s.failErr
 	case <-s.joined:
-		return nil
 	default:
 		return fmt.Errorf("%w: consumer group %q not joined yet", ErrNotReady, s.group)
 	}
+	if _, err := s.clusterLag(ctx); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotReady, err)
+	}
+	return nil
 }
 
 // Lag reports, per "topic/partition" and in total, the high watermark minus
 // the group's committed offset, both read from the cluster. A partition
-// with no committed offset counts from its oldest retained offset.
+// with no committed offset counts from its oldest retained offset. When the
+// cluster does not answer within [HealthTimeout] it returns an error
+// matching [ErrUnreachable] instead of waiting: a health probe must not
+// hang.
 func (s *Source) Lag(ctx context.Context) (sluice.Lag, error) {
-	return call(ctx, s.lag)
+	return s.clusterLag(ctx)
+}
+
+// probe is one computation of the lag, shared by the Lag and Ready calls
+// that arrive while it runs and for probeMaxAge after it ends.
+type probe struct {
+	done chan struct{}
+	lag  sluice.Lag
+	err  error
+	at   time.Time // when it ended; set before done is closed
+}
+
+// probeMaxAge is how long a finished probe answers Lag and Ready.
+const probeMaxAge = time.Second
+
+// clusterLag returns the result of the latest probe, starting a new one if
+// none is running and the last one is older than probeMaxAge, and waits at
+// most HealthTimeout for it. At most one probe runs at a time, so a cluster
+// that does not answer never piles up goroutines.
+func (s *Source) clusterLag(ctx context.Context) (sluice.Lag, error) {
+	s.probeMu.Lock()
+	p := s.probe
+	if p == nil || p.stale() {
+		p = &probe{done: make(chan struct{})}
+		s.probe = p
+		go func() {
+			p.lag, p.err = s.lag()
+			p.at = time.Now()
+			close(p.done)
+		}()
+	}
+	s.probeMu.Unlock()
+
+	t := time.NewTimer(HealthTimeout)
+	defer t.Stop()
+	select {
+	case <-p.done:
+		return p.lag, p.err
+	case <-ctx.Done():
+		return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: %w", ctx.Err())
+	case <-t.C:
+		return sluice.Lag{Total: -1}, fmt.Errorf("%w: lag: no answer from the cluster within %s", ErrUnreachable, HealthTimeout)
+	}
+}
+
+// stale reports whether p has ended longer than probeMaxAge ago.
+func (p *probe) stale() bool {
+	select {
+	case <-p.done:
+		return time.Since(p.at) >= probeMaxAge
+	default:
+		return false
+	}
 }
 
 func (s *Source) lag() (sluice.Lag, error) {
@@ -397,6 +469,8 @@ func (s *Source) lag() (sluice.Lag, error) {
 		return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: committed offsets: %w", resp.Err)
 	}
 	lag := sluice.Lag{ByPartition: map[string]int64{}}
+	known := 0
+	var firstErr error
 	for t, ps := range want {
 		for _, p := range ps {
 			key := t + "/" + strconv.FormatInt(int64(p), 10)
@@ -405,13 +479,20 @@ func (s *Source) lag() (sluice.Lag, error) {
 				s.log.Debug("kafka: lag unknown", "partition", key, "err", err)
 				lag.ByPartition[key] = -1
 				lag.Total = -1
+				if firstErr == nil {
+					firstErr = fmt.Errorf("kafka: lag of %s: %w", key, err)
+				}
 				continue
 			}
+			known++
 			lag.ByPartition[key] = n
 			if lag.Total >= 0 {
 				lag.Total += n
 			}
 		}
+	}
+	if known == 0 && firstErr != nil {
+		return lag, firstErr // not a single partition answered
 	}
 	return lag, nil
 }
@@ -534,13 +615,23 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, sc sarama.Consu
 	s.mu.Lock()
 	s.claims[c.topicPartition] = c
 	s.mu.Unlock()
-	if s.resume.Load() != nil {
-		s.cg.Pause(map[string][]int32{c.topic: {c.partition}})
-	}
+	s.pauseClaim(c)
 
+	// With an eager strategy a rebalance ends the session, and its context.
+	// With a cooperative one the session carries on and only the revoked
+	// claims are closed, which Messages() reports only once everything
+	// buffered in it has been read; gone reports it at once, so that a claim
+	// blocked on a full buffer or a pause lets go too.
+	gone := s.watchClaim(sc)
 	done := sess.Context().Done()
 	msgs := sc.Messages()
 	for {
+		select {
+		case <-gone:
+			s.release(c)
+			return nil
+		default:
+		}
 		var m *sarama.ConsumerMessage
 		select {
 		case msg, ok := <-msgs:
@@ -552,24 +643,84 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, sc sarama.Consu
 		case <-done:
 			s.release(c)
 			return nil
+		case <-gone:
+			s.release(c)
+			return nil
 		}
 		// A fetch in flight when Pause was called still delivers: hold the
 		// message, and stop reading the claim, until Resume.
 		if ch := s.resume.Load(); ch != nil {
+			c.waiting.Store(waitResume)
 			select {
 			case <-*ch:
 			case <-done:
 				s.release(c)
 				return nil
+			case <-gone:
+				s.release(c)
+				return nil
 			}
+			c.waiting.Store(waitNone)
 		}
+		out := convert(m, c)
 		select {
-		case s.buf <- convert(m, c):
+		case s.buf <- out:
+			continue
+		default:
+		}
+		c.waiting.Store(waitBuffer)
+		select {
+		case s.buf <- out:
 		case <-done:
 			s.release(c)
 			return nil
+		case <-gone:
+			s.release(c)
+			return nil
 		}
+		c.waiting.Store(waitNone)
 	}
+}
+
+// pauseClaim pauses a new claim's partition if the source is paused. It
+// holds pauseMu, as Pause and Resume do, so that a Resume cannot land
+// between the check and the Pause and leave the partition paused for good.
+func (s *Source) pauseClaim(c *claim) {
+	s.pauseMu.Lock()
+	defer s.pauseMu.Unlock()
+	if s.resume.Load() == nil {
+		return
+	}
+	if h := s.cfg.hookClaimPause; h != nil {
+		h(s)
+	}
+	s.cg.Pause(map[string][]int32{c.topic: {c.partition}})
+}
+
+// watchClaim returns a channel that is closed once sarama closes the
+// claim's partition consumer: when the claim is revoked, or the session
+// ends. The partition consumer closes its error channel at the same time as
+// its message channel, but without waiting for buffered messages to be read,
+// so this goroutine drains the errors (logging them, as errorLoop would) and
+// closes the channel when they end. It returns nil, a channel that never
+// closes, for a claim that does not expose its errors.
+func (s *Source) watchClaim(sc sarama.ConsumerGroupClaim) <-chan struct{} {
+	ec, ok := sc.(interface {
+		Errors() <-chan *sarama.ConsumerError
+	})
+	if !ok {
+		return nil
+	}
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		for err := range ec.Errors() {
+			if !s.closing.Load() {
+				s.log.Warn("kafka: consumer error", "err", err)
+			}
+		}
+	}()
+	return gone
 }
 
 // release lets a revoked claim go: it waits up to the revoke timeout for the
