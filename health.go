@@ -3,6 +3,7 @@ package sluice
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -12,10 +13,27 @@ import (
 // Health is the JSON document served by [Pipeline.HealthHandler] at
 // /healthz. Its field names are a stable contract.
 type Health struct {
-	// Status is "ok", "paused" (inside a rate-limit pause) or "stopped"
-	// (Run returned, or the pipeline is shutting down after an error such as
-	// a persistent rate limit).
+	// Status is, from worst to best:
+	//   - "stopped": Run returned, or the pipeline is shutting down after an
+	//     error such as a persistent rate limit (see Error);
+	//   - "degraded": the source cannot be reached: its lag probe fails
+	//     (broker or server down, see Reason);
+	//   - "stalled": the oldest unfinished event has been in the pipeline
+	//     longer than the stall threshold, or writes have kept failing (see
+	//     Reason and [WithStallThreshold]);
+	//   - "paused": inside a rate-limit pause (see PausedUntil);
+	//   - "ok".
+	//
+	// The handler answers 200 for "ok" and "paused", 503 otherwise.
 	Status string `json:"status"`
+	// Reason explains a status other than "ok", in one line.
+	Reason string `json:"reason,omitempty"`
+	// OldestInFlightSeconds is how long the oldest unfinished event has been
+	// in the pipeline, 0 when none is.
+	OldestInFlightSeconds float64 `json:"oldest_in_flight_seconds"`
+	// WritesFailingSeconds is how long writes to the sink or dead-letter
+	// writer have been failing without a success, 0 when they are not.
+	WritesFailingSeconds float64 `json:"writes_failing_seconds,omitempty"`
 	// ConsumerLag is the total lag, or -1 when unknown.
 	ConsumerLag int64 `json:"consumer_lag"`
 	// LagByPartition is the lag per "topic/partition", or per stream.
@@ -48,15 +66,33 @@ type Health struct {
 	Error string `json:"error,omitempty"`
 }
 
+// Health status values; see [Health.Status].
+const (
+	HealthOK       = "ok"
+	HealthPaused   = "paused"
+	HealthStalled  = "stalled"
+	HealthDegraded = "degraded"
+	HealthStopped  = "stopped"
+)
+
 // healthLagTTL is how long a lag reading is reused, so that frequent probes
 // do not each cost broker round trips.
 const healthLagTTL = time.Second
 
+// probeTimeout bounds the broker round trips of one health or readiness
+// probe, so that every probe answers well within a 1 s probe timeout.
+const probeTimeout = 800 * time.Millisecond
+
+// writeStallAfter caps how long writes may keep failing before health says
+// "stalled", whatever the stall threshold.
+const writeStallAfter = 30 * time.Second
+
 type lagCache struct {
-	mu  sync.Mutex
-	at  time.Time
-	lag Lag
-	err error
+	mu      sync.Mutex
+	at      time.Time // clock time of the last reading
+	lag     Lag
+	err     error
+	probing chan struct{} // closed when the probe in flight ends; nil when none
 }
 
 // Health computes the health document. Lag is read from the source when it
@@ -64,7 +100,9 @@ type lagCache struct {
 func (p *Pipeline) Health(ctx context.Context) Health {
 	st := p.Stats()
 	h := Health{
-		Status:                   "ok",
+		Status:                   HealthOK,
+		OldestInFlightSeconds:    st.OldestInFlight.Seconds(),
+		WritesFailingSeconds:     st.WritesFailingFor.Seconds(),
 		ConsumerLag:              -1,
 		LagByPartition:           map[string]int64{},
 		EnrichmentSuccessRate:    st.WindowSuccessRate,
@@ -84,18 +122,11 @@ func (p *Pipeline) Health(ctx context.Context) Health {
 		},
 		Error: st.Err,
 	}
-	switch {
-	case st.State == StateStopped || (st.State == StateStopping && st.Err != ""):
-		h.Status = "stopped"
-	case st.State == StatePaused:
-		h.Status = "paused"
-		if !st.PausedUntil.IsZero() {
-			h.PausedUntil = st.PausedUntil.UTC().Format(time.RFC3339Nano)
-		}
-	}
+	var lagErr error
 	if lr, ok := p.src.(LagReporter); ok {
 		lag, err := p.lag(ctx, lr)
 		if err != nil {
+			lagErr = err
 			h.LagError = err.Error()
 		} else {
 			h.ConsumerLag = lag.Total
@@ -106,49 +137,140 @@ func (p *Pipeline) Health(ctx context.Context) Health {
 	} else {
 		h.LagError = fmt.Sprintf("source %T does not report lag", p.src)
 	}
+	if st.State == StatePaused && !st.PausedUntil.IsZero() {
+		h.PausedUntil = st.PausedUntil.UTC().Format(time.RFC3339Nano)
+	}
+	stall := p.cfg.stallAfter
+	switch {
+	case st.State == StateStopped || (st.State == StateStopping && st.Err != ""):
+		h.Status = HealthStopped
+		h.Reason = st.Err
+		if h.Reason == "" {
+			h.Reason = "the pipeline is not running"
+		}
+	case st.State == StateStarting:
+		h.Status, h.Reason = HealthStopped, "the pipeline has not started"
+	case lagErr != nil:
+		h.Status = HealthDegraded
+		h.Reason = "cannot reach the source: " + lagErr.Error()
+	case st.WritesFailingFor >= min(stall, writeStallAfter):
+		h.Status = HealthStalled
+		h.Reason = fmt.Sprintf("writes have been failing for %s: %s", st.WritesFailingFor.Round(time.Second), st.WriteError)
+	case st.OldestInFlight >= stall:
+		h.Status = HealthStalled
+		h.Reason = fmt.Sprintf("the oldest unfinished event has been in the pipeline for %s (stall threshold %s)",
+			st.OldestInFlight.Round(time.Second), stall)
+	case st.State == StatePaused:
+		h.Status = HealthPaused
+		h.Reason = "rate limited by the model's API; consumption paused"
+	}
 	return h
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// lag returns the source's lag, read at most once per healthLagTTL. The
+// read runs on its own goroutine and the caller waits at most
+// probeTimeout for it, so a probe answers in time even when the source
+// does not honour its context; a slow read is shared by the probes that
+// arrive meanwhile.
 func (p *Pipeline) lag(ctx context.Context, lr LagReporter) (Lag, error) {
 	c := &p.lagCache
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := p.clock.Now()
-	if !c.at.IsZero() && now.Sub(c.at) < healthLagTTL {
+	if !c.at.IsZero() && p.clock.Now().Sub(c.at) < healthLagTTL {
+		defer c.mu.Unlock()
 		return c.lag, c.err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	c.lag, c.err = lr.Lag(ctx)
-	c.at = now
-	return c.lag, c.err
+	done := c.probing
+	if done == nil {
+		done = make(chan struct{})
+		c.probing = done
+		go func() {
+			pctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+			lag, err := lr.Lag(pctx)
+			if err == nil && pctx.Err() != nil {
+				err = fmt.Errorf("no answer within %s: %w", probeTimeout, pctx.Err())
+			}
+			cancel()
+			c.mu.Lock()
+			c.lag, c.err, c.at, c.probing = lag, err, p.clock.Now(), nil
+			c.mu.Unlock()
+			close(done)
+		}()
+	}
+	c.mu.Unlock()
+	t := time.NewTimer(probeTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.lag, c.err
+	case <-t.C:
+		return Lag{Total: -1}, fmt.Errorf("the source's lag probe gave no answer within %s", probeTimeout)
+	case <-ctx.Done():
+		return Lag{Total: -1}, fmt.Errorf("lag probe: %w", ctx.Err())
+	}
 }
 
 // HealthHandler serves the [Health] document as JSON: status 200 while the
-// pipeline is "ok" or "paused", 503 once it is "stopped". Mount it where you
-// like, usually at /healthz.
+// pipeline is "ok" or "paused", 503 when it is "degraded", "stalled" or
+// "stopped". It makes at most one lag round trip to the broker a second,
+// bounded well under a second. Mount it where you like, usually at
+// /healthz; for a liveness probe use [Pipeline.LiveHandler] instead.
 func (p *Pipeline) HealthHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := p.Health(r.Context())
 		code := http.StatusOK
-		if h.Status == "stopped" {
+		if h.Status != HealthOK && h.Status != HealthPaused {
 			code = http.StatusServiceUnavailable
 		}
 		writeJSON(w, code, h)
 	})
 }
 
-// Ready reports whether the pipeline is running and its source and sink
-// are connected: nil once Run has started and every part implementing
-// [Readier] says it is ready (for example, a Redis Streams source has
-// finished reconciling its pending entries).
+// Live reports whether the process should be left running: nil unless Run
+// has returned or the pipeline is shutting down after an error (a graceful
+// drain stays live). It makes no broker round trip and never blocks, so a
+// broker outage does not get a healthy process restarted.
+func (p *Pipeline) Live() error {
+	st := p.Stats()
+	if st.State == StateStopped || (st.State == StateStopping && st.Err != "") {
+		if st.Err != "" {
+			return fmt.Errorf("sluice: pipeline stopped: %s", st.Err)
+		}
+		return errors.New("sluice: pipeline stopped")
+	}
+	return nil
+}
+
+// LiveHandler serves liveness for /livez: 200 {"live":true} while
+// [Pipeline.Live] returns nil, else 503 with the reason. Use it for
+// Kubernetes livenessProbe; use /readyz for readinessProbe.
+func (p *Pipeline) LiveHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := p.Live(); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"live": false, "reason": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"live": true})
+	})
+}
+
+// Ready reports whether the pipeline can do its work now: nil once Run has
+// started, the source answers its lag probe (when it reports lag), and
+// every part implementing [Readier] says it is ready (for example, a Redis
+// Streams source has finished reconciling its pending entries).
 func (p *Pipeline) Ready(ctx context.Context) error {
 	switch s := p.State(); s {
 	case StateRunning, StatePaused:
 	default:
 		return fmt.Errorf("sluice: pipeline is %s", s)
+	}
+	if lr, ok := p.src.(LagReporter); ok {
+		if _, err := p.lag(ctx, lr); err != nil {
+			return fmt.Errorf("sluice: cannot reach the source: %w", err)
+		}
 	}
 	for _, part := range distinct(p.src, p.sink, p.dlq) {
 		if rd, ok := part.(Readier); ok {
@@ -164,7 +286,7 @@ func (p *Pipeline) Ready(ctx context.Context) error {
 // returns nil, else 503 with the reason. Mount it at /readyz.
 func (p *Pipeline) ReadyHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(r.Context(), probeTimeout)
 		defer cancel()
 		if err := p.Ready(ctx); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": err.Error()})
@@ -174,13 +296,15 @@ func (p *Pipeline) ReadyHandler() http.Handler {
 	})
 }
 
-// Handler returns a handler serving /healthz and /readyz, for mounting on
-// an existing mux: mux.Handle("/", p.Handler()) or under a prefix with
-// http.StripPrefix. Add /metrics from the metrics package alongside.
+// Handler returns a handler serving /livez, /readyz and /healthz, for
+// mounting on an existing mux: mux.Handle("/", p.Handler()) or under a
+// prefix with http.StripPrefix. Add /metrics from the metrics package
+// alongside.
 func (p *Pipeline) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", p.HealthHandler())
+	mux.Handle("GET /livez", p.LiveHandler())
 	mux.Handle("GET /readyz", p.ReadyHandler())
+	mux.Handle("GET /healthz", p.HealthHandler())
 	return mux
 }
 

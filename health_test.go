@@ -3,9 +3,11 @@ package sluice_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -127,4 +129,180 @@ func TestSinkThatIsAlsoTheDeadLetterWriterIsFlushedAndProbedOnce(t *testing.T) {
 	p, err = sluice.New(ended, enr, fn, sluice.WithDeadLetter(sluice.DeadLetterFunc(func(context.Context, []sluice.DeadLetter) error { return nil })), quiet())
 	require.NoError(t, err)
 	require.NoError(t, p.Run(within(t)))
+}
+
+// flakySource is a source whose lag probe can fail or hang, as one does
+// while its broker is down.
+type flakySource struct {
+	*sluicetest.Source
+	mu      sync.Mutex
+	lagErr  error
+	hang    chan struct{} // when set, Lag blocks until it closes, ignoring ctx
+	probing chan struct{}
+}
+
+func (f *flakySource) Lag(ctx context.Context) (sluice.Lag, error) {
+	f.mu.Lock()
+	err, hang := f.lagErr, f.hang
+	f.mu.Unlock()
+	if hang != nil {
+		f.probing <- struct{}{}
+		<-hang
+	}
+	if err != nil {
+		return sluice.Lag{Total: -1}, err
+	}
+	return f.Source.Lag(ctx)
+}
+
+func (f *flakySource) set(err error, hang chan struct{}) {
+	f.mu.Lock()
+	f.lagErr, f.hang = err, hang
+	f.mu.Unlock()
+}
+
+func TestHealthTellsTheTruthWhenTheBrokerIsDown(t *testing.T) {
+	clk := sluicetest.NewClock(epoch)
+	src := &flakySource{Source: sluicetest.NewSource("in", 1), probing: make(chan struct{}, 1)}
+	enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) { return in, nil })
+	p, err := sluice.New(src, enr, sluicetest.NewSink(), sluice.WithClock(clk), quiet())
+	require.NoError(t, err)
+	h := p.Handler()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := start(t, ctx, p)
+	for p.State() == sluice.StateStarting {
+		runtime.Gosched()
+	}
+	code, body := getJSON(t, h, "/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "ok", body["status"])
+
+	src.set(errors.New("dial tcp 127.0.0.1:9092: connect: connection refused"), nil)
+	clk.Advance(time.Second) // past the lag cache
+	code, body = getJSON(t, h, "/healthz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Equal(t, "degraded", body["status"])
+	assert.Contains(t, body["reason"], "connection refused")
+	code, body = getJSON(t, h, "/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body["reason"], "connection refused")
+	code, _ = getJSON(t, h, "/livez")
+	assert.Equal(t, http.StatusOK, code, "a broker outage is no reason to restart the process")
+
+	// A probe that never answers (and ignores its context) still gets a
+	// bounded answer, and a single probe runs however many requests come.
+	hang := make(chan struct{})
+	src.set(nil, hang)
+	clk.Advance(time.Second)
+	code, body = getJSON(t, h, "/healthz")
+	<-src.probing
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Equal(t, "degraded", body["status"])
+	assert.Contains(t, body["reason"], "no answer")
+	code, _ = getJSON(t, h, "/readyz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Empty(t, src.probing, "no second probe while the first hangs")
+	src.set(nil, nil)
+	close(hang)
+
+	// Back up: healthy again once the cache expires.
+	require.Eventually(t, func() bool {
+		clk.Advance(time.Second)
+		code, body = getJSON(t, h, "/healthz")
+		return code == http.StatusOK
+	}, 10*time.Second, time.Millisecond)
+	assert.Equal(t, "ok", body["status"])
+	cancel()
+	require.NoError(t, wait(t, done))
+	code, _ = getJSON(t, h, "/livez")
+	assert.Equal(t, http.StatusServiceUnavailable, code, "a pipeline whose Run returned is not live")
+}
+
+func TestHealthReportsAStalledEvent(t *testing.T) {
+	clk := sluicetest.NewClock(epoch)
+	src := sluicetest.NewSource("in", 1)
+	src.Publish(nil, []byte(`slow`))
+	g := newGated()
+	sink := sluicetest.NewSink()
+	p, err := sluice.New(src, g, sink, sluice.WithClock(clk), sluice.WithStallThreshold(2*time.Minute), quiet())
+	require.NoError(t, err)
+	h := p.Handler()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := start(t, ctx, p)
+	wait(t, g.started)
+
+	clk.Advance(time.Minute)
+	code, body := getJSON(t, h, "/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.EqualValues(t, 60, body["oldest_in_flight_seconds"])
+
+	clk.Advance(time.Minute)
+	code, body = getJSON(t, h, "/healthz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Equal(t, "stalled", body["status"])
+	assert.Contains(t, body["reason"], "oldest unfinished event has been in the pipeline for 2m0s")
+
+	g.release("slow", nil)
+	require.NoError(t, sink.WaitFor(within(t), 1))
+	require.Eventually(t, func() bool { return p.Stats().OldestInFlight == 0 }, 10*time.Second, time.Millisecond)
+	clk.Advance(time.Second)
+	code, body = getJSON(t, h, "/healthz")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "ok", body["status"])
+	cancel()
+	require.NoError(t, wait(t, done))
+}
+
+func TestHealthReportsWritesThatKeepFailing(t *testing.T) {
+	clk := sluicetest.NewClock(epoch)
+	src := sluicetest.NewSource("in", 1)
+	src.Publish(nil, []byte(`a`))
+	sink := sluicetest.NewSink()
+	var down atomic.Bool
+	down.Store(true)
+	sink.WriteHook = func(context.Context, []*sluice.Message) error {
+		if down.Load() {
+			return errors.New("kafka: client has run out of available brokers")
+		}
+		return nil
+	}
+	enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) { return in, nil })
+	p, err := sluice.New(src, enr, sink, sluice.WithClock(clk), sluice.WithBackoff(time.Second, time.Second), quiet())
+	require.NoError(t, err)
+	h := p.Handler()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := start(t, ctx, p)
+	for range 31 { // the writer backs off 1s between attempts
+		require.True(t, clk.BlockUntil(1, nil))
+		clk.Advance(time.Second)
+	}
+	require.True(t, clk.BlockUntil(1, nil))
+	code, body := getJSON(t, h, "/healthz")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Equal(t, "stalled", body["status"])
+	assert.Contains(t, body["reason"], "writes have been failing for")
+	assert.Contains(t, body["reason"], "run out of available brokers")
+
+	down.Store(false)
+	clk.Advance(time.Second)
+	require.NoError(t, sink.WaitFor(within(t), 1))
+	require.Eventually(t, func() bool { return p.Stats().WritesFailingFor == 0 }, 10*time.Second, time.Millisecond)
+	code, body = getJSON(t, h, "/healthz")
+	assert.Equal(t, http.StatusOK, code, body["reason"])
+	cancel()
+	require.NoError(t, wait(t, done))
+}
+
+func TestLivenessAfterAnErrorStop(t *testing.T) {
+	src := sluicetest.NewSource("in", 1)
+	src.Publish(nil, []byte(`a`))
+	enr := sluice.EnricherFunc(func(context.Context, *sluice.Message) (*sluice.Message, error) {
+		return nil, sluice.Fatal(errors.New("model API rejected the key"))
+	})
+	p, err := sluice.New(src, enr, sluicetest.NewSink(), quiet())
+	require.NoError(t, err)
+	require.Error(t, p.Run(within(t)))
+	code, body := getJSON(t, p.Handler(), "/livez")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Contains(t, body["reason"], "rejected the key")
 }

@@ -29,6 +29,7 @@ type config struct {
 	pauseJitter       time.Duration // <0: proportional default
 	drainTimeout      time.Duration
 	statsWindow       time.Duration
+	stallAfter        time.Duration
 	acker             Acker
 	deadLetter        DeadLetterWriter
 	logger            *slog.Logger
@@ -53,6 +54,7 @@ func defaultConfig() config {
 		pauseJitter:       -1,
 		drainTimeout:      30 * time.Second,
 		statsWindow:       time.Minute,
+		stallAfter:        5 * time.Minute,
 		clock:             wallClock{},
 	}
 }
@@ -248,6 +250,21 @@ func WithStatsWindow(d time.Duration) Option {
 			return
 		}
 		c.statsWindow = d
+	}
+}
+
+// WithStallThreshold sets when health reports the pipeline as "stalled":
+// once its oldest unfinished event has been in the pipeline for d, or once
+// writes to the sink or the dead-letter writer have kept failing for
+// min(d, 30s). The default is 5m; pick d above the longest an event can
+// legitimately take (model timeout × attempts, plus backoff and pauses).
+func WithStallThreshold(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid("WithStallThreshold(%s): must be positive", d)
+			return
+		}
+		c.stallAfter = d
 	}
 }
 

@@ -177,7 +177,16 @@ type item struct {
 	latency  time.Duration
 	retryAt  time.Time
 	kind     kind
-	keyed    bool // holds its key's turn, when ordering by key
+	keyed    bool        // holds its key's turn, when ordering by key
+	grp      *fetchGroup // the fetch it came in, for the oldest-event age
+}
+
+// fetchGroup is the events of one fetch still in the pipeline. The
+// scheduler keeps groups in fetch order, so the first one with events left
+// holds the oldest unfinished event.
+type fetchGroup struct {
+	at   int64 // clock time of the fetch, UnixNano
+	left int
 }
 
 // keyQueue holds the events waiting behind the one in flight for a key.
@@ -226,6 +235,7 @@ type run struct {
 	drain       Timer
 	drainAt     time.Time
 	lats        []time.Duration
+	groups      []*fetchGroup // fetches with events left, oldest first
 }
 
 func newRun(p *Pipeline) *run {
@@ -330,6 +340,7 @@ func (r *run) run(ctx context.Context) error {
 	writers.Wait()
 	r.stopTimers()
 	p.stats.inFlight.Store(0)
+	p.stats.oldestNs.Store(0)
 	r.gate.release()
 	p.state.Store(StateStopping)
 
@@ -406,8 +417,26 @@ func (r *run) hurry() {
 func (r *run) finish(it *item) {
 	r.outstanding--
 	r.win.release(1)
+	if g := it.grp; g != nil {
+		g.left--
+		r.dropFinishedGroups()
+	}
 	*it = item{}
 	r.pool.Put(it)
+}
+
+// dropFinishedGroups forgets the fetches whose events have all left and
+// publishes the fetch time of the oldest unfinished event.
+func (r *run) dropFinishedGroups() {
+	for len(r.groups) > 0 && r.groups[0].left == 0 {
+		r.groups[0] = nil
+		r.groups = r.groups[1:]
+	}
+	if len(r.groups) == 0 {
+		r.p.stats.oldestNs.Store(0)
+		return
+	}
+	r.p.stats.oldestNs.Store(r.groups[0].at)
 }
 
 func (r *run) onFetched(msgs []*Message) {
@@ -418,9 +447,15 @@ func (r *run) onFetched(msgs []*Message) {
 		return
 	}
 	r.outstanding += len(msgs)
+	g := &fetchGroup{at: p.clock.Now().UnixNano(), left: len(msgs)}
+	r.groups = append(r.groups, g)
+	if len(r.groups) == 1 {
+		p.stats.oldestNs.Store(g.at)
+	}
 	for _, m := range msgs {
 		it := r.pool.Get().(*item)
 		it.in = m
+		it.grp = g
 		if m.Err != nil {
 			it.kind = kDead
 			it.err = Permanent(m.Err)

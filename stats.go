@@ -77,6 +77,14 @@ type Stats struct {
 	LatencyP50 time.Duration `json:"latency_p50_ns"`
 	LatencyP90 time.Duration `json:"latency_p90_ns"`
 	LatencyP99 time.Duration `json:"latency_p99_ns"`
+	// OldestInFlight is how long the oldest event not yet acked has been in
+	// the pipeline (since it was fetched), or 0 when none is.
+	OldestInFlight time.Duration `json:"oldest_in_flight_ns"`
+	// WritesFailingFor is how long writes to the sink or the dead-letter
+	// writer have been failing without a success, or 0 when they are not;
+	// WriteError is the latest such failure.
+	WritesFailingFor time.Duration `json:"writes_failing_ns"`
+	WriteError       string        `json:"write_error,omitempty"`
 	// Err is the error that stopped the pipeline, if any.
 	Err string `json:"error,omitempty"`
 }
@@ -87,6 +95,12 @@ const latencySamples = 2048
 type stats struct {
 	received, enriched, dead, retried, rateLimited, pauses atomic.Uint64
 	inFlight                                               atomic.Int64
+	oldestNs                                               atomic.Int64 // fetch time of the oldest unfinished event; 0 when none
+
+	writeMu       sync.Mutex
+	writesFailing int       // writers inside a run of failed writes
+	writeFailFrom time.Time // when the current run of failures began
+	writeErr      string    // the latest write error
 
 	mu       sync.Mutex
 	lat      [latencySamples]time.Duration
@@ -126,6 +140,38 @@ func (s *stats) record(now time.Time, enriched, dead uint64, lats []time.Duratio
 	s.mu.Unlock()
 }
 
+// writeFailed notes a failed write; first says whether it is the first
+// failure of the caller's current write.
+func (s *stats) writeFailed(now time.Time, first bool, err error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if first {
+		if s.writesFailing == 0 {
+			s.writeFailFrom = now
+		}
+		s.writesFailing++
+	}
+	s.writeErr = err.Error()
+}
+
+// writeRecovered ends a run of failures that writeFailed began.
+func (s *stats) writeRecovered() {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.writesFailing--; s.writesFailing == 0 {
+		s.writeFailFrom = time.Time{}
+		s.writeErr = ""
+	}
+}
+
+// writeFailure returns since when writes have been failing and the latest
+// error, or the zero time when they are not.
+func (s *stats) writeFailure() (time.Time, string) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	return s.writeFailFrom, s.writeErr
+}
+
 func ratio(ok, bad uint64) float64 {
 	if ok+bad == 0 {
 		return 1
@@ -159,6 +205,13 @@ func (s *stats) snapshot(now time.Time, window time.Duration) Stats {
 	st.Err = s.err
 	st.PausedUntil = s.paused // kept by Pipeline.Stats only while paused
 	s.mu.Unlock()
+	if ns := s.oldestNs.Load(); ns != 0 {
+		st.OldestInFlight = max(now.Sub(time.Unix(0, ns)), 0)
+	}
+	if from, werr := s.writeFailure(); !from.IsZero() {
+		st.WritesFailingFor = max(now.Sub(from), 0)
+		st.WriteError = werr
+	}
 	st.WindowSuccessRate = ratio(ok, bad)
 	if n > 0 {
 		slices.Sort(lat)

@@ -3,6 +3,7 @@ package sluice
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -199,6 +200,11 @@ func (r *run) retrying(what string, op func(context.Context) error, giveUp func(
 		err := op(r.writeCtx)
 		if err == nil {
 			return
+		}
+		p.stats.writeFailed(p.clock.Now(), attempt == 1, fmt.Errorf("%s: %w", what, err))
+		if attempt == 1 {
+			// However this write ends, the run of failures it began ends too.
+			defer p.stats.writeRecovered()
 		}
 		if r.writeCtx.Err() != nil {
 			p.log.Error("sluice: shutting down with a write unfinished; the events stay unacked and will be delivered again", "component", what, "err", err)

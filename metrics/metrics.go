@@ -34,6 +34,7 @@ type Metrics struct {
 
 	received, enriched, dead, retried, rateLimited, pauses *prometheus.Desc
 	processed, inFlight, paused, lag, lagPart, up          *prometheus.Desc
+	status, oldest, writeFail                              *prometheus.Desc
 }
 
 // Option configures [New].
@@ -93,6 +94,9 @@ func New(opts ...Option) *Metrics {
 		inFlight:    d("in_flight", "Events fetched but not yet acked."),
 		paused:      d("paused", "1 while consumption is paused for a rate limit."),
 		up:          d("up", "1 while the pipeline runs, 0 once it has stopped."),
+		status:      d("status", "1 for the pipeline's current health status (ok, paused, stalled, degraded, stopped), 0 for the others.", "status"),
+		oldest:      d("oldest_in_flight_seconds", "How long the oldest unfinished event has been in the pipeline (0 when none)."),
+		writeFail:   d("writes_failing_seconds", "How long writes to the sink or dead-letter writer have kept failing (0 when they succeed)."),
 		lag:         d("consumer_lag", "Events waiting to be consumed, in total (-1 when unknown)."),
 		lagPart:     d("consumer_lag_partition", "Events waiting to be consumed, per partition or stream.", "partition"),
 	}
@@ -136,7 +140,7 @@ func (m *Metrics) RateLimited(pause time.Duration) { m.pauseDur.Observe(pause.Se
 // Describe implements [prometheus.Collector].
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.received, m.processed, m.enriched, m.dead, m.retried,
-		m.rateLimited, m.pauses, m.inFlight, m.paused, m.up, m.lag, m.lagPart} {
+		m.rateLimited, m.pauses, m.inFlight, m.paused, m.up, m.status, m.oldest, m.writeFail, m.lag, m.lagPart} {
 		ch <- d
 	}
 }
@@ -149,9 +153,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	if p == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	h := p.Health(ctx)
+	h := p.Health(context.Background()) // bounded by the pipeline's probe timeout
 	counter := func(d *prometheus.Desc, v uint64) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
@@ -167,7 +169,12 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(m.pauses, h.RateLimitPauses)
 	gauge(m.inFlight, float64(h.InFlight))
 	gauge(m.paused, b2f(h.Status == "paused"))
-	gauge(m.up, b2f(h.Status != "stopped"))
+	gauge(m.up, b2f(h.Status != sluice.HealthStopped))
+	for _, st := range []string{sluice.HealthOK, sluice.HealthPaused, sluice.HealthStalled, sluice.HealthDegraded, sluice.HealthStopped} {
+		gauge(m.status, b2f(h.Status == st), st)
+	}
+	gauge(m.oldest, h.OldestInFlightSeconds)
+	gauge(m.writeFail, h.WritesFailingSeconds)
 	gauge(m.lag, float64(h.ConsumerLag))
 	for part, n := range h.LagByPartition {
 		gauge(m.lagPart, float64(n), part)
