@@ -22,16 +22,17 @@
 //
 // # Consumer group and startup reconciliation
 //
-// The first Fetch creates the group with XGROUP CREATE ... MKSTREAM at the
-// [WithStartID] position ("$" by default; an existing group is fine). Then,
-// before any new entry is read, it reconciles:
+// The first Fetch or [Source.Ready], whichever comes first, creates the group
+// with XGROUP CREATE ... MKSTREAM at the [WithStartID] position ("$" by
+// default; an existing group is fine), so an entry added once Ready has
+// returned nil is never skipped. Then, before any new entry is read, the
+// first Fetch reconciles:
 //
 //  1. It re-reads this consumer's own pending entries (XREADGROUP with ID 0),
 //     page by page: entries a previous run of the same consumer read but
 //     never acknowledged, for example because it crashed.
-//  2. It claims the entries of other consumers that have been idle longer
-//     than the min-idle time ([WithMinIdle]), with XAUTOCLAIM, until the
-//     cursor comes back to 0-0.
+//  2. It claims the entries that have been idle longer than the min-idle
+//     time ([WithMinIdle]), until the XAUTOCLAIM cursor comes back to 0-0.
 //
 // All of them go through the pipeline and are acknowledged like any other
 // entry. [Source.Ready] returns nil only once every one of them has been
@@ -39,10 +40,17 @@
 // so that a restarted process finds its own pending entries; two processes
 // must never share a name.
 //
-// While running, the source claims stuck entries with XAUTOCLAIM every claim
-// interval ([WithClaimInterval]). The min-idle time defaults to five minutes,
-// far above the time an event can spend in a pipeline with default settings,
-// so that entries another consumer is still working on are not taken from it.
+// While running, the source claims stuck entries every claim interval
+// ([WithClaimInterval]). The min-idle time defaults to five minutes, far
+// above the time an event can spend in a pipeline with default settings, so
+// that entries another consumer is still working on are not taken from it.
+//
+// A claim is XAUTOCLAIM ... JUSTID, which moves idle entries to this consumer
+// without counting a delivery, followed by XCLAIM of those that this source
+// does not have in flight, which counts one and returns their data. An entry
+// of this consumer that is idle only because the pipeline is slow with it (a
+// long key-ordered queue, a slow writer) is therefore left alone, and its
+// delivery counter does not grow while it waits.
 //
 // # Deliveries
 //
@@ -53,7 +61,9 @@
 //
 //   - a new entry (XREADGROUP >) has Deliveries 1;
 //   - an entry claimed from another consumer has the counter, which the claim
-//     raised: 2 for an entry whose first consumer died;
+//     raised: 2 for an entry whose first consumer died (an entry still in
+//     flight in this source is never claimed, so waiting in the pipeline
+//     does not raise it);
 //   - an entry read, then recovered by a restart of the same consumer, has 1
 //     after one restart, 2 after two, and so on.
 //
@@ -104,6 +114,12 @@
 //
 // # Redis versions
 //
-// XAUTOCLAIM needs Redis 6.2; the lag of XINFO GROUPS and the reporting of
-// deleted entries by XAUTOCLAIM need Redis 7.
+// A [Source] needs Redis 7.0 or newer ([MinRedisVersion]): before 7.0,
+// XAUTOCLAIM answers a pending entry deleted from the stream with a null
+// element that go-redis cannot parse (after the server has already moved the
+// page's entries), and XINFO GROUPS reports no lag. The first Fetch or Ready
+// reads redis_version from INFO server and refuses an older server with an
+// error matching [ErrUnsupportedServer]; a server that does not answer INFO
+// server (for example an embedded test server) is used with a warning. A
+// [Sink] checks no version: it uses only XADD and XACK.
 package redisstream
