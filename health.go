@@ -83,15 +83,23 @@ const healthLagTTL = time.Second
 // probe, so that every probe answers well within a 1 s probe timeout.
 const probeTimeout = 800 * time.Millisecond
 
+// lagReadTimeout bounds one read of the source's lag; lagStaleAfter is how
+// long health waits for a successful reading before it says "degraded".
+const (
+	lagReadTimeout = 5 * time.Second
+	lagStaleAfter  = 10 * time.Second
+)
+
 // writeStallAfter caps how long writes may keep failing before health says
 // "stalled", whatever the stall threshold.
 const writeStallAfter = 30 * time.Second
 
 type lagCache struct {
 	mu      sync.Mutex
-	at      time.Time // clock time of the last reading
+	at      time.Time // clock time of the last finished reading
 	lag     Lag
 	err     error
+	goodAt  time.Time     // clock time of the last successful reading
 	probing chan struct{} // closed when the probe in flight ends; nil when none
 }
 
@@ -126,7 +134,9 @@ func (p *Pipeline) Health(ctx context.Context) Health {
 	if lr, ok := p.src.(LagReporter); ok {
 		lag, err := p.lag(ctx, lr)
 		if err != nil {
-			lagErr = err
+			if !errors.Is(err, errLagPending) {
+				lagErr = err
+			}
 			h.LagError = err.Error()
 		} else {
 			h.ConsumerLag = lag.Total
@@ -170,30 +180,39 @@ func (p *Pipeline) Health(ctx context.Context) Health {
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // lag returns the source's lag, read at most once per healthLagTTL. The
-// read runs on its own goroutine and the caller waits at most
-// probeTimeout for it, so a probe answers in time even when the source
-// does not honour its context; a slow read is shared by the probes that
-// arrive meanwhile.
+// read runs on its own goroutine, with lagReadTimeout, and a probe waits at
+// most probeTimeout for it, so that it answers in time even when the
+// broker is slow or the source ignores its context. A probe that finds a
+// read still running gets the last reading while that is younger than
+// lagStaleAfter; a read that fails, or no successful reading for
+// lagStaleAfter, is an error.
 func (p *Pipeline) lag(ctx context.Context, lr LagReporter) (Lag, error) {
 	c := &p.lagCache
 	c.mu.Lock()
-	if !c.at.IsZero() && p.clock.Now().Sub(c.at) < healthLagTTL {
+	now := p.clock.Now()
+	if !c.at.IsZero() && now.Sub(c.at) < healthLagTTL {
 		defer c.mu.Unlock()
 		return c.lag, c.err
+	}
+	if c.goodAt.IsZero() {
+		c.goodAt = now // the first reading gets lagStaleAfter too
 	}
 	done := c.probing
 	if done == nil {
 		done = make(chan struct{})
 		c.probing = done
 		go func() {
-			pctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
-			lag, err := lr.Lag(pctx)
-			if err == nil && pctx.Err() != nil {
-				err = fmt.Errorf("no answer within %s: %w", probeTimeout, pctx.Err())
+			rctx, cancel := context.WithTimeout(context.Background(), lagReadTimeout)
+			lag, err := lr.Lag(rctx)
+			if err == nil && rctx.Err() != nil {
+				err = fmt.Errorf("no answer within %s: %w", lagReadTimeout, rctx.Err())
 			}
 			cancel()
 			c.mu.Lock()
 			c.lag, c.err, c.at, c.probing = lag, err, p.clock.Now(), nil
+			if err == nil {
+				c.goodAt = c.at
+			}
 			c.mu.Unlock()
 			close(done)
 		}()
@@ -203,15 +222,29 @@ func (p *Pipeline) lag(ctx context.Context, lr LagReporter) (Lag, error) {
 	defer t.Stop()
 	select {
 	case <-done:
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.lag, c.err
 	case <-t.C:
-		return Lag{Total: -1}, fmt.Errorf("the source's lag probe gave no answer within %s", probeTimeout)
 	case <-ctx.Done():
-		return Lag{Total: -1}, fmt.Errorf("lag probe: %w", ctx.Err())
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-done:
+		return c.lag, c.err
+	default:
+	}
+	// The read is still running.
+	if since := p.clock.Now().Sub(c.goodAt); since >= lagStaleAfter {
+		return Lag{Total: -1}, fmt.Errorf("the source has not answered a lag probe for %s", since.Round(time.Second))
+	}
+	if c.at.IsZero() {
+		return Lag{Total: -1}, errLagPending
+	}
+	return c.lag, c.err // the last reading, until the running one ends
 }
+
+// errLagPending is the lag error while the first reading is under way; it
+// does not make the pipeline degraded.
+var errLagPending = errors.New("the first lag reading is under way")
 
 // HealthHandler serves the [Health] document as JSON: status 200 while the
 // pipeline is "ok" or "paused", 503 when it is "degraded", "stalled" or
@@ -268,7 +301,7 @@ func (p *Pipeline) Ready(ctx context.Context) error {
 		return fmt.Errorf("sluice: pipeline is %s", s)
 	}
 	if lr, ok := p.src.(LagReporter); ok {
-		if _, err := p.lag(ctx, lr); err != nil {
+		if _, err := p.lag(ctx, lr); err != nil && !errors.Is(err, errLagPending) {
 			return fmt.Errorf("sluice: cannot reach the source: %w", err)
 		}
 	}
