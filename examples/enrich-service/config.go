@@ -101,7 +101,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.MaxRateLimitDuration, "max-rate-limit-duration", time.Minute, "stop (exit 3) after rate limiting lasts this long without one success")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight events")
 	fs.StringVar(&c.InstanceID, "instance-id", "", "Kafka static group member id, or the Redis consumer name (default: host name)")
-	fs.StringVar(&c.HealthAddr, "health-addr", "127.0.0.1:8080", "`address` serving /healthz, /readyz and /metrics")
+	fs.StringVar(&c.HealthAddr, "health-addr", "127.0.0.1:8080", "`address` serving /livez, /readyz, /healthz and /metrics")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.BoolVar(&c.KafkaTLS, "kafka-tls", false, "connect to Kafka with TLS (implied by the -kafka-*-file flags)")

@@ -11,7 +11,7 @@
 //	    -output reviews.enriched -task sentiment -fields review.body \
 //	    -model-url https://api.openai.com/v1 -model gpt-4o-mini
 //
-// It serves /healthz, /readyz and /metrics on -health-addr. SIGTERM or SIGINT
+// It serves /livez, /readyz, /healthz and /metrics on -health-addr. SIGTERM or SIGINT
 // drains in-flight events and exits 0 (a second signal exits at once).
 //
 // Exit status: 0 after a graceful stop; 1 when startup or the source fails;
@@ -139,7 +139,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 			log.Error("health endpoint", "err", err)
 		}
 	}()
-	log.Info("serving /healthz, /readyz and /metrics", "addr", ln.Addr().String())
+	log.Info("serving /healthz, /livez, /readyz and /metrics", "addr", ln.Addr().String())
 
 	runDone := make(chan struct{})
 	go func() {
