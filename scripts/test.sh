@@ -12,7 +12,11 @@
 # 5. go test -race -count=1 [your flags] ./...   (your packages replace ./...)
 #    then the conformance suite's ServerRestart subtests, which restart the
 #    local servers, alone in a pass of their own
-# 6. a short fuzz pass: every func FuzzXxx in a *_test.go file runs for
+# 6. a short chaos soak once the tests passed: scripts/chaos.sh kafka N and
+#    scripts/chaos.sh redis N with N=${SLUICE_CHAOS_CYCLES:-3}, each against a
+#    server of its own on other ports (SLUICE_CHAOS_CYCLES=0 skips it; so do
+#    custom packages or flags)
+# 7. a short fuzz pass: every func FuzzXxx in a *_test.go file runs for
 #    ${SLUICE_FUZZTIME:-10s} (SLUICE_FUZZTIME=0 skips it)
 # Servers that this script started are stopped on exit (SLUICE_KEEP_SERVERS=1
 # keeps them). Under CI=true a test skipped for want of a server or an
@@ -29,6 +33,7 @@ cd "$SLUICE_ROOT"
 
 readonly STATICCHECK_VERSION=v0.8.2
 FUZZTIME=${SLUICE_FUZZTIME:-10s}
+CHAOS_CYCLES=${SLUICE_CHAOS_CYCLES:-3}
 LOGDIR="$HOME/.cache/sluice/test-logs"
 WORK=$(mktemp -d)
 
@@ -259,6 +264,38 @@ if [[ -s $WORK/env-skips.txt ]]; then
     sluice_warn "integration tests skipped (these fail the run under CI=true):"
     sed 's/^/    /' "$WORK/env-skips.txt" >&2
   fi
+fi
+
+# ------------------------------------------------------------------ chaos
+# The soak runs its own Kafka broker and redis-server (scripts/chaos.sh), so
+# it neither needs nor touches the servers above. It runs only after the tests
+# passed: a soak over a broken build says nothing new.
+if [[ ! $CHAOS_CYCLES =~ ^[0-9]+$ ]]; then
+  record chaos "FAIL (SLUICE_CHAOS_CYCLES=$CHAOS_CYCLES is not a number)"
+elif ((CHAOS_CYCLES == 0)); then
+  record chaos "skipped (SLUICE_CHAOS_CYCLES=0)"
+elif ((TEST_RC != 0)); then
+  record chaos "skipped (go test failed)"
+elif ((${#SLUICE_FLAGS[@]} > 0 || ${#SLUICE_PKGS[@]} != 1)) || [[ ${SLUICE_PKGS[0]} != ./... ]]; then
+  record chaos "skipped (custom packages or flags)"
+else
+  # A short drain limit keeps a stuck run from eating the CI budget.
+  export SLUICE_CHAOS_ARGS=${SLUICE_CHAOS_ARGS:--drain-timeout 2m}
+  for src in kafka redis; do
+    sluice_log "chaos: scripts/chaos.sh $src $CHAOS_CYCLES"
+    t0=$SECONDS
+    set +e
+    scripts/chaos.sh "$src" "$CHAOS_CYCLES" >"$WORK/chaos-$src.out"
+    rc=$?
+    set -e
+    line=$(tail -n 1 "$WORK/chaos-$src.out")
+    printf '%s\n' "$line"
+    if ((rc == 0)); then
+      record "chaos $src" "ok ($((SECONDS - t0)) s, $line)"
+    else
+      record "chaos $src" "FAIL (exit $rc, $((SECONDS - t0)) s${line:+, $line}; seed and work dir in the log above)"
+    fi
+  done
 fi
 
 # ------------------------------------------------------------------ fuzz

@@ -18,7 +18,14 @@ type redisBackend struct {
 	client *redis.Client
 }
 
+// redisLog keeps go-redis's own messages (a dial failing while the server
+// restarts, which the producer reports itself) out of the soak's output.
+type redisLog struct{}
+
+func (redisLog) Printf(context.Context, string, ...any) {}
+
 func newRedisBackend(addr, group string, names verify.Topics) (*redisBackend, error) {
+	redis.SetLogger(redisLog{})
 	c := redis.NewClient(&redis.Options{Addr: addr, ClientName: "sluice-chaos",
 		DialTimeout: 2 * time.Second, ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
