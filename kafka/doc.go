@@ -37,5 +37,16 @@
 // [WithSaramaConfig] edits the *sarama.Config last, for anything else. A bad
 // setting fails at construction with an error matching
 // [sluice.ErrInvalidConfig] that names it; a broker that does not answer
-// fails it with [ErrUnreachable] within the connect timeout.
+// fails it with [ErrUnreachable] within the connect timeout. [WithDialer]
+// sends every broker connection through a dial function of your own (a
+// SOCKS proxy, a tunnel, a fault-injecting proxy in tests).
+//
+// # Health
+//
+// [Source.Lag] and [Source.Ready] share one round trip to the cluster
+// (committed offsets from the group coordinator, high watermarks from the
+// partition leaders, over connections of their own) and never wait longer
+// than [HealthTimeout]: with the brokers down or unreachable both return an
+// error promptly, which the pipeline reports as lag_error and as a 503 from
+// /readyz.
 package kafka

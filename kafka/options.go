@@ -430,7 +430,12 @@ func WithBufferSize(n int) Option {
 }
 
 // WithBalanceStrategies sets the partition assignors, in order of
-// preference. The default is sarama's range assignor.
+// preference. The default is sarama's range assignor. With eager strategies
+// (range, round robin, sticky) every rebalance ends the session and every
+// claim lets go; with sarama's cooperative-sticky strategy only the
+// partitions that move are revoked, and the others keep flowing. Either way
+// a revoked claim lets go promptly, even while it waits on a full buffer or
+// a pause. Strategies with no rebalance protocol in common are refused.
 func WithBalanceStrategies(s ...sarama.BalanceStrategy) Option {
 	return func(c *config) {
 		c.mark("WithBalanceStrategies", forSource)

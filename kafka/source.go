@@ -33,12 +33,16 @@ const watchdogGrace = 30 * time.Second
 // and lets go; acks that arrive later for it are ignored, so they can never
 // move the offset of a partition another member now owns.
 type Source struct {
-	cfg     *config
-	log     *slog.Logger
-	group   string
-	topics  []string
-	client  sarama.Client
-	cg      sarama.ConsumerGroup
+	cfg    *config
+	log    *slog.Logger
+	group  string
+	topics []string
+	client sarama.Client
+	cg     sarama.ConsumerGroup
+	// prober and admin serve Lag and Ready over connections of their own:
+	// on the consumer's, a request waits behind the long-polling fetch in
+	// flight (up to Consumer.Fetch.MaxWaitTime) before the broker reads it.
+	prober  sarama.Client
 	admin   sarama.ClusterAdmin
 	handler *handler
 
@@ -154,8 +158,15 @@ func NewSource(ctx context.Context, brokers []string, group string, topics []str
 		_ = client.Close()
 		return nil, fmt.Errorf("kafka: consumer group %q: %w", group, err)
 	}
-	admin, err := sarama.NewClusterAdminFromClient(client)
+	prober, err := newClient(ctx, brokers, sc, c.connectTimeout)
 	if err != nil {
+		_ = cg.Close()
+		_ = client.Close()
+		return nil, err
+	}
+	admin, err := sarama.NewClusterAdminFromClient(prober)
+	if err != nil {
+		_ = prober.Close()
 		_ = cg.Close()
 		_ = client.Close()
 		return nil, fmt.Errorf("kafka: admin client: %w", err)
@@ -167,6 +178,7 @@ func NewSource(ctx context.Context, brokers []string, group string, topics []str
 		topics: append([]string(nil), topics...),
 		client: client,
 		cg:     cg,
+		prober: prober,
 		admin:  admin,
 		buf:    make(chan *sluice.Message, c.bufferSize),
 		claims: map[topicPartition]*claim{},
@@ -401,30 +413,26 @@ func (s *Source) Lag(ctx context.Context) (sluice.Lag, error) {
 }
 
 // probe is one computation of the lag, shared by the Lag and Ready calls
-// that arrive while it runs and for probeMaxAge after it ends.
+// that arrive while it runs.
 type probe struct {
 	done chan struct{}
 	lag  sluice.Lag
 	err  error
-	at   time.Time // when it ended; set before done is closed
 }
 
-// probeMaxAge is how long a finished probe answers Lag and Ready.
-const probeMaxAge = time.Second
-
-// clusterLag returns the result of the latest probe, starting a new one if
-// none is running and the last one is older than probeMaxAge, and waits at
-// most HealthTimeout for it. At most one probe runs at a time, so a cluster
-// that does not answer never piles up goroutines.
+// clusterLag joins the probe in flight, or starts one, and waits at most
+// HealthTimeout for it. At most one probe runs at a time, so a cluster that
+// does not answer never piles up goroutines: a probe stuck on a black-holed
+// connection keeps answering its callers with a timeout until sarama gives
+// up on the connection (Net.ReadTimeout).
 func (s *Source) clusterLag(ctx context.Context) (sluice.Lag, error) {
 	s.probeMu.Lock()
 	p := s.probe
-	if p == nil || p.stale() {
+	if p == nil || p.finished() {
 		p = &probe{done: make(chan struct{})}
 		s.probe = p
 		go func() {
 			p.lag, p.err = s.lag()
-			p.at = time.Now()
 			close(p.done)
 		}()
 	}
@@ -442,11 +450,11 @@ func (s *Source) clusterLag(ctx context.Context) (sluice.Lag, error) {
 	}
 }
 
-// stale reports whether p has ended longer than probeMaxAge ago.
-func (p *probe) stale() bool {
+// finished reports whether p has ended.
+func (p *probe) finished() bool {
 	select {
 	case <-p.done:
-		return time.Since(p.at) >= probeMaxAge
+		return true
 	default:
 		return false
 	}
@@ -455,7 +463,7 @@ func (p *probe) stale() bool {
 func (s *Source) lag() (sluice.Lag, error) {
 	want := map[string][]int32{}
 	for _, t := range s.topics {
-		ps, err := s.client.Partitions(t)
+		ps, err := s.prober.Partitions(t)
 		if err != nil {
 			return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: partitions of %s: %w", t, err)
 		}
@@ -498,7 +506,7 @@ func (s *Source) lag() (sluice.Lag, error) {
 }
 
 func (s *Source) partitionLag(resp *sarama.OffsetFetchResponse, t string, p int32) (int64, error) {
-	hw, err := s.client.GetOffset(t, p, sarama.OffsetNewest)
+	hw, err := s.prober.GetOffset(t, p, sarama.OffsetNewest)
 	if err != nil {
 		return 0, err
 	}
@@ -510,7 +518,7 @@ func (s *Source) partitionLag(resp *sarama.OffsetFetchResponse, t string, p int3
 		committed = b.Offset
 	}
 	if committed < 0 {
-		if committed, err = s.client.GetOffset(t, p, sarama.OffsetOldest); err != nil {
+		if committed, err = s.prober.GetOffset(t, p, sarama.OffsetOldest); err != nil {
 			return 0, err
 		}
 	}
@@ -533,6 +541,9 @@ func (s *Source) Close() error {
 	s.Resume() // unblock claims waiting on a pause
 	err := s.cg.Close()
 	s.wg.Wait()
+	if cerr := s.admin.Close(); cerr != nil && !errors.Is(cerr, sarama.ErrClosedClient) && err == nil {
+		err = cerr // closes prober too
+	}
 	if cerr := s.client.Close(); cerr != nil && !errors.Is(cerr, sarama.ErrClosedClient) && err == nil {
 		err = cerr
 	}
