@@ -195,7 +195,15 @@ func (m *member) stop(t *testing.T) {
 // TestKafkaRebalance runs two pipeline instances over a 4-partition topic
 // while 5,000 events flow, adds a third, stops one, and checks every event
 // reached the output or the dead-letter topic.
-func TestKafkaRebalance(t *testing.T) {
+func TestKafkaRebalance(t *testing.T) { testRebalance(t) }
+
+// TestKafkaRebalanceCooperative is TestKafkaRebalance with the
+// cooperative-sticky assignor: only the partitions that move are revoked.
+func TestKafkaRebalanceCooperative(t *testing.T) {
+	testRebalance(t, WithBalanceStrategies(sarama.NewBalanceStrategyCooperativeSticky()))
+}
+
+func testRebalance(t *testing.T, opts ...Option) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
@@ -233,10 +241,10 @@ func TestKafkaRebalance(t *testing.T) {
 		}
 	}()
 
-	m1 := startMember(t, bs, group, in, sink, enr)
-	m2 := startMember(t, bs, group, in, sink, enr)
+	m1 := startMember(t, bs, group, in, sink, enr, opts...)
+	m2 := startMember(t, bs, group, in, sink, enr, opts...)
 	sink.waitCount(t, n/4, 2*time.Minute)
-	m3 := startMember(t, bs, group, in, sink, enr)
+	m3 := startMember(t, bs, group, in, sink, enr, opts...)
 	sink.waitCount(t, n/2, 2*time.Minute)
 	m1.stop(t)
 	<-published
