@@ -35,6 +35,8 @@
 #                            and the fault proxy in front of it
 #   SLUICE_CHAOS_ARGS        more driver flags, word-split (e.g. "-rate 500
 #                            -hold 2s-6s"); see go run ./examples/chaos -h
+#   SLUICE_CHAOS_KEEP=1      keep the work dir (service logs, schedule of
+#                            faults) of a run that passed too
 #   SLUICE_KEEP_SERVERS=1    leave the soak's server running afterwards
 # The Kafka jars are shared with scripts/kafka.sh's default home
 # (~/.cache/sluice/kafka-4.4.0/lib), fetched there if missing.
@@ -137,7 +139,7 @@ set +e
   -restart-broker "$(printf '%q restart' "$SLUICE_ROOT/${SERVER[0]}")" -work "$WORKDIR" "${EXTRA[@]}"
 RC=$?
 set -e
-if ((RC == 0)); then
+if ((RC == 0)) && [[ ${SLUICE_CHAOS_KEEP:-} != 1 ]]; then
   rm -rf "$WORKDIR"
 else
   sluice_log "chaos: work dir kept: $WORKDIR"
