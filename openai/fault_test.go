@@ -248,7 +248,7 @@ func TestFaultResetPeerMidResponse(t *testing.T) {
 
 func TestFaultBlackhole(t *testing.T) {
 	// Requests vanish; only the model timeout ends them.
-	hiccup(t, rigConfig{retries: faultRetries, timeout: 300 * time.Millisecond},
+	hiccup(t, rigConfig{retries: faultRetries, timeout: time.Second},
 		func(p *faultproxy.Proxy) error { return p.Blackhole() })
 }
 
