@@ -45,8 +45,9 @@
 //
 // [Source.Lag] and [Source.Ready] share one round trip to the cluster
 // (committed offsets from the group coordinator, high watermarks from the
-// partition leaders, over connections of their own) and never wait longer
-// than [HealthTimeout]: with the brokers down or unreachable both return an
-// error promptly, which the pipeline reports as lag_error and as a 503 from
-// /readyz.
+// partition leaders, over connections of their own) and wait for it only
+// as long as their context allows: with the brokers down or unreachable
+// both return an error matching [ErrUnreachable] when the context ends. The
+// pipeline's probes give them well under a second and report the failure
+// as a "degraded" /healthz and a 503 from /readyz.
 package kafka

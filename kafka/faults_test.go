@@ -40,11 +40,11 @@ func proxied(t *testing.T, broker string) (p *faultproxy.Proxy, opt Option, dial
 }
 
 // probeHealth calls Lag and Ready once each, as the core's health and
-// readiness handlers do (with their 5s timeout), and fails the test if
+// readiness handlers do (with their 800ms timeout), and fails the test if
 // either takes a second or more.
 func probeHealth(t *testing.T, src *Source) (lagErr, readyErr error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
 	defer cancel()
 	start := time.Now()
 	_, lagErr = src.Lag(ctx)
@@ -178,7 +178,7 @@ func TestKafkaPipelineSurvivesFaults(t *testing.T) {
 	}
 	notReady := func(t *testing.T, w watch) {
 		eventually(t, time.Minute, "the source to report not ready", func() bool {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
 			defer cancel()
 			return w.src.Ready(ctx) != nil
 		})

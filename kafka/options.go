@@ -32,11 +32,6 @@ const (
 	DefaultLinger            = 5 * time.Millisecond
 )
 
-// HealthTimeout bounds how long [Source.Lag] and [Source.Ready] wait for the
-// cluster before they report it unreachable, so that a health or readiness
-// probe answers promptly while the brokers are down or black-holed.
-const HealthTimeout = 750 * time.Millisecond
-
 // SASLMechanism names a SASL mechanism for [WithSASL].
 type SASLMechanism string
 

@@ -383,8 +383,10 @@ func (s *Source) Resume() {
 
 // Ready returns nil once the consumer has joined its group and the cluster
 // answers, and an error matching [ErrNotReady] before that, after Close, or
-// while the group coordinator or a partition leader does not answer within
-// [HealthTimeout]. It shares its round trip with [Source.Lag].
+// while the group coordinator or a partition leader does not answer before
+// ctx ends. It shares its round trip with [Source.Lag], and reuses the
+// answer of a probe that ended less than 5s ago, so that a readiness probe
+// on a busy machine does not wait for a fresh one.
 func (s *Source) Ready(ctx context.Context) error {
 	if s.ctx.Err() != nil {
 		return fmt.Errorf("%w: source closed", ErrNotReady)
@@ -396,18 +398,29 @@ func (s *Source) Ready(ctx context.Context) error {
 	default:
 		return fmt.Errorf("%w: consumer group %q not joined yet", ErrNotReady, s.group)
 	}
+	s.probeMu.Lock()
+	last := s.probe
+	s.probeMu.Unlock()
+	if last != nil && last.finished() && time.Since(last.at) < readyProbeReuse {
+		if last.err != nil {
+			return fmt.Errorf("%w: %w", ErrNotReady, last.err)
+		}
+		return nil
+	}
 	if _, err := s.clusterLag(ctx); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
 	return nil
 }
 
+// readyProbeReuse is how long Ready trusts a finished probe.
+const readyProbeReuse = 5 * time.Second
+
 // Lag reports, per "topic/partition" and in total, the high watermark minus
 // the group's committed offset, both read from the cluster. A partition
-// with no committed offset counts from its oldest retained offset. When the
-// cluster does not answer within [HealthTimeout] it returns an error
-// matching [ErrUnreachable] instead of waiting: a health probe must not
-// hang.
+// with no committed offset counts from its oldest retained offset. It
+// waits for the cluster only until ctx ends, then returns an error matching
+// [ErrUnreachable]: give it a deadline, as the pipeline's health probes do.
 func (s *Source) Lag(ctx context.Context) (sluice.Lag, error) {
 	return s.clusterLag(ctx)
 }
@@ -418,11 +431,12 @@ type probe struct {
 	done chan struct{}
 	lag  sluice.Lag
 	err  error
+	at   time.Time // when it ended; set before done is closed
 }
 
-// clusterLag joins the probe in flight, or starts one, and waits at most
-// HealthTimeout for it. At most one probe runs at a time, so a cluster that
-// does not answer never piles up goroutines: a probe stuck on a black-holed
+// clusterLag joins the probe in flight, or starts one, and waits for it
+// until ctx ends. At most one probe runs at a time, so a cluster that does
+// not answer never piles up goroutines: a probe stuck on a black-holed
 // connection keeps answering its callers with a timeout until sarama gives
 // up on the connection (Net.ReadTimeout).
 func (s *Source) clusterLag(ctx context.Context) (sluice.Lag, error) {
@@ -433,20 +447,17 @@ func (s *Source) clusterLag(ctx context.Context) (sluice.Lag, error) {
 		s.probe = p
 		go func() {
 			p.lag, p.err = s.lag()
+			p.at = time.Now()
 			close(p.done)
 		}()
 	}
 	s.probeMu.Unlock()
 
-	t := time.NewTimer(HealthTimeout)
-	defer t.Stop()
 	select {
 	case <-p.done:
 		return p.lag, p.err
 	case <-ctx.Done():
-		return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: %w", ctx.Err())
-	case <-t.C:
-		return sluice.Lag{Total: -1}, fmt.Errorf("%w: lag: no answer from the cluster within %s", ErrUnreachable, HealthTimeout)
+		return sluice.Lag{Total: -1}, fmt.Errorf("%w: lag: no answer from the cluster: %w", ErrUnreachable, ctx.Err())
 	}
 }
 

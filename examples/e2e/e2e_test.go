@@ -276,6 +276,19 @@ func testEnrichService(t *testing.T, b backend) {
 	if code := svc.wait(t, 60*time.Second); code != 4 {
 		t.Errorf("exit status %d after insufficient_quota, want 4", code)
 	}
+
+	// A model that asks for a pause of hours (Retry-After: 10000) must not
+	// park the service past the rate-limit deadline: it exits with status 3
+	// once rate limiting has lasted -max-rate-limit-duration.
+	stingy := llmtest.NewServer(llmtest.WithRPS(0.0001, 1))
+	defer stingy.Close()
+	limitedEnv := append(env[:len(env):len(env)], "SLUICE_MODEL_URL="+stingy.BaseURL(), "SLUICE_GROUP="+run+"-limited",
+		"SLUICE_INSTANCE_ID="+run+"-limited", "SLUICE_DEAD_LETTER="+dlq+".limited", "SLUICE_MAX_RATE_LIMIT_DURATION=3s")
+	svc = startService(t, bin, limitedEnv, "limited")
+	all = append(all, svc)
+	if code := svc.wait(t, 60*time.Second); code != 3 {
+		t.Errorf("exit status %d after a 10000 s Retry-After with -max-rate-limit-duration 3s, want 3", code)
+	}
 }
 
 // sampleValues returns n review events, every malformedEvery-th malformed.
