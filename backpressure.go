@@ -2,116 +2,57 @@ package sluice
 
 import (
 	"context"
-	"fmt"
-	"math/rand/v2"
 	"sync"
-	"time"
 
 	"golang.org/x/time/rate"
 )
 
-// RateLimitError is what an enricher returns when the model's API refused a
-// call because of a rate limit (HTTP 429). The pipeline pauses consumption
-// for RetryAfter plus jitter, then retries the event; the event's retry
-// budget is not spent.
-type RateLimitError struct {
-	// RetryAfter is how long the server asked us to wait, or 0 if it did not
-	// say (the pipeline then uses [WithDefaultRetryAfter]).
-	RetryAfter time.Duration
-	// Err is the underlying error, if any.
-	Err error
+// Backpressure has three parts: the window bounds the events in flight (so
+// memory stays bounded however slow the model is), the optional client-side
+// limiter spaces out model calls, and the gate (gate.go) stops everything
+// during a rate-limit pause.
+
+// window counts free in-flight slots. One goroutine (the fetcher) acquires;
+// any goroutine releases.
+type window struct {
+	mu   sync.Mutex
+	free int
+	wake chan struct{}
 }
 
-// Error implements error.
-func (e *RateLimitError) Error() string {
-	s := "rate limited"
-	if e.RetryAfter > 0 {
-		s += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
+func newWindow(n int) *window { return &window{free: n, wake: make(chan struct{}, 1)} }
+
+// acquire takes between 1 and want slots, blocking until at least one is
+// free or ctx is done.
+func (w *window) acquire(ctx context.Context, want int) (int, error) {
+	for {
+		w.mu.Lock()
+		if w.free > 0 {
+			n := min(want, w.free)
+			w.free -= n
+			w.mu.Unlock()
+			return n, nil
+		}
+		w.mu.Unlock()
+		select {
+		case <-w.wake:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
 	}
-	if e.Err != nil {
-		s += ": " + e.Err.Error()
-	}
-	return s
 }
 
-// Unwrap returns the underlying error.
-func (e *RateLimitError) Unwrap() error { return e.Err }
-
-// Is makes errors.Is(err, ErrRateLimited) true.
-func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
-
-// pauseFor returns how long one 429 pauses consumption: the server's
-// Retry-After (or defaultRA when it gave none) plus a random jitter below
-// jitter, or below max(RA/5, 10ms) when jitter is negative.
-// Both parts are clamped to maxRetryAfter, so the sum cannot overflow
-// whatever the server sent.
-func pauseFor(e *RateLimitError, defaultRA, jitter time.Duration, rnd *rand.Rand) time.Duration {
-	ra := e.RetryAfter
-	if ra <= 0 {
-		ra = defaultRA
+func (w *window) release(n int) {
+	if n <= 0 {
+		return
 	}
-	ra = min(ra, maxRetryAfter)
-	if j := min(jitterWindow(ra, jitter), maxRetryAfter); j > 0 {
-		ra += time.Duration(rnd.Int64N(int64(j)))
-	}
-	return ra
-}
-
-// maxRetryAfter bounds how long one rate-limit pause can be, whatever the
-// server asked for. In practice the rate-limit deadline
-// ([WithMaxRateLimitDuration]) cuts pauses much shorter.
-const maxRetryAfter = 24 * time.Hour
-
-// gate is open or closed; waiters block while it is closed.
-type gate struct {
-	mu     sync.Mutex
-	closed bool
-	open   chan struct{} // closed when the gate opens
-}
-
-func (g *gate) close() {
-	g.mu.Lock()
-	if !g.closed {
-		g.closed = true
-		g.open = make(chan struct{})
-	}
-	g.mu.Unlock()
-}
-
-func (g *gate) release() {
-	g.mu.Lock()
-	if g.closed {
-		g.closed = false
-		close(g.open)
-	}
-	g.mu.Unlock()
-}
-
-// wait blocks while the gate is closed. It returns false if done closes
-// first.
-func (g *gate) wait(done <-chan struct{}) bool {
-	g.mu.Lock()
-	if !g.closed {
-		g.mu.Unlock()
-		return true
-	}
-	ch := g.open
-	g.mu.Unlock()
+	w.mu.Lock()
+	w.free += n
+	w.mu.Unlock()
 	select {
-	case <-ch:
-		return true
-	case <-done:
-		return false
+	case w.wake <- struct{}{}:
+	default:
 	}
-}
-
-// jitterWindow is the spread of random delays for a pause of ra: the
-// configured jitter, or max(ra/5, 10ms) by default.
-func jitterWindow(ra, jitter time.Duration) time.Duration {
-	if jitter >= 0 {
-		return jitter
-	}
-	return max(ra/5, 10*time.Millisecond)
 }
 
 // limiter is the optional client-side rate limit, driven by the pipeline's

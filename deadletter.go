@@ -3,6 +3,7 @@ package sluice
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -105,4 +106,10 @@ func truncateReason(s string) string {
 		cut--
 	}
 	return s[:cut] + "..."
+}
+
+// reasonOf is the failure_reason for err: its text on one line, at most
+// 1 KiB.
+func reasonOf(err error) string {
+	return truncateReason(strings.Join(strings.Fields(err.Error()), " "))
 }

@@ -3,6 +3,7 @@ package sluice
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 var (
@@ -94,3 +95,33 @@ func (e WriteErrors) Error() string {
 	}
 	return fmt.Sprintf("sluice: write failed for %d messages, first (message %d): %v", len(e), e[0].Index, e[0].Err)
 }
+
+// RateLimitError is what an enricher returns when the model's API refused a
+// call because of a rate limit (HTTP 429). The pipeline pauses consumption
+// for RetryAfter plus jitter, then retries the event; the event's retry
+// budget is not spent.
+type RateLimitError struct {
+	// RetryAfter is how long the server asked us to wait, or 0 if it did not
+	// say (the pipeline then uses [WithDefaultRetryAfter]).
+	RetryAfter time.Duration
+	// Err is the underlying error, if any.
+	Err error
+}
+
+// Error implements error.
+func (e *RateLimitError) Error() string {
+	s := "rate limited"
+	if e.RetryAfter > 0 {
+		s += fmt.Sprintf(" (retry after %s)", e.RetryAfter)
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the underlying error.
+func (e *RateLimitError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrRateLimited) true.
+func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }

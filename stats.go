@@ -14,7 +14,7 @@ type State string
 // States of a pipeline.
 const (
 	StateStarting State = "starting" // New was called, Run was not
-	StateRunning  State = "ok"       // consuming
+	StateRunning  State = "running"  // consuming
 	StatePaused   State = "paused"   // inside a rate-limit pause
 	StateStopping State = "stopping" // draining after cancellation or an error
 	StateStopped  State = "stopped"  // Run has returned
@@ -137,6 +137,20 @@ func (s *stats) record(now time.Time, enriched, dead uint64, lats []time.Duratio
 		s.lat[s.latN%latencySamples] = l
 		s.latN++
 	}
+	s.mu.Unlock()
+}
+
+// setErr records the error that stopped the pipeline.
+func (s *stats) setErr(err error) {
+	s.mu.Lock()
+	s.err = err.Error()
+	s.mu.Unlock()
+}
+
+// setPausedUntil records when the current rate-limit pause ends.
+func (s *stats) setPausedUntil(t time.Time) {
+	s.mu.Lock()
+	s.paused = t
 	s.mu.Unlock()
 }
 

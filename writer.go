@@ -10,25 +10,13 @@ import (
 
 // writer runs on its own goroutine: it takes finished items in batches,
 // writes outputs to the sink and failures to the dead-letter writer, acks
-// them all, and reports the batch to the scheduler.
-func (r *run) writer() {
+// them all, and reports the batch to the runner.
+func (r *runner) writer() {
 	p := r.p
 	batch := make([]*item, 0, p.cfg.writeBatch)
 	var w batchWriter
 	for it := range r.write {
-		batch = append(batch[:0], it)
-	more:
-		for len(batch) < p.cfg.writeBatch {
-			select {
-			case it, ok := <-r.write:
-				if !ok {
-					break more
-				}
-				batch = append(batch, it)
-			default:
-				break more
-			}
-		}
+		batch = takeMore(append(batch[:0], it), r.write, p.cfg.writeBatch)
 		w.flush(r, batch)
 		r.written <- slices.Clone(batch)
 	}
@@ -41,13 +29,13 @@ type batchWriter struct {
 	letters []DeadLetter
 }
 
-func (w *batchWriter) flush(r *run, batch []*item) {
+func (w *batchWriter) flush(r *runner, batch []*item) {
 	p := r.p
 	// 1. Enriched outputs to the sink. Outputs the sink rejects for good
 	// become dead letters.
 	w.items = w.items[:0]
 	for _, it := range batch {
-		if it.kind == kEnriched {
+		if it.status == statusEnriched {
 			w.items = append(w.items, it)
 		}
 	}
@@ -58,7 +46,7 @@ func (w *batchWriter) flush(r *run, batch []*item) {
 		}
 		return p.sink.Write(ctx, w.msgs)
 	}, func(it *item, err error) {
-		it.kind = kDead
+		it.status = statusDead
 		it.err = err
 		it.reason = reasonOf(errors.New("sink rejected the enriched event: " + err.Error()))
 	})
@@ -66,7 +54,7 @@ func (w *batchWriter) flush(r *run, batch []*item) {
 	// 2. Dead letters, with the original bytes.
 	w.items = w.items[:0]
 	for _, it := range batch {
-		if it.kind == kDead {
+		if it.status == statusDead {
 			w.items = append(w.items, it)
 		}
 	}
@@ -83,7 +71,7 @@ func (w *batchWriter) flush(r *run, batch []*item) {
 		clear(w.letters)
 		return err
 	}, func(it *item, err error) {
-		it.kind = kFatalDLQ
+		it.status = statusRefused
 		it.err = err
 	})
 
@@ -91,7 +79,7 @@ func (w *batchWriter) flush(r *run, batch []*item) {
 	w.msgs = w.msgs[:0]
 	w.items = w.items[:0]
 	for _, it := range batch {
-		if it.kind == kEnriched || it.kind == kDead {
+		if it.status == statusEnriched || it.status == statusDead {
 			w.items = append(w.items, it)
 			w.msgs = append(w.msgs, it.in)
 		}
@@ -99,7 +87,7 @@ func (w *batchWriter) flush(r *run, batch []*item) {
 	if len(w.msgs) > 0 {
 		r.retrying("acker", func(ctx context.Context) error { return p.acker.Ack(ctx, w.msgs) }, func() {
 			for _, it := range w.items {
-				it.kind = kAbandoned // written but not acked: will be delivered again
+				it.status = statusAbandoned // written but not acked: will be delivered again
 			}
 		})
 	}
@@ -114,7 +102,7 @@ func (w *batchWriter) flush(r *run, batch []*item) {
 // than one item does not say which item is at fault, so the items are then
 // written one at a time and only those refused for good on their own are
 // rejected.
-func (r *run) writeRetrying(what string, items []*item, write func(context.Context, []*item) error, reject func(*item, error)) {
+func (r *runner) writeRetrying(what string, items []*item, write func(context.Context, []*item) error, reject func(*item, error)) {
 	pending := items
 	singly := false
 	r.retrying(what, func(ctx context.Context) error {
@@ -162,7 +150,7 @@ func (r *run) writeRetrying(what string, items []*item, write func(context.Conte
 		return err
 	}, func() {
 		for _, it := range pending {
-			it.kind = kAbandoned
+			it.status = statusAbandoned
 		}
 	})
 }
@@ -170,7 +158,7 @@ func (r *run) writeRetrying(what string, items []*item, write func(context.Conte
 // writeSingly writes each pending item on its own: written items are done,
 // items refused for good are rejected, and the rest stay pending. It
 // returns the last transient error, if any.
-func (r *run) writeSingly(ctx context.Context, pending *[]*item, write func(context.Context, []*item) error, reject func(*item, error)) error {
+func (r *runner) writeSingly(ctx context.Context, pending *[]*item, write func(context.Context, []*item) error, reject func(*item, error)) error {
 	var again []*item
 	var last error
 	for _, it := range *pending {
@@ -194,7 +182,7 @@ func (r *run) writeSingly(ctx context.Context, pending *[]*item, write func(cont
 
 // retrying calls op until it succeeds, backing off between failures. If the
 // write context ends first it calls giveUp.
-func (r *run) retrying(what string, op func(context.Context) error, giveUp func()) {
+func (r *runner) retrying(what string, op func(context.Context) error, giveUp func()) {
 	p := r.p
 	for attempt := 1; ; attempt++ {
 		err := op(r.writeCtx)
@@ -222,7 +210,7 @@ func (r *run) retrying(what string, op func(context.Context) error, giveUp func(
 
 // writeBackoff doubles from the retry base up to the retry ceiling, without
 // jitter: writers are few and a broker outage affects them all alike.
-func (r *run) writeBackoff(attempt int) time.Duration {
+func (r *runner) writeBackoff(attempt int) time.Duration {
 	d := max(r.p.cfg.backoffBase, 10*time.Millisecond)
 	for i := 1; i < attempt && d < r.p.cfg.backoffMax; i++ {
 		d *= 2
