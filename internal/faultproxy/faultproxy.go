@@ -22,7 +22,13 @@ import (
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/rs/zerolog"
+	zlog "github.com/rs/zerolog/log"
 )
+
+// quietToxics silences the toxics that log through zerolog's global logger
+// (the bandwidth toxic does, to stderr). Nothing else in this module uses
+// zerolog. It runs before the first proxy exists, so before any toxic.
+var quietToxics sync.Once
 
 // Option configures [New].
 type Option func(*config)
@@ -59,6 +65,7 @@ func New(upstream string, opts ...Option) (*Proxy, error) {
 	if _, _, err := net.SplitHostPort(upstream); err != nil {
 		return nil, fmt.Errorf("faultproxy: upstream %q is not host:port: %w", upstream, err)
 	}
+	quietToxics.Do(func() { zlog.Logger = zerolog.New(io.Discard) })
 	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.New(io.Discard))
 	px := toxiproxy.NewProxy(srv, cfg.name, cfg.listen, upstream)
 	if err := px.Start(); err != nil {
