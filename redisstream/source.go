@@ -81,6 +81,10 @@ type Source struct {
 	startup   bool // the current pass belongs to startup reconciliation
 	nextClaim time.Time
 	backoff   time.Duration
+	// nextLost is when to look for entries lost in transit next (see
+	// recoverLost); lostDue makes it happen before the next read.
+	nextLost time.Time
+	lostDue  bool
 
 	mu         sync.Mutex
 	inflight   map[string]struct{} // handed out, not yet acked
@@ -168,6 +172,10 @@ func (s *Source) Fetch(ctx context.Context, limit int) ([]*sluice.Message, error
 			}
 			continue
 		}
+		// A command that failed may have been carried out: an XREADGROUP
+		// may have delivered entries whose reply never came back (or was
+		// abandoned with ctx). Look for them before reading anything new.
+		s.lostDue = true
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
@@ -213,9 +221,13 @@ func (s *Source) step(ctx context.Context, count int) ([]*sluice.Message, error)
 	case phaseClaim:
 		return s.claim(ctx, count)
 	default:
-		if !time.Now().Before(s.nextClaim) {
+		now := time.Now()
+		if !now.Before(s.nextClaim) {
 			s.phase, s.cursor = phaseClaim, "0-0"
 			return nil, nil
+		}
+		if s.lostDue || !now.Before(s.nextLost) {
+			return s.recoverLost(ctx, count)
 		}
 		return s.readNew(ctx, count)
 	}
@@ -445,11 +457,133 @@ func stringsOf(v any) ([]string, bool) {
 	return out, true
 }
 
+// lostCheckInterval is the longest time between two looks for entries lost
+// in transit while the source reads; the claim interval, when shorter, is
+// used instead.
+const lostCheckInterval = 5 * time.Second
+
+// recoverLost hands out the entries of this consumer's pending list that the
+// source never saw: entries an XREADGROUP (or a claim) delivered to this
+// consumer when its reply was lost, for example because the connection broke
+// while the read was blocked. Redis counted them as delivered; nothing else
+// would ever read them while the source runs (the periodic claim passes over
+// this consumer's entries until they are idle for the min-idle time).
+//
+// It lists the consumer's pending list with XPENDING and keeps the entries
+// that are not in flight. An entry acknowledged in the meantime is in flight
+// until its XACK has succeeded, so once it no longer is, it is no longer
+// pending either, and the XCLAIM ... JUSTID below does not return it. That
+// XCLAIM, to this consumer, confirms each entry is still pending, resets its
+// idle time (so another consumer's claim counts from now) and, with JUSTID,
+// leaves its delivery counter alone. Its min-idle time is the smallest idle
+// time XPENDING reported: an entry another consumer claimed since then is
+// younger than that and stays where it is. The data comes from XRANGE, which
+// counts no delivery, so Message.Deliveries is Redis's counter unchanged.
+func (s *Source) recoverLost(ctx context.Context, count int) ([]*sluice.Message, error) {
+	var lost []string
+	counts := make(map[string]int64)
+	var minIdle time.Duration
+	more := false
+	page := int64(s.cfg.maxReadCount)
+	for start := "-"; ; {
+		res, err := s.client.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: s.stream, Group: s.group, Start: start, End: "+", Count: page, Consumer: s.consumer,
+		}).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redisstream: XPENDING %q %q (own pending entries) on %s: %w", s.stream, s.group, addrOf(s.client), err)
+		}
+		for _, p := range res {
+			if s.isInflight(p.ID) {
+				continue
+			}
+			if len(lost) == count {
+				more = true
+				break
+			}
+			if len(lost) == 0 || p.Idle < minIdle {
+				minIdle = p.Idle
+			}
+			lost = append(lost, p.ID)
+			counts[p.ID] = p.RetryCount
+		}
+		if more || int64(len(res)) < page {
+			break
+		}
+		start = "(" + res[len(res)-1].ID
+	}
+	s.lostDue = more
+	s.nextLost = time.Now().Add(min(s.cfg.claimInterval, lostCheckInterval))
+	if len(lost) == 0 {
+		return nil, nil
+	}
+	ids, err := s.client.XClaimJustID(ctx, &redis.XClaimArgs{
+		Stream: s.stream, Group: s.group, Consumer: s.consumer, MinIdle: minIdle, Messages: lost,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisstream: XCLAIM JUSTID of %d own pending entries of %q %q on %s: %w", len(lost), s.stream, s.group, addrOf(s.client), err)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.XRangeN(ctx, s.stream, id, id, 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("redisstream: XRANGE of %d own pending entries of %q on %s: %w", len(ids), s.stream, addrOf(s.client), err)
+	}
+	var gone []string
+	msgs := make([]*sluice.Message, 0, len(ids))
+	for i, id := range ids {
+		res := cmds[i].Val()
+		if len(res) == 0 || res[0].ID != id {
+			gone = append(gone, id)
+			continue
+		}
+		msgs = append(msgs, s.message(res[0], int(counts[id])))
+	}
+	s.ackGone(ctx, gone, "own pending list, lost in transit")
+	s.track(msgs)
+	if len(msgs) > 0 {
+		s.log.Warn("redisstream: recovered entries delivered to this consumer whose read reply was lost; reading them now",
+			"count", len(msgs), "ids", firstIDs(idsOfMsgs(msgs)))
+	}
+	return msgs, nil
+}
+
+func idsOfMsgs(msgs []*sluice.Message) []string {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.Origin.ID
+	}
+	return ids
+}
+
+// sendOnce makes go-redis send a command at most once: its Process does not
+// retry a command whose NoRetry is true.
+type sendOnce struct{ *redis.XStreamSliceCmd }
+
+func (sendOnce) NoRetry() bool { return true }
+
+// readNew reads new entries with XREADGROUP >. go-redis retries a command
+// whose connection broke (io.EOF, a reset), up to MaxRetries times; for this
+// read that is wrong, because the server may have delivered entries with the
+// lost reply, and the retry would move past them. So the read is sent once,
+// on the client as it is (the client's options are left alone), and a
+// failure goes back to Fetch, which looks for lost entries (recoverLost)
+// before reading again.
 func (s *Source) readNew(ctx context.Context, count int) ([]*sluice.Message, error) {
-	res, err := s.client.XReadGroup(ctx, &redis.XReadGroupArgs{
+	// A pipeline only queues the command: go-redis builds it, with its
+	// BLOCK-aware read timeout, and nothing is sent until Process.
+	pipe := s.client.Pipeline()
+	cmd := pipe.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group: s.group, Consumer: s.consumer, Streams: []string{s.stream, ">"},
 		Count: int64(count), Block: s.cfg.block,
-	}).Result()
+	})
+	pipe.Discard()
+	_ = s.client.Process(ctx, sendOnce{cmd})
+	res, err := cmd.Result()
 	if err != nil {
 		if errors.Is(err, redis.Nil) {
 			return nil, nil
