@@ -52,6 +52,26 @@
 // long key-ordered queue, a slow writer) is therefore left alone, and its
 // delivery counter does not grow while it waits.
 //
+// # Replies lost in transit
+//
+// A blocked XREADGROUP > whose connection breaks (a network fault, a
+// proxy or load balancer cutting idle connections) may have delivered
+// entries on the server with the reply that never arrived: Redis then counts
+// them as delivered to this consumer, and no later XREADGROUP > returns them.
+// The source therefore sends that read once (go-redis would otherwise retry
+// it silently on a broken connection, up to MaxRetries times, and read past
+// the lost entries; the retry is turned off for this one command, the client
+// and its options are left as they are), and it looks for such entries in
+// its own pending list after every failed command and, while reading, at
+// least every five seconds (every claim interval when that is shorter). An
+// entry there that the source has not handed out (is not in flight) is taken
+// with XCLAIM ... JUSTID to this consumer, which confirms it is still pending
+// and resets its idle time without counting a delivery, read with XRANGE and
+// handed out, logged as a warning. Its Deliveries is Redis's counter as it
+// stands, 1 for an entry whose only delivery was lost. Entries in flight are
+// never touched by this look-up, and one look-up is one XPENDING of this
+// consumer's pending entries (a page per thousand).
+//
 // # Deliveries
 //
 // Message.Deliveries follows Redis's delivery counter (XPENDING), with one
@@ -80,8 +100,8 @@
 //
 // Ack sends one XACK per batch. If it fails, the IDs are kept and sent again
 // with the next Ack, Flush or Close. Fetch logs connection errors, retries
-// with backoff (go-redis reconnects), and reports the error through Ready
-// until a read succeeds; errors no retry can fix (rejected credentials,
+// with backoff (go-redis reconnects), looks for entries whose reply was lost
+// (see above), and reports the error through Ready until a read succeeds; errors no retry can fix (rejected credentials,
 // missing permissions, a key that is not a stream) are returned and stop the
 // pipeline. Connection settings are [WithAddr], [WithCredentials], [WithDB]
 // and [WithTLS], or [WithClient] for a client you built.

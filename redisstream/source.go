@@ -154,7 +154,9 @@ func (s *Source) Group() string { return s.group }
 
 // Fetch implements [sluice.Source]. The first calls create the group and
 // return the entries recovered by startup reconciliation; after that it
-// reads new entries and, every claim interval, claims stuck ones. Connection
+// reads new entries, every claim interval claims stuck ones, and after every
+// error and every few seconds hands out the entries of its own pending list
+// whose read reply was lost (see the package documentation). Connection
 // errors are logged and retried with backoff (see Ready); errors no retry can
 // fix, such as rejected credentials or a key that is not a stream, are
 // returned.
