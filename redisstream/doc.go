@@ -69,8 +69,10 @@
 // and resets its idle time without counting a delivery, read with XRANGE and
 // handed out, logged as a warning. Its Deliveries is Redis's counter as it
 // stands, 1 for an entry whose only delivery was lost. Entries in flight are
-// never touched by this look-up, and one look-up is one XPENDING of this
-// consumer's pending entries (a page per thousand).
+// never claimed or handed out again by this look-up, and one look-up is one
+// XPENDING of this consumer's pending entries (a page per thousand). It is
+// one more reason why two processes must never share a consumer name: each
+// would take the other's entries in flight for lost ones within seconds.
 //
 // # Deliveries
 //
@@ -85,7 +87,9 @@
 //     flight in this source is never claimed, so waiting in the pipeline
 //     does not raise it);
 //   - an entry read, then recovered by a restart of the same consumer, has 1
-//     after one restart, 2 after two, and so on.
+//     after one restart, 2 after two, and so on;
+//   - an entry whose read reply was lost has the counter unchanged by its
+//     recovery: 1 when the lost read was its only delivery.
 //
 // A plain restart therefore does not move healthy entries toward the
 // pipeline's delivery limit ([sluice.WithMaxDeliveries], retries+1 by
