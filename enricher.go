@@ -44,3 +44,9 @@ type BatchEnricher interface {
 	Enricher
 	EnrichBatch(ctx context.Context, in []*Message) []Result
 }
+
+// DefaultEnrichmentKey is the default top-level key of an enrichment answer.
+//
+// Deprecated: use jsonenrich.DefaultKey. It stays until openai's options
+// refer to jsonenrich.
+const DefaultEnrichmentKey = "ai_enrichment"

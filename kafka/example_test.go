@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/jsonenrich"
 	"github.com/sluicehq/sluice/kafka"
 )
 
@@ -37,8 +38,8 @@ func Example() {
 	}
 	defer sink.Close()
 
-	enr, err := sluice.NewJSONEnricher([]string{"text"},
-		func(ctx context.Context, fields []sluice.TextField, _ *sluice.Message) (json.RawMessage, error) {
+	enr, err := jsonenrich.New([]string{"text"},
+		func(ctx context.Context, fields []jsonenrich.Field, _ *sluice.Message) (json.RawMessage, error) {
 			return json.Marshal(map[string]int{"length": len(fields[0].Text)}) // call your model here
 		})
 	if err != nil {
@@ -85,8 +86,8 @@ func Example_embedded() {
 		log.Fatal(err)
 	}
 	defer sink.Close()
-	enr, err := sluice.NewJSONEnricher([]string{"text"},
-		func(_ context.Context, fields []sluice.TextField, _ *sluice.Message) (json.RawMessage, error) {
+	enr, err := jsonenrich.New([]string{"text"},
+		func(_ context.Context, fields []jsonenrich.Field, _ *sluice.Message) (json.RawMessage, error) {
 			return json.Marshal(map[string]int{"length": len(fields[0].Text)})
 		})
 	if err != nil {

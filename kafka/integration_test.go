@@ -15,6 +15,7 @@ import (
 	metrics "github.com/rcrowley/go-metrics"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/jsonenrich"
 )
 
 // TestKafkaOutOfOrderCommitAndRestart forces later offsets to finish first,
@@ -356,7 +357,7 @@ func TestKafkaEventPath(t *testing.T) {
 		if bytes.Contains(m.Value, []byte(`"n":13}`)) {
 			return nil, sluice.Permanent(errors.New("thirteen"))
 		}
-		v, err := sluice.MergeJSON(m.Value, sluice.DefaultEnrichmentKey, []byte(`"ok"`))
+		v, err := jsonenrich.Merge(m.Value, jsonenrich.DefaultKey, []byte(`"ok"`))
 		return m.WithValue(v), err
 	})
 	reg := metrics.NewRegistry()

@@ -16,12 +16,13 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/jsonenrich"
 )
 
 // Enricher is a [sluice.Enricher] and [sluice.BatchEnricher] that asks a
 // chat-completion model to carry out a [Task] on each JSON event's text
 // fields, and stores the validated answer as an [Enrichment] under the
-// enrichment key. It follows [sluice.JSONEnricher]: text fields are dot
+// enrichment key. It follows [jsonenrich.Enricher]: text fields are dot
 // paths, and every byte of the event outside the enrichment key is kept.
 // Its methods are safe for concurrent use.
 type Enricher struct {
@@ -31,7 +32,7 @@ type Enricher struct {
 	paths    []string
 	schema   *Schema
 	strict   bool
-	json     *sluice.JSONEnricher
+	json     *jsonenrich.Enricher
 	http     *http.Client
 	endpoint string
 	lim      *limiter
@@ -46,7 +47,7 @@ var (
 )
 
 // New returns an Enricher that sends task to model for the text at each of
-// textFields (dot paths such as "review.body", see sluice.ExtractText). It
+// textFields (dot paths such as "review.body", see jsonenrich.Extract). It
 // reports every bad argument and option at once, each matching
 // sluice.ErrInvalidConfig.
 func New(model string, task Task, textFields []string, opts ...Option) (*Enricher, error) {
@@ -75,7 +76,7 @@ func New(model string, task Task, textFields []string, opts ...Option) (*Enriche
 		errs = append(errs, err)
 	}
 	e.schema = s
-	je, err := sluice.NewJSONEnricher(e.paths, e.answer, sluice.WithEnrichmentKey(cfg.key))
+	je, err := jsonenrich.New(e.paths, e.answer, jsonenrich.WithKey(cfg.key))
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -150,8 +151,8 @@ type call struct {
 	maxTokens int
 }
 
-// answer is the sluice.ModelFunc behind Enrich.
-func (e *Enricher) answer(ctx context.Context, fields []sluice.TextField, _ *sluice.Message) (json.RawMessage, error) {
+// answer is the jsonenrich.ModelFunc behind Enrich.
+func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, _ *sluice.Message) (json.RawMessage, error) {
 	user, err := e.task.input(fields)
 	if err != nil {
 		return nil, err
@@ -268,7 +269,7 @@ func (e *Enricher) EnrichBatch(ctx context.Context, in []*sluice.Message) []slui
 	res := make([]sluice.Result, len(in))
 	var todo []pending
 	for i, m := range in {
-		fields, err := sluice.ExtractText(m.Value, e.paths)
+		fields, err := jsonenrich.Extract(m.Value, e.paths)
 		if err != nil {
 			res[i].Err = err
 			continue
@@ -352,7 +353,7 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 		enr, err := e.enrichment(model, a)
 		if err == nil {
 			var out []byte
-			out, err = sluice.MergeJSON(in[p.i].Value, e.cfg.key, enr)
+			out, err = jsonenrich.Merge(in[p.i].Value, e.cfg.key, enr)
 			if err == nil {
 				res[p.i].Msg = in[p.i].WithValue(out)
 				continue

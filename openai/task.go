@@ -10,6 +10,7 @@ import (
 	"text/template"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/jsonenrich"
 )
 
 // Task is what the model is asked to do with an event's text: a name, the
@@ -37,7 +38,7 @@ type Task struct {
 // PromptData is what a custom task's prompt template is executed with.
 type PromptData struct {
 	// Fields are the event's text fields, in the configured order.
-	Fields []sluice.TextField
+	Fields []jsonenrich.Field
 }
 
 // Text returns every text field, separated by blank lines.
@@ -254,7 +255,7 @@ func (t Task) systemPrompt(schema *Schema, batch, schemaInPrompt bool) string {
 
 // input renders one event's input: the prompt template's output as a JSON
 // string, or the text fields as a JSON object.
-func (t Task) input(fields []sluice.TextField) (json.RawMessage, error) {
+func (t Task) input(fields []jsonenrich.Field) (json.RawMessage, error) {
 	if t.Prompt != nil {
 		var buf bytes.Buffer
 		if err := t.Prompt.Execute(&buf, PromptData{Fields: fields}); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/jsonenrich"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
@@ -121,7 +122,7 @@ func classEnricher() sluice.Enricher {
 		if ev.Class == classBad {
 			return nil, sluice.Permanent(fmt.Errorf("event %d is marked bad", ev.N))
 		}
-		out, err := sluice.MergeJSON(in.Value, sluice.DefaultEnrichmentKey, json.RawMessage(fmt.Sprintf(`{"deliveries":%d}`, in.Deliveries)))
+		out, err := jsonenrich.Merge(in.Value, jsonenrich.DefaultKey, json.RawMessage(fmt.Sprintf(`{"deliveries":%d}`, in.Deliveries)))
 		if err != nil {
 			return nil, sluice.Permanent(err)
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/jsonenrich"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
@@ -43,7 +44,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	enr, err := sluice.NewJSONEnricher([]string{"text"}, func(_ context.Context, f []sluice.TextField, _ *sluice.Message) (json.RawMessage, error) {
+	enr, err := jsonenrich.New([]string{"text"}, func(_ context.Context, f []jsonenrich.Field, _ *sluice.Message) (json.RawMessage, error) {
 		return json.RawMessage(fmt.Sprintf(`{"chars":%d}`, len(f[0].Text))), nil
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/jsonenrich"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
@@ -117,7 +118,7 @@ func TestFieldsAsJSONPipeline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enr, err := sluice.NewJSONEnricher([]string{"text"}, func(_ context.Context, f []sluice.TextField, _ *sluice.Message) (json.RawMessage, error) {
+	enr, err := jsonenrich.New([]string{"text"}, func(_ context.Context, f []jsonenrich.Field, _ *sluice.Message) (json.RawMessage, error) {
 		if f[0].Text == "reject me" {
 			return nil, sluice.Permanent(errors.New("rejected"))
 		}

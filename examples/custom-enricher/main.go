@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/jsonenrich"
 	"github.com/sluicehq/sluice/sluicetest"
 )
 
@@ -37,9 +38,9 @@ type Tagger struct {
 // Enrich implements sluice.Enricher. It treats in as read-only and returns a
 // new message, as the interface requires.
 func (t *Tagger) Enrich(_ context.Context, in *sluice.Message) (*sluice.Message, error) {
-	// ExtractText fails with a sluice.Permanent error for input that is not
+	// jsonenrich.Extract fails with a sluice.Permanent error for input that is not
 	// a JSON object or lacks the field: the pipeline dead-letters it at once.
-	fields, err := sluice.ExtractText(in.Value, []string{t.Field})
+	fields, err := jsonenrich.Extract(in.Value, []string{t.Field})
 	if err != nil {
 		return nil, err
 	}
@@ -55,8 +56,8 @@ func (t *Tagger) Enrich(_ context.Context, in *sluice.Message) (*sluice.Message,
 	if err != nil {
 		return nil, sluice.Permanent(err)
 	}
-	// MergeJSON adds "tags" and keeps the rest of the event byte for byte.
-	out, err := sluice.MergeJSON(in.Value, "tags", answer)
+	// jsonenrich.Merge adds "tags" and keeps the rest of the event byte for byte.
+	out, err := jsonenrich.Merge(in.Value, "tags", answer)
 	if err != nil {
 		return nil, err
 	}

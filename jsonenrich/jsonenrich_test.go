@@ -1,21 +1,23 @@
-package sluice_test
+package jsonenrich_test
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/jsonenrich"
 )
 
-func TestExtractText(t *testing.T) {
+func TestExtract(t *testing.T) {
 	ev := []byte(`{"title":"Hi","review":{"body":"Great phone","stars":5,"tags":["x","  "]},"items":[{"text":"a"}]}`)
-	got, err := sluice.ExtractText(ev, []string{"title", "review.body", "items.0.text"})
+	got, err := jsonenrich.Extract(ev, []string{"title", "review.body", "items.0.text"})
 	require.NoError(t, err)
-	assert.Equal(t, []sluice.TextField{{"title", "Hi"}, {"review.body", "Great phone"}, {"items.0.text", "a"}}, got)
+	assert.Equal(t, []jsonenrich.Field{{"title", "Hi"}, {"review.body", "Great phone"}, {"items.0.text", "a"}}, got)
 
 	for _, tc := range []struct {
 		value, path, want string
@@ -30,48 +32,48 @@ func TestExtractText(t *testing.T) {
 		{`{"a":"   "}`, "a", `text field "a" is empty`},
 		{`{"a":null}`, "a", `text field "a" is null, not a string`},
 	} {
-		_, err := sluice.ExtractText([]byte(tc.value), []string{tc.path})
+		_, err := jsonenrich.Extract([]byte(tc.value), []string{tc.path})
 		require.Error(t, err, tc.value)
-		assert.True(t, sluice.IsPermanent(err), "bad input is a permanent error")
+		assert.True(t, errors.Is(err, sluice.ErrPermanent), "bad input is a permanent error")
 		assert.Contains(t, err.Error(), tc.want)
 	}
 }
 
-func TestMergeJSONKeepsEveryOtherByte(t *testing.T) {
+func TestMergeKeepsEveryOtherByte(t *testing.T) {
 	in := []byte("{ \"n\": 1.50e3,\n  \"s\" : \"x\" }")
-	out, err := sluice.MergeJSON(in, "ai_enrichment", json.RawMessage(` {"label":"positive"} `))
+	out, err := jsonenrich.Merge(in, "ai_enrichment", json.RawMessage(` {"label":"positive"} `))
 	require.NoError(t, err)
 	assert.Equal(t, "{ \"n\": 1.50e3,\n  \"s\" : \"x\" ,\"ai_enrichment\":{\"label\":\"positive\"}}", string(out))
 
-	out, err = sluice.MergeJSON([]byte(`{}`), "k", json.RawMessage(`1`))
+	out, err = jsonenrich.Merge([]byte(`{}`), "k", json.RawMessage(`1`))
 	require.NoError(t, err)
 	assert.Equal(t, `{"k":1}`, string(out))
 
-	out, err = sluice.MergeJSON([]byte(`{"k":0,"a":[1],"k":2}`), "k", json.RawMessage(`3`))
+	out, err = jsonenrich.Merge([]byte(`{"k":0,"a":[1],"k":2}`), "k", json.RawMessage(`3`))
 	require.NoError(t, err)
 	assert.Equal(t, `{"k":3,"a":[1],"k":3}`, string(out), "every copy of a repeated key is replaced")
 
-	_, err = sluice.MergeJSON([]byte(`{}`), "k", json.RawMessage(`{`))
-	assert.True(t, sluice.IsPermanent(err))
-	_, err = sluice.MergeJSON([]byte(`[]`), "k", json.RawMessage(`1`))
-	assert.True(t, sluice.IsPermanent(err))
+	_, err = jsonenrich.Merge([]byte(`{}`), "k", json.RawMessage(`{`))
+	assert.True(t, errors.Is(err, sluice.ErrPermanent))
+	_, err = jsonenrich.Merge([]byte(`[]`), "k", json.RawMessage(`1`))
+	assert.True(t, errors.Is(err, sluice.ErrPermanent))
 }
 
-func TestJSONEnricher(t *testing.T) {
-	model := func(_ context.Context, fields []sluice.TextField, _ *sluice.Message) (json.RawMessage, error) {
+func TestEnricher(t *testing.T) {
+	model := func(_ context.Context, fields []jsonenrich.Field, _ *sluice.Message) (json.RawMessage, error) {
 		return json.RawMessage(`{"chars":` + string(rune('0'+len(fields[0].Text))) + `}`), nil
 	}
-	e, err := sluice.NewJSONEnricher([]string{"text"}, model)
+	e, err := jsonenrich.New([]string{"text"}, model)
 	require.NoError(t, err)
 	out, err := e.Enrich(context.Background(), &sluice.Message{Value: []byte(`{"id":7,"text":"hello"}`)})
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"id":7,"text":"hello","ai_enrichment":{"chars":5}}`, string(out.Value))
 
-	_, err = sluice.NewJSONEnricher(nil, nil, sluice.WithEnrichmentKey(""))
+	_, err = jsonenrich.New(nil, nil, jsonenrich.WithKey(""))
 	require.ErrorIs(t, err, sluice.ErrInvalidConfig)
 	for _, want := range []string{"at least one text field", "enrichment key is empty", "model func is nil"} {
 		assert.Contains(t, err.Error(), want)
 	}
-	_, err = sluice.NewJSONEnricher([]string{"a..b"}, model)
+	_, err = jsonenrich.New([]string{"a..b"}, model)
 	assert.ErrorContains(t, err, `"a..b" is malformed`)
 }

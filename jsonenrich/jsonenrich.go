@@ -1,4 +1,10 @@
-package sluice
+// Package jsonenrich enriches JSON events: it extracts text fields by dot
+// path, asks a model for an answer, and stores that answer under one
+// top-level key, leaving every other byte of the event as it was.
+//
+// [New] builds a [sluice.Enricher] from a [ModelFunc]; [Extract] and [Merge]
+// are the two halves, for enrichers that call their model some other way.
+package jsonenrich
 
 import (
 	"bytes"
@@ -8,76 +14,72 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/sluicehq/sluice"
 )
 
-// DefaultEnrichmentKey is the top-level field under which [JSONEnricher]
-// adds the model's answer.
-const DefaultEnrichmentKey = "ai_enrichment"
+// DefaultKey is the top-level field under which an [Enricher] adds the
+// model's answer.
+const DefaultKey = "ai_enrichment"
 
-// TextField is one text extracted from an event: its dot path and its text.
-type TextField struct {
+// Field is one text extracted from an event: its dot path and its text.
+type Field struct {
 	Path string `json:"path"`
 	Text string `json:"text"`
 }
 
 // ModelFunc computes an enrichment from an event's text fields. It returns
-// the answer as JSON. Its errors follow the rules of [Enricher].
-type ModelFunc func(ctx context.Context, fields []TextField, in *Message) (json.RawMessage, error)
+// the answer as JSON. Its errors follow the rules of [sluice.Enricher].
+type ModelFunc func(ctx context.Context, fields []Field, in *sluice.Message) (json.RawMessage, error)
 
-// JSONEnricher is an [Enricher] for JSON events: it extracts text fields by
+// Enricher is a [sluice.Enricher] for JSON events: it extracts text fields by
 // dot path, asks a [ModelFunc] for an answer, and adds that answer under one
 // top-level key, leaving every other byte of the event as it was.
-type JSONEnricher struct {
+type Enricher struct {
 	paths []string
 	key   string
 	model ModelFunc
 }
 
-// JSONOption configures a [JSONEnricher].
-type JSONOption func(*JSONEnricher)
+// Option configures an [Enricher].
+type Option func(*Enricher)
 
-// WithEnrichmentKey sets the top-level key the answer is stored under. The
-// default is [DefaultEnrichmentKey].
-func WithEnrichmentKey(key string) JSONOption {
-	return func(e *JSONEnricher) { e.key = key }
+// WithKey sets the top-level key the answer is stored under. The default
+// is [DefaultKey].
+func WithKey(key string) Option {
+	return func(e *Enricher) { e.key = key }
 }
 
-// NewJSONEnricher returns an enricher that extracts the text at each of
-// paths (see [ExtractText]), calls model, and merges its answer into the
-// event (see [MergeJSON]). It fails if paths is empty or malformed, or model
-// is nil.
-func NewJSONEnricher(paths []string, model ModelFunc, opts ...JSONOption) (*JSONEnricher, error) {
-	e := &JSONEnricher{paths: paths, key: DefaultEnrichmentKey, model: model}
+// New returns an enricher that extracts the text at each of paths (see
+// [Extract]), calls model, and merges its answer into the event (see
+// [Merge]). It fails if paths is empty or malformed, the key is empty, or
+// model is nil; each error matches [sluice.ErrInvalidConfig].
+func New(paths []string, model ModelFunc, opts ...Option) (*Enricher, error) {
+	e := &Enricher{paths: paths, key: DefaultKey, model: model}
 	for _, o := range opts {
 		o(e)
 	}
 	var errs []error
 	if len(paths) == 0 {
-		errs = append(errs, fmt.Errorf("%w: JSONEnricher needs at least one text field path", ErrInvalidConfig))
+		errs = append(errs, fmt.Errorf("%w: jsonenrich.New needs at least one text field path", sluice.ErrInvalidConfig))
 	}
 	for _, p := range paths {
 		if err := validPath(p); err != nil {
-			errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidConfig, err))
+			errs = append(errs, fmt.Errorf("%w: %w", sluice.ErrInvalidConfig, err))
 		}
 	}
 	if e.key == "" {
-		errs = append(errs, fmt.Errorf("%w: enrichment key is empty", ErrInvalidConfig))
+		errs = append(errs, fmt.Errorf("%w: enrichment key is empty", sluice.ErrInvalidConfig))
 	}
 	if model == nil {
-		errs = append(errs, fmt.Errorf("%w: JSONEnricher model func is nil", ErrInvalidConfig))
+		errs = append(errs, fmt.Errorf("%w: jsonenrich.New: model func is nil", sluice.ErrInvalidConfig))
 	}
 	return e, errors.Join(errs...)
 }
 
-// Paths returns the text field paths.
-func (e *JSONEnricher) Paths() []string { return e.paths }
-
-// Key returns the key the answer is stored under.
-func (e *JSONEnricher) Key() string { return e.key }
-
-// Enrich implements [Enricher].
-func (e *JSONEnricher) Enrich(ctx context.Context, in *Message) (*Message, error) {
-	fields, err := ExtractText(in.Value, e.paths)
+// Enrich implements [sluice.Enricher].
+func (e *Enricher) Enrich(ctx context.Context, in *sluice.Message) (*sluice.Message, error) {
+	fields, err := Extract(in.Value, e.paths)
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +87,7 @@ func (e *JSONEnricher) Enrich(ctx context.Context, in *Message) (*Message, error
 	if err != nil {
 		return nil, err
 	}
-	out, err := MergeJSON(in.Value, e.key, answer)
+	out, err := Merge(in.Value, e.key, answer)
 	if err != nil {
 		return nil, err
 	}
@@ -99,33 +101,33 @@ func validPath(p string) error {
 	return nil
 }
 
-// ExtractText returns the text at each dot path of the JSON object value, in
+// Extract returns the text at each dot path of the JSON object value, in
 // the order given. A path segment selects an object key, or an array element
-// when it is a number ("items.0.text"). Every error is [Permanent] and says
+// when it is a number ("items.0.text"). Every error is [sluice.Permanent] and says
 // what is wrong: value is not valid JSON or not an object, or a field is
 // missing, not a string, or empty.
-func ExtractText(value []byte, paths []string) ([]TextField, error) {
+func Extract(value []byte, paths []string) ([]Field, error) {
 	root, err := object(value)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]TextField, 0, len(paths))
+	out := make([]Field, 0, len(paths))
 	for _, p := range paths {
 		if err := validPath(p); err != nil {
-			return nil, Permanent(err)
+			return nil, sluice.Permanent(err)
 		}
 		raw, err := lookup(root, p)
 		if err != nil {
-			return nil, Permanent(err)
+			return nil, sluice.Permanent(err)
 		}
 		var s string
 		if raw = bytes.TrimSpace(raw); len(raw) == 0 || raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
-			return nil, Permanent(fmt.Errorf("text field %q is %s, not a string", p, jsonKind(raw)))
+			return nil, sluice.Permanent(fmt.Errorf("text field %q is %s, not a string", p, jsonKind(raw)))
 		}
 		if strings.TrimSpace(s) == "" {
-			return nil, Permanent(fmt.Errorf("text field %q is empty", p))
+			return nil, sluice.Permanent(fmt.Errorf("text field %q is empty", p))
 		}
-		out = append(out, TextField{Path: p, Text: s})
+		out = append(out, Field{Path: p, Text: s})
 	}
 	return out, nil
 }
@@ -137,11 +139,11 @@ func object(value []byte) (map[string]json.RawMessage, error) {
 		if len(bytes.TrimSpace(value)) == 0 {
 			err = errors.New("it is empty")
 		}
-		return nil, Permanent(fmt.Errorf("event is not valid JSON: %v", err))
+		return nil, sluice.Permanent(fmt.Errorf("event is not valid JSON: %v", err))
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(value, &m); err != nil || m == nil {
-		return nil, Permanent(fmt.Errorf("event is %s, not a JSON object", jsonKind(value)))
+		return nil, sluice.Permanent(fmt.Errorf("event is %s, not a JSON object", jsonKind(value)))
 	}
 	return m, nil
 }
@@ -201,15 +203,15 @@ func jsonKind(raw []byte) string {
 	}
 }
 
-// MergeJSON returns the JSON object value with answer stored under the
+// Merge returns the JSON object value with answer stored under the
 // top-level key. Every other byte of value is kept as it was: field order,
 // spacing and number formatting do not change. An existing key is replaced
 // (every copy of it, if the event repeats the key).
-// It fails, with a [Permanent] error, if value is not a JSON object or
+// It fails, with a [sluice.Permanent] error, if value is not a JSON object or
 // answer is not valid JSON.
-func MergeJSON(value []byte, key string, answer json.RawMessage) ([]byte, error) {
+func Merge(value []byte, key string, answer json.RawMessage) ([]byte, error) {
 	if !json.Valid(answer) {
-		return nil, Permanent(fmt.Errorf("enrichment answer is not valid JSON: %.200q", answer))
+		return nil, sluice.Permanent(fmt.Errorf("enrichment answer is not valid JSON: %.200q", answer))
 	}
 	if _, err := object(value); err != nil {
 		return nil, err
@@ -217,7 +219,7 @@ func MergeJSON(value []byte, key string, answer json.RawMessage) ([]byte, error)
 	answer = bytes.TrimSpace(answer)
 	dec := json.NewDecoder(bytes.NewReader(value))
 	if _, err := dec.Token(); err != nil { // '{'
-		return nil, Permanent(fmt.Errorf("event is not valid JSON: %v", err))
+		return nil, sluice.Permanent(fmt.Errorf("event is not valid JSON: %v", err))
 	}
 	// Spans of the key's existing values. Every copy of a duplicated key is
 	// replaced, so that whichever copy a reader keeps, it sees the answer.
@@ -227,11 +229,11 @@ func MergeJSON(value []byte, key string, answer json.RawMessage) ([]byte, error)
 	for dec.More() {
 		t, err := dec.Token()
 		if err != nil {
-			return nil, Permanent(fmt.Errorf("event is not valid JSON: %v", err))
+			return nil, sluice.Permanent(fmt.Errorf("event is not valid JSON: %v", err))
 		}
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, Permanent(fmt.Errorf("event is not valid JSON: %v", err))
+			return nil, sluice.Permanent(fmt.Errorf("event is not valid JSON: %v", err))
 		}
 		members++
 		if k, _ := t.(string); k == key {

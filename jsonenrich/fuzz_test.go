@@ -1,12 +1,14 @@
-package sluice_test
+package jsonenrich_test
 
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/jsonenrich"
 )
 
 // topKeys returns the top-level keys of a JSON object in document order.
@@ -42,7 +44,7 @@ func hasDuplicates(keys []string, except string) bool {
 	return false
 }
 
-// FuzzExtractMerge checks ExtractText and MergeJSON on arbitrary events,
+// FuzzExtractMerge checks Extract and Merge on arbitrary events,
 // paths and answers: they never panic, every error is permanent, extracted
 // texts are non-empty strings, and a merge yields valid JSON holding the
 // answer under the key, every other member unchanged byte for byte, and is
@@ -56,27 +58,27 @@ func FuzzExtractMerge(f *testing.F) {
 	f.Add([]byte(`[1,2]`), "0", []byte(`1`))
 	f.Add([]byte(`{"a":"\u00e9\ud83d\ude00"}`), "a", []byte(`{"x":"</script>"}`))
 	f.Fuzz(func(t *testing.T, value []byte, path string, answer []byte) {
-		fields, err := sluice.ExtractText(value, []string{path})
+		fields, err := jsonenrich.Extract(value, []string{path})
 		if err != nil {
-			if !sluice.IsPermanent(err) {
-				t.Fatalf("ExtractText error is not permanent: %v", err)
+			if !errors.Is(err, sluice.ErrPermanent) {
+				t.Fatalf("Extract error is not permanent: %v", err)
 			}
 		} else {
 			if len(fields) != 1 || fields[0].Path != path || strings.TrimSpace(fields[0].Text) == "" {
-				t.Fatalf("ExtractText(%q, %q) = %+v", value, path, fields)
+				t.Fatalf("Extract(%q, %q) = %+v", value, path, fields)
 			}
 		}
 
-		const key = sluice.DefaultEnrichmentKey
-		out, err := sluice.MergeJSON(value, key, answer)
+		const key = jsonenrich.DefaultKey
+		out, err := jsonenrich.Merge(value, key, answer)
 		if err != nil {
-			if !sluice.IsPermanent(err) {
-				t.Fatalf("MergeJSON error is not permanent: %v", err)
+			if !errors.Is(err, sluice.ErrPermanent) {
+				t.Fatalf("Merge error is not permanent: %v", err)
 			}
 			return
 		}
 		if !json.Valid(out) {
-			t.Fatalf("MergeJSON(%q, %q) = %q: not valid JSON", value, answer, out)
+			t.Fatalf("Merge(%q, %q) = %q: not valid JSON", value, answer, out)
 		}
 		before := topKeys(value)
 		if hasDuplicates(before, key) {
@@ -87,10 +89,10 @@ func FuzzExtractMerge(f *testing.F) {
 		}
 		var in, got map[string]json.RawMessage
 		if err := json.Unmarshal(value, &in); err != nil {
-			t.Fatalf("MergeJSON accepted a value that is not an object: %q", value)
+			t.Fatalf("Merge accepted a value that is not an object: %q", value)
 		}
 		if err := json.Unmarshal(out, &got); err != nil {
-			t.Fatalf("MergeJSON output is not an object: %q", out)
+			t.Fatalf("Merge output is not an object: %q", out)
 		}
 		var want bytes.Buffer
 		_ = json.Compact(&want, answer)
@@ -107,7 +109,7 @@ func FuzzExtractMerge(f *testing.F) {
 		if len(got) != len(in)+btoi(in[key] == nil) {
 			t.Fatalf("members: %d before, %d after", len(in), len(got))
 		}
-		again, err := sluice.MergeJSON(out, key, answer)
+		again, err := jsonenrich.Merge(out, key, answer)
 		if err != nil || !bytes.Equal(again, out) {
 			t.Fatalf("merging twice changed the event: %q -> %q (%v)", out, again, err)
 		}
