@@ -56,9 +56,6 @@ func Fatal(err error) error {
 	return &markedError{err: err, mark: ErrFatal}
 }
 
-// IsPermanent reports whether err was marked with [Permanent].
-func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
-
 // PanicError is the failure recorded when an enricher panics. The event is
 // dead-lettered with its message as the reason.
 type PanicError struct {

@@ -91,7 +91,6 @@ func TestHealthAndReadiness(t *testing.T) {
 type doneObserver struct{ done chan sluice.Outcome }
 
 func (o *doneObserver) EventDone(out sluice.Outcome, _ time.Duration) { o.done <- out }
-func (o *doneObserver) Retried()                                      {}
 func (o *doneObserver) RateLimited(time.Duration)                     {}
 
 // countingSink counts Flush and Ready calls; it is both sink and dead-letter

@@ -116,12 +116,6 @@ func (p *Pipeline) Stats() Stats {
 // State returns the pipeline's life-cycle state.
 func (p *Pipeline) State() State { return p.state.Load().(State) }
 
-// Source returns the pipeline's source, for health checks.
-func (p *Pipeline) Source() Source { return p.src }
-
-// Sink returns the pipeline's sink, for health checks.
-func (p *Pipeline) Sink() Sink { return p.sink }
-
 var errAlreadyRan = errors.New("sluice: Pipeline.Run called twice; build a new Pipeline")
 
 // Run consumes and enriches events until ctx is cancelled, the source ends,

@@ -11,9 +11,6 @@ import (
 func (r *runner) scheduleRetry(it *item) {
 	p := r.p
 	p.stats.retried.Add(1)
-	if o := p.cfg.observer; o != nil {
-		o.Retried()
-	}
 	d := r.backoff(it.attempts)
 	p.log.Debug("sluice: enrichment failed; will retry", "origin", it.in.Origin.String(), "attempt", it.attempts, "backoff", d, "err", it.err)
 	if d <= 0 {

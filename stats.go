@@ -37,8 +37,6 @@ type Observer interface {
 	// and the event is acked. latency runs from its first enrichment attempt
 	// to its final outcome (zero for events rejected before any attempt).
 	EventDone(o Outcome, latency time.Duration)
-	// Retried is called for each transient failure that will be retried.
-	Retried()
 	// RateLimited is called for each rate-limit pause that starts.
 	RateLimited(pause time.Duration)
 }

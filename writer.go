@@ -118,7 +118,7 @@ func (r *runner) writeRetrying(what string, items []*item, write func(context.Co
 			return nil
 		}
 		if !errors.As(err, &we) || len(we) == 0 {
-			if !IsPermanent(err) {
+			if !errors.Is(err, ErrPermanent) {
 				return err
 			}
 			if len(pending) == 1 {
@@ -137,7 +137,7 @@ func (r *runner) writeRetrying(what string, items []*item, write func(context.Co
 				continue
 			}
 			it := pending[e.Index]
-			if IsPermanent(e.Err) {
+			if errors.Is(e.Err, ErrPermanent) {
 				reject(it, e.Err)
 			} else {
 				again = append(again, it)
@@ -169,7 +169,7 @@ func (r *runner) writeSingly(ctx context.Context, pending *[]*item, write func(c
 		}
 		switch {
 		case err == nil:
-		case IsPermanent(err):
+		case errors.Is(err, ErrPermanent):
 			reject(it, err)
 		default:
 			again = append(again, it)

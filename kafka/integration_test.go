@@ -452,7 +452,7 @@ func TestKafkaProducerBatches(t *testing.T) {
 	big := &sluice.Message{Value: bytes.Repeat([]byte("x"), 2<<20)}
 	err = p.Write(context.Background(), []*sluice.Message{big})
 	var we sluice.WriteErrors
-	if !errors.As(err, &we) || !sluice.IsPermanent(we[0].Err) {
+	if !errors.As(err, &we) || !errors.Is(we[0].Err, sluice.ErrPermanent) {
 		t.Fatalf("oversized write: %v, want a permanent WriteError", err)
 	}
 }

@@ -156,13 +156,13 @@ func TestUnreachableBrokerFailsInBoundedTime(t *testing.T) {
 
 func TestClassifyProducerErrors(t *testing.T) {
 	for _, err := range []error{sarama.ErrMessageSizeTooLarge, sarama.ConfigurationError("Attempt to produce message larger than configured Producer.MaxMessageBytes"), sarama.ErrInvalidRecord} {
-		if !sluice.IsPermanent(classify(err)) {
+		if !errors.Is(classify(err), sluice.ErrPermanent) {
 			t.Errorf("classify(%v) not permanent", err)
 		}
 	}
 	for _, err := range []error{sarama.ErrNotLeaderForPartition, sarama.ErrRequestTimedOut, sarama.ErrOutOfBrokers} {
 		got := classify(err)
-		if sluice.IsPermanent(got) || !errors.Is(got, err) {
+		if errors.Is(got, sluice.ErrPermanent) || !errors.Is(got, err) {
 			t.Errorf("classify(%v) = %v, want retryable wrapping it", err, got)
 		}
 	}
@@ -231,7 +231,7 @@ func TestFakeTooLargeIsPermanent(t *testing.T) {
 	msgs := []*sluice.Message{{Value: []byte("small")}, {Value: make([]byte, 5000)}, {Value: []byte("small")}}
 	err = p.Write(context.Background(), msgs)
 	var we sluice.WriteErrors
-	if !errors.As(err, &we) || len(we) != 1 || we[0].Index != 1 || !sluice.IsPermanent(we[0].Err) {
+	if !errors.As(err, &we) || len(we) != 1 || we[0].Index != 1 || !errors.Is(we[0].Err, sluice.ErrPermanent) {
 		t.Fatalf("err = %v, want WriteErrors with a permanent error at index 1", err)
 	}
 }

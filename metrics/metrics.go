@@ -130,10 +130,6 @@ func (m *Metrics) EventDone(o sluice.Outcome, latency time.Duration) {
 	m.latency.WithLabelValues(label).Observe(latency.Seconds())
 }
 
-// Retried implements [sluice.Observer]; retries are counted from the
-// pipeline's stats.
-func (m *Metrics) Retried() {}
-
 // RateLimited implements [sluice.Observer].
 func (m *Metrics) RateLimited(pause time.Duration) { m.pauseDur.Observe(pause.Seconds()) }
 

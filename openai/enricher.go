@@ -328,7 +328,7 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 	ans, model, err := e.ask(ctx, c)
 	switch {
 	case err == nil:
-	case errors.Is(err, ErrInvalidAnswer), sluice.IsPermanent(err):
+	case errors.Is(err, ErrInvalidAnswer), errors.Is(err, sluice.ErrPermanent):
 		e.log.Debug("openai: batch call failed; sending its events one by one", "events", len(chunk), "err", err)
 		single(chunk)
 		return

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,47 +37,8 @@ const (
 
 var faultBackoff = [2]time.Duration{10 * time.Millisecond, 200 * time.Millisecond}
 
-// retryWatch is an Observer that counts retries and wakes waiters.
-type retryWatch struct {
-	mu      sync.Mutex
-	retries int
-	changed chan struct{}
-}
-
-func newRetryWatch() *retryWatch { return &retryWatch{changed: make(chan struct{})} }
-
-func (w *retryWatch) EventDone(sluice.Outcome, time.Duration) {}
-func (w *retryWatch) RateLimited(time.Duration)               {}
-func (w *retryWatch) Retried() {
-	w.mu.Lock()
-	w.retries++
-	close(w.changed)
-	w.changed = make(chan struct{})
-	w.mu.Unlock()
-}
-
-func (w *retryWatch) count() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.retries
-}
-
-// wait blocks until at least n retries have been counted.
-func (w *retryWatch) wait(ctx context.Context, n int) error {
-	for {
-		w.mu.Lock()
-		got, ch := w.retries, w.changed
-		w.mu.Unlock()
-		if got >= n {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("%d of %d retries: %w", got, n, ctx.Err())
-		}
-	}
-}
+// retries returns how many times the pipeline has retried in all.
+func (r *faultRig) retries() uint64 { return r.pipe.Stats().Retried }
 
 // faultRig is a running pipeline whose enricher talks to the fake model
 // through a fault proxy.
@@ -89,7 +49,6 @@ type faultRig struct {
 	src       *sluicetest.Source
 	sink      *sluicetest.Sink
 	pipe      *sluice.Pipeline
-	watch     *retryWatch
 	published []sluice.Origin
 	ctx       context.Context // bounds every wait
 }
@@ -122,12 +81,11 @@ func newFaultRig(t *testing.T, rc rigConfig) *faultRig {
 	t.Cleanup(func() { _ = enr.Close() })
 
 	r := &faultRig{t: t, model: model, proxy: proxy, src: sluicetest.NewSource("events", 4),
-		sink: sluicetest.NewSink(), watch: newRetryWatch(), ctx: ctx}
+		sink: sluicetest.NewSink(), ctx: ctx}
 	r.pipe, err = sluice.New(r.src, enr, r.sink,
 		sluice.WithConcurrency(4),
 		sluice.WithRetries(rc.retries),
 		sluice.WithBackoff(faultBackoff[0], faultBackoff[1]),
-		sluice.WithObserver(r.watch),
 		sluice.WithLogger(quiet()))
 	if err != nil {
 		t.Fatal(err)
@@ -161,10 +119,16 @@ func (r *faultRig) settle() {
 }
 
 // waitRetries waits until the pipeline has retried n times in all.
-func (r *faultRig) waitRetries(n int) {
+func (r *faultRig) waitRetries(n uint64) {
 	r.t.Helper()
-	if err := r.watch.wait(r.ctx, n); err != nil {
-		r.t.Fatalf("waiting for the fault to make the pipeline retry: %v", err)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for r.retries() < n {
+		select {
+		case <-tick.C:
+		case <-r.ctx.Done():
+			r.t.Fatalf("waiting for the fault to make the pipeline retry: %d of %d retries: %v", r.retries(), n, r.ctx.Err())
+		}
 	}
 }
 
@@ -212,7 +176,7 @@ func hiccup(t *testing.T, rc rigConfig, inject func(*faultproxy.Proxy) error) {
 	r := newFaultRig(t, rc)
 	r.publish(faultBatch)
 	r.settle()
-	before := r.watch.count()
+	before := r.retries()
 
 	if err := inject(r.proxy); err != nil {
 		t.Fatal(err)
@@ -231,7 +195,7 @@ func hiccup(t *testing.T, rc rigConfig, inject func(*faultproxy.Proxy) error) {
 	if got := len(r.sink.Messages()); got != len(r.published) {
 		t.Errorf("%d of %d events enriched", got, len(r.published))
 	}
-	t.Logf("%d events, %d retries, stats %+v", len(r.published), r.watch.count(), r.pipe.Stats())
+	t.Logf("%d events, %d retries, stats %+v", len(r.published), r.retries(), r.pipe.Stats())
 }
 
 var quick = rigConfig{retries: faultRetries, timeout: 5 * time.Second}
@@ -284,7 +248,7 @@ func TestFaultSlowNetwork(t *testing.T) {
 			if letters := r.check(); len(letters) > 0 {
 				t.Errorf("%d events dead-lettered on a slow network; first: %q", len(letters), letters[0].Reason)
 			}
-			if n := r.watch.count(); n != 0 {
+			if n := r.retries(); n != 0 {
 				t.Errorf("%d retries on a network that is slow but well within the timeout", n)
 			}
 		})

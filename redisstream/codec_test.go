@@ -123,7 +123,7 @@ func TestFieldsAsJSON(t *testing.T) {
 		t.Errorf("fields %v, want %v", f, want)
 	}
 	_, err = c.fields(m.WithValue([]byte(`[1,2]`)))
-	if !errors.Is(err, ErrNotJSONObject) || !sluice.IsPermanent(err) {
+	if !errors.Is(err, ErrNotJSONObject) || !errors.Is(err, sluice.ErrPermanent) {
 		t.Errorf("array value: err %v, want a permanent ErrNotJSONObject", err)
 	}
 }

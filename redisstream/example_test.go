@@ -86,5 +86,4 @@ func (c *countDone) EventDone(sluice.Outcome, time.Duration) {
 		close(c.done)
 	}
 }
-func (c *countDone) Retried()                  {}
 func (c *countDone) RateLimited(time.Duration) {}

@@ -7,6 +7,7 @@ package redisstream_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -88,7 +89,7 @@ func TestFastSinkRefusesBadJSON(t *testing.T) {
 	}
 	err = sink.Write(ctxT(t, 10*time.Second), []*sluice.Message{{Value: []byte(`{"a":"b"}`)}, {Value: []byte(`[]`)}})
 	we, ok := err.(sluice.WriteErrors)
-	if !ok || len(we) != 1 || we[0].Index != 1 || !sluice.IsPermanent(we[0].Err) {
+	if !ok || len(we) != 1 || we[0].Index != 1 || !errors.Is(we[0].Err, sluice.ErrPermanent) {
 		t.Fatalf("Write: %v, want one permanent error for message 1", err)
 	}
 	if n := len(readStream(t, c, "out")); n != 1 {

@@ -137,7 +137,7 @@ func TestDeadLettersNotAckedWhenXAddFails(t *testing.T) {
 		t.Errorf("WriteDeadLetters: %v, want a WriteErrors for all 3 letters", err)
 	}
 	for _, e := range we {
-		if sluice.IsPermanent(e.Err) {
+		if errors.Is(e.Err, sluice.ErrPermanent) {
 			t.Errorf("letter %d: permanent error %v; a refused dead letter must be retried", e.Index, e.Err)
 		}
 	}
