@@ -117,7 +117,7 @@ func TestWholeBatchPermanentSinkErrorDeadLettersOnlyTheCulprit(t *testing.T) {
 	}
 	// A gated enricher makes the five events reach the writer together.
 	g := newGated()
-	p, err := sluice.New(src, g, sink, sluice.WithWriteBatch(8, 1), sluice.WithConcurrency(5),
+	p, err := sluice.New(src, g, sink, sluice.WithWriteBatch(8), sluice.WithWriters(1), sluice.WithConcurrency(5),
 		sluice.WithBackoff(time.Millisecond, time.Millisecond), quiet())
 	require.NoError(t, err)
 	done := start(t, within(t), p)
@@ -170,12 +170,12 @@ func (b *poisonBatch) Enrich(_ context.Context, in *sluice.Message) (*sluice.Mes
 	return in.WithValue([]byte("ok:" + string(in.Value))), nil
 }
 
-func (b *poisonBatch) EnrichBatch(ctx context.Context, ins []*sluice.Message) []sluice.Result {
+func (b *poisonBatch) EnrichBatch(ctx context.Context, ins []*sluice.Message) []sluice.BatchResult {
 	b.batches.Add(1)
-	res := make([]sluice.Result, len(ins))
+	res := make([]sluice.BatchResult, len(ins))
 	for i, in := range ins {
 		out, err := b.Enrich(ctx, in)
-		res[i] = sluice.Result{Msg: out, Err: err}
+		res[i] = sluice.BatchResult{Msg: out, Err: err}
 	}
 	return res
 }
@@ -189,7 +189,7 @@ func TestPanicInABatchDeadLettersOnlyThePoisonEvent(t *testing.T) {
 	src.End()
 	sink := sluicetest.NewSink()
 	enr := &poisonBatch{}
-	p, err := sluice.New(src, enr, sink, sluice.WithBatchSize(3), sluice.WithConcurrency(1),
+	p, err := sluice.New(src, enr, sink, sluice.WithEnrichBatch(3), sluice.WithConcurrency(1),
 		sluice.WithFetchBatch(3), quiet())
 	require.NoError(t, err)
 	require.NoError(t, p.Run(within(t)))

@@ -28,21 +28,21 @@ type EnricherFunc func(ctx context.Context, in *Message) (*Message, error)
 // Enrich calls f(ctx, in).
 func (f EnricherFunc) Enrich(ctx context.Context, in *Message) (*Message, error) { return f(ctx, in) }
 
-// Result is the outcome of enriching one message of a batch: either Msg or
-// Err is set.
-type Result struct {
+// BatchResult is the outcome of enriching one message of a batch: either
+// Msg or Err is set.
+type BatchResult struct {
 	Msg *Message
 	Err error
 }
 
 // BatchEnricher is an optional capability of an [Enricher] that enriches many
-// events in one model call. EnrichBatch returns exactly one [Result] per
+// events in one model call. EnrichBatch returns exactly one [BatchResult] per
 // input, in input order; errors are per event and follow the same rules as
-// Enrich. The pipeline uses it when [WithBatchSize] is above 1, and falls
+// Enrich. The pipeline uses it when [WithEnrichBatch] is above 1, and falls
 // back to Enrich when it retries a single event.
 type BatchEnricher interface {
 	Enricher
-	EnrichBatch(ctx context.Context, in []*Message) []Result
+	EnrichBatch(ctx context.Context, in []*Message) []BatchResult
 }
 
 // DefaultEnrichmentKey is the default top-level key of an enrichment answer.

@@ -16,7 +16,7 @@ type config struct {
 	fetchBatch        int
 	writeBatch        int
 	writers           int
-	batchSize         int
+	enrichBatch       int
 	retries           int
 	backoffBase       time.Duration
 	backoffMax        time.Duration
@@ -44,7 +44,7 @@ func defaultConfig() config {
 		fetchBatch:        256,
 		writeBatch:        256,
 		writers:           2,
-		batchSize:         1,
+		enrichBatch:       1,
 		retries:           3,
 		backoffBase:       200 * time.Millisecond,
 		backoffMax:        10 * time.Second,
@@ -77,8 +77,8 @@ func WithConcurrency(n int) Option {
 
 // WithMaxInFlight caps how many events are fetched but not yet acked, which
 // bounds the pipeline's memory however slow the model is. It must be at
-// least the concurrency times the batch size; the default is four times
-// that, and at least 64.
+// least the concurrency times the enricher batch ([WithEnrichBatch]); the
+// default is four times that, and at least 64.
 func WithMaxInFlight(n int) Option {
 	return func(c *config) {
 		if n < 1 {
@@ -102,29 +102,40 @@ func WithFetchBatch(n int) Option {
 }
 
 // WithWriteBatch sets the most messages passed to one Sink.Write, Ack or
-// WriteDeadLetters call, and how many goroutines write at once. Writers take
-// whatever is ready without waiting, so small batches cost no latency. The
-// defaults are 256 messages and 2 writers.
-func WithWriteBatch(size, writers int) Option {
+// WriteDeadLetters call. Writers take whatever is ready without waiting, so
+// small batches cost no latency. The default is 256.
+func WithWriteBatch(n int) Option {
 	return func(c *config) {
-		if size < 1 || writers < 1 {
-			c.invalid("WithWriteBatch(%d, %d): size and writers must be at least 1", size, writers)
+		if n < 1 {
+			c.invalid("WithWriteBatch(%d): need at least 1", n)
 			return
 		}
-		c.writeBatch, c.writers = size, writers
+		c.writeBatch = n
 	}
 }
 
-// WithBatchSize makes each worker hand up to n events to one
-// BatchEnricher.EnrichBatch call. It needs an enricher that implements
-// [BatchEnricher]; the default of 1 calls Enrich for each event.
-func WithBatchSize(n int) Option {
+// WithWriters sets how many goroutines write outputs and dead letters and
+// ack at once. The default is 2.
+func WithWriters(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.invalid("WithBatchSize(%d): need at least 1", n)
+			c.invalid("WithWriters(%d): need at least 1", n)
 			return
 		}
-		c.batchSize = n
+		c.writers = n
+	}
+}
+
+// WithEnrichBatch makes each worker hand up to n events to one
+// BatchEnricher.EnrichBatch call. It needs an enricher that implements
+// [BatchEnricher]; the default of 1 calls Enrich for each event.
+func WithEnrichBatch(n int) Option {
+	return func(c *config) {
+		if n < 1 {
+			c.invalid("WithEnrichBatch(%d): need at least 1", n)
+			return
+		}
+		c.enrichBatch = n
 	}
 }
 

@@ -64,18 +64,18 @@ func New(src Source, enr Enricher, sink Sink, opts ...Option) (*Pipeline, error)
 		}
 	}
 	var batch BatchEnricher
-	if cfg.batchSize > 1 {
+	if cfg.enrichBatch > 1 {
 		b, ok := enr.(BatchEnricher)
 		if !ok && enr != nil {
-			cfg.invalid("WithBatchSize(%d) needs an enricher that implements BatchEnricher; %T does not", cfg.batchSize, enr)
+			cfg.invalid("WithEnrichBatch(%d) needs an enricher that implements BatchEnricher; %T does not", cfg.enrichBatch, enr)
 		}
 		batch = b
 	}
-	minWindow := cfg.concurrency * cfg.batchSize
+	minWindow := cfg.concurrency * cfg.enrichBatch
 	if cfg.maxInFlight == 0 {
 		cfg.maxInFlight = max(4*minWindow, 64)
 	} else if cfg.maxInFlight < minWindow {
-		cfg.invalid("WithMaxInFlight(%d) is below concurrency × batch size (%d): workers would sit idle", cfg.maxInFlight, minWindow)
+		cfg.invalid("WithMaxInFlight(%d) is below concurrency × enricher batch (%d): workers would sit idle", cfg.maxInFlight, minWindow)
 	}
 	if cfg.maxDeliveries == -2 {
 		cfg.maxDeliveries = cfg.retries + 1

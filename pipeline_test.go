@@ -661,7 +661,7 @@ func TestSinkErrorsAreRetriedAndPermanentOnesDeadLettered(t *testing.T) {
 	// The hook fails whole batches first; the pipeline must retry them.
 	enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) { return in, nil })
 	p, err := sluice.New(src, enr, sink, sluice.WithBackoff(time.Millisecond, time.Millisecond),
-		sluice.WithWriteBatch(1, 1), quiet())
+		sluice.WithWriteBatch(1), sluice.WithWriters(1), quiet())
 	require.NoError(t, err)
 	require.NoError(t, p.Run(within(t)))
 
@@ -747,11 +747,11 @@ func (b *batcher) Enrich(_ context.Context, in *sluice.Message) (*sluice.Message
 	return in.WithValue(append([]byte("single:"), in.Value...)), nil
 }
 
-func (b *batcher) EnrichBatch(_ context.Context, in []*sluice.Message) []sluice.Result {
+func (b *batcher) EnrichBatch(_ context.Context, in []*sluice.Message) []sluice.BatchResult {
 	b.calls.Add(1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]sluice.Result, len(in))
+	out := make([]sluice.BatchResult, len(in))
 	for i, m := range in {
 		if string(m.Value) == "e3" && !b.failed["e3"] {
 			b.failed["e3"] = true
@@ -771,7 +771,7 @@ func TestBatchEnricherTracksFailuresPerEvent(t *testing.T) {
 	src.End()
 	b := &batcher{failed: map[string]bool{}}
 	sink := sluicetest.NewSink()
-	p, err := sluice.New(src, b, sink, sluice.WithBatchSize(8), sluice.WithConcurrency(1),
+	p, err := sluice.New(src, b, sink, sluice.WithEnrichBatch(8), sluice.WithConcurrency(1),
 		sluice.WithBackoff(0, 0), quiet())
 	require.NoError(t, err)
 	require.NoError(t, p.Run(within(t)))
@@ -786,7 +786,7 @@ func TestNewValidatesOptions(t *testing.T) {
 	sink := sluicetest.NewSink()
 	enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) { return in, nil })
 	_, err := sluice.New(src, enr, sink, sluice.WithConcurrency(0), sluice.WithRetries(-1),
-		sluice.WithBackoff(time.Second, time.Millisecond), sluice.WithBatchSize(4))
+		sluice.WithBackoff(time.Second, time.Millisecond), sluice.WithEnrichBatch(4))
 	require.ErrorIs(t, err, sluice.ErrInvalidConfig)
 	for _, want := range []string{"WithConcurrency(0)", "WithRetries(-1)", "WithBackoff(1s, 1ms)", "BatchEnricher"} {
 		assert.Contains(t, err.Error(), want)

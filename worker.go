@@ -13,10 +13,10 @@ import (
 // rate limit, enriches them, and routes each result.
 func (r *runner) worker() {
 	p := r.p
-	batch := make([]*item, 0, p.cfg.batchSize)
+	batch := make([]*item, 0, p.cfg.enrichBatch)
 	var staggered int64 // the resume this worker last spread itself out for
 	for it := range r.work {
-		batch = takeMore(append(batch[:0], it), r.work, p.cfg.batchSize)
+		batch = takeMore(append(batch[:0], it), r.work, p.cfg.enrichBatch)
 		if batch = r.keepStarted(batch); len(batch) == 0 {
 			continue
 		}
@@ -199,7 +199,7 @@ func (r *runner) enrichBatch(batch []*item) {
 	}
 }
 
-func (r *runner) safeBatch(ins []*Message) (res []Result, err error) {
+func (r *runner) safeBatch(ins []*Message) (res []BatchResult, err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			res, err = nil, &PanicError{Value: v, Stack: debug.Stack()}

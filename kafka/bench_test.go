@@ -141,7 +141,7 @@ func runPipeline(b *testing.B, bs []string, in, out string, n int, lat *latencie
 	})
 	p, err := sluice.New(src, sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) { return m, nil }),
 		sink, sluice.WithDeadLetter(prod), sluice.WithLogger(quietLogger()),
-		sluice.WithConcurrency(16), sluice.WithMaxInFlight(16384), sluice.WithFetchBatch(1024), sluice.WithWriteBatch(1024, 32))
+		sluice.WithConcurrency(16), sluice.WithMaxInFlight(16384), sluice.WithFetchBatch(1024), sluice.WithWriteBatch(1024), sluice.WithWriters(32))
 	if err != nil {
 		b.Fatal(err)
 	}

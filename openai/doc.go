@@ -50,7 +50,7 @@
 //
 // # Batches
 //
-// With sluice.WithBatchSize above 1, the pipeline calls EnrichBatch: up to
+// With sluice.WithEnrichBatch above 1, the pipeline calls EnrichBatch: up to
 // [WithMaxBatch] events go in one call, keyed by ids, with a schema that
 // requires every id. Events the answer leaves out or gets wrong are sent
 // again one by one; every failure is the event's own.

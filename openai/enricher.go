@@ -265,8 +265,8 @@ func formatRejected(err error) bool {
 // events of a call whose answer is unusable as a whole. An HTTP error
 // applies to each event of the call; a 4xx other than 401/403 sends them
 // one by one, so one oversized event cannot fail the rest.
-func (e *Enricher) EnrichBatch(ctx context.Context, in []*sluice.Message) []sluice.Result {
-	res := make([]sluice.Result, len(in))
+func (e *Enricher) EnrichBatch(ctx context.Context, in []*sluice.Message) []sluice.BatchResult {
+	res := make([]sluice.BatchResult, len(in))
 	var todo []pending
 	for i, m := range in {
 		fields, err := jsonenrich.Extract(m.Value, e.paths)
@@ -292,7 +292,7 @@ type pending struct {
 	input json.RawMessage
 }
 
-func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pending, res []sluice.Result) {
+func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pending, res []sluice.BatchResult) {
 	single := func(ps []pending) {
 		for _, p := range ps {
 			if err := ctx.Err(); err != nil {

@@ -87,7 +87,7 @@ func ExampleEnricher_EnrichBatch() {
 	}
 	sink := sluicetest.NewSink()
 	p, err := sluice.New(src, enr, sink,
-		sluice.WithConcurrency(2), sluice.WithBatchSize(8),
+		sluice.WithConcurrency(2), sluice.WithEnrichBatch(8),
 		sluice.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		panic(err)

@@ -28,7 +28,7 @@ func runPipeline(tb testing.TB, e sluice.Enricher, n, concurrency, batch int, op
 	sink := sluicetest.NewSink()
 	opts = append([]sluice.Option{
 		sluice.WithConcurrency(concurrency),
-		sluice.WithBatchSize(batch),
+		sluice.WithEnrichBatch(batch),
 		sluice.WithBackoff(time.Millisecond, 10*time.Millisecond),
 		sluice.WithLogger(quiet()),
 	}, opts...)
