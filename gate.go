@@ -99,7 +99,7 @@ func (r *runner) pause(now time.Time, rl *RateLimitError, origin Origin) {
 		r.resume.Stop()
 	} else {
 		p.stats.pauses.Add(1)
-		if o := p.cfg.observer; o != nil {
+		for _, o := range p.cfg.observers {
 			o.RateLimited(d)
 		}
 		p.log.Warn("sluice: rate limited; pausing consumption", "pause", d, "origin", origin.String(), "err", rl)

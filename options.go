@@ -34,7 +34,7 @@ type config struct {
 	deadLetter        DeadLetterWriter
 	logger            *slog.Logger
 	clock             Clock
-	observer          Observer
+	observers         []Observer
 	errs              []error
 }
 
@@ -327,13 +327,13 @@ func WithClock(clk Clock) Option {
 
 // WithObserver registers o to be told about every finished event and every
 // pause, for metrics. Observer methods run on the pipeline's goroutines and
-// must be fast.
+// must be fast. It may be given more than once; every observer is told.
 func WithObserver(o Observer) Option {
 	return func(c *config) {
 		if o == nil {
 			c.invalid("WithObserver(nil)")
 			return
 		}
-		c.observer = o
+		c.observers = append(c.observers, o)
 	}
 }

@@ -3,6 +3,7 @@ package sluice
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -100,6 +101,13 @@ func New(src Source, enr Enricher, sink Sink, opts ...Option) (*Pipeline, error)
 		stats: newStats(cfg.statsWindow),
 	}
 	p.state.Store(StateStarting)
+	for _, o := range cfg.observers {
+		if a, ok := o.(interface{ Attach(*Pipeline) error }); ok {
+			if err := a.Attach(p); err != nil {
+				return nil, fmt.Errorf("%w: observer %T: %w", ErrInvalidConfig, o, err)
+			}
+		}
+	}
 	return p, nil
 }
 

@@ -368,14 +368,16 @@ func (r *runner) onWritten(batch []*item) {
 		p.stats.record(p.clock.Now(), enriched, dead, lats)
 	}
 	r.lats = lats
-	obs := p.cfg.observer
+	obs := p.cfg.observers
 	for _, it := range batch {
-		if obs != nil && (it.status == statusEnriched || it.status == statusDead) {
+		if len(obs) > 0 && (it.status == statusEnriched || it.status == statusDead) {
 			out := OutcomeEnriched
 			if it.status == statusDead {
 				out = OutcomeDeadLettered
 			}
-			obs.EventDone(out, it.latency)
+			for _, o := range obs {
+				o.EventDone(out, it.latency)
+			}
 		}
 		r.retire(it)
 	}

@@ -32,6 +32,14 @@ const (
 // Observer is told about events as they finish, for metrics. See
 // [WithObserver]. Methods are called from the pipeline's goroutines and must
 // not block.
+//
+// An Observer that also has a method
+//
+//	Attach(p *Pipeline) error
+//
+// is handed the pipeline by [New] once it is built, so that it can read
+// [Pipeline.Stats] and [Pipeline.Health] (the metrics package registers its
+// collector there); an error from Attach fails New.
 type Observer interface {
 	// EventDone is called once an event's output or dead letter is written
 	// and the event is acked. latency runs from its first enrichment attempt

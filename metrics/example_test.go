@@ -9,31 +9,34 @@ import (
 	"net/http/httptest"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/sluicetest"
 )
 
-// Prometheus metrics for a pipeline: register the Metrics as the pipeline's
-// observer, attach it, and serve its handler at /metrics.
+// Prometheus metrics for a pipeline: one option exports them on a registry,
+// which the service serves at /metrics.
 func Example() {
 	src := sluicetest.NewSource("events", 1)
 	src.Publish(nil, []byte(`{"text":"hello"}`))
 	src.End()
 	noop := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) { return in, nil })
 
-	m := metrics.New()
-	p, err := sluice.New(src, noop, sluicetest.NewSink(), sluice.WithObserver(m),
+	reg := prometheus.NewRegistry()
+	p, err := sluice.New(src, noop, sluicetest.NewSink(), metrics.Export(reg),
 		sluice.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		panic(err)
 	}
-	m.Attach(p)
 	if err := p.Run(context.Background()); err != nil {
 		panic(err)
 	}
 
-	srv := httptest.NewServer(m.Handler()) // in a service: mux.Handle("GET /metrics", m.Handler())
+	handler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	srv := httptest.NewServer(handler) // in a service: mux.Handle("GET /metrics", handler)
 	defer srv.Close()
 	resp, err := srv.Client().Get(srv.URL)
 	if err != nil {

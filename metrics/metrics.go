@@ -2,30 +2,30 @@
 // lag and pause state as Prometheus metrics. It lives apart from the core so
 // that pipelines that do not use Prometheus do not depend on it.
 //
-//	m := metrics.New()
-//	p, err := sluice.New(src, enr, sink, sluice.WithObserver(m))
+// One option wires it all, on the registry you serve:
+//
+//	reg := prometheus.NewRegistry()
+//	p, err := sluice.New(src, enr, sink, metrics.Export(reg))
 //	...
-//	m.Attach(p)
-//	mux.Handle("GET /metrics", m.Handler())
+//	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 package metrics
 
 import (
 	"context"
-	"net/http"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicehq/sluice"
 )
 
-// Metrics is a [sluice.Observer] and a [prometheus.Collector]. Register it
-// with the pipeline through [sluice.WithObserver], then call Attach.
-type Metrics struct {
-	reg      *prometheus.Registry
+// exporter is the [sluice.Observer] behind [Export]: it feeds the
+// histograms as events finish, and as a [prometheus.Collector] reads the
+// pipeline's health when scraped.
+type exporter struct {
+	reg      prometheus.Registerer
 	latency  *prometheus.HistogramVec
 	pauseDur prometheus.Histogram
 
@@ -37,7 +37,7 @@ type Metrics struct {
 	status, oldest, writeFail                              *prometheus.Desc
 }
 
-// Option configures [New].
+// Option configures [Export].
 type Option func(*options)
 
 type options struct {
@@ -57,9 +57,15 @@ func WithBuckets(b []float64) Option { return func(o *options) { o.buckets = b }
 // name when a binary runs several.
 func WithConstLabels(l prometheus.Labels) Option { return func(o *options) { o.labels = l } }
 
-// New returns metrics registered on a fresh registry, which also carries the
-// Go runtime and process collectors. Use [Metrics.Registry] to add your own.
-func New(opts ...Option) *Metrics {
+// Export returns a pipeline option that exports the pipeline's metrics on
+// reg: [sluice.New] registers them there once the pipeline is built, and
+// fails, with an error matching [sluice.ErrInvalidConfig], if reg is nil or
+// refuses them (for example because another pipeline's metrics with the
+// same names and labels are on it: pipelines that share a registry each
+// need [WithConstLabels] with the same label names and their own values).
+// Serve reg as you like, usually with promhttp.HandlerFor at /metrics. An
+// Export option serves one pipeline.
+func Export(reg prometheus.Registerer, opts ...Option) sluice.Option {
 	o := options{
 		namespace: "sluice",
 		buckets:   []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
@@ -70,8 +76,8 @@ func New(opts ...Option) *Metrics {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(o.namespace+"_"+name, help, labels, o.labels)
 	}
-	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+	m := &exporter{
+		reg: reg,
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: o.namespace, Name: "enrichment_latency_seconds",
 			Help:        "Time from an event's first enrichment attempt to its outcome.",
@@ -100,29 +106,35 @@ func New(opts ...Option) *Metrics {
 		lag:         d("consumer_lag", "Events waiting to be consumed, in total (-1 when unknown)."),
 		lagPart:     d("consumer_lag_partition", "Events waiting to be consumed, per partition or stream.", "partition"),
 	}
-	m.reg.MustRegister(m, m.latency, m.pauseDur,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return m
+	return sluice.WithObserver(m)
 }
 
-// Attach points the gauges and counters at p. Call it once, after
-// [sluice.New].
-func (m *Metrics) Attach(p *sluice.Pipeline) {
+// Attach registers the metrics of p on the registerer; [sluice.New] calls
+// it once p is built.
+func (m *exporter) Attach(p *sluice.Pipeline) error {
+	if m.reg == nil {
+		return errors.New("metrics: Export(nil): need a prometheus.Registerer")
+	}
 	m.mu.Lock()
-	m.p = p
+	taken := m.p != nil
+	if !taken {
+		m.p = p
+	}
 	m.mu.Unlock()
-}
-
-// Registry returns the registry the metrics are on.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
-// Handler serves the registry in the Prometheus text format.
-func (m *Metrics) Handler() http.Handler {
-	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+	if taken {
+		return errors.New("metrics: this Export option already serves another pipeline; give each pipeline its own")
+	}
+	if err := m.reg.Register(m); err != nil {
+		m.mu.Lock()
+		m.p = nil
+		m.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 // EventDone implements [sluice.Observer].
-func (m *Metrics) EventDone(o sluice.Outcome, latency time.Duration) {
+func (m *exporter) EventDone(o sluice.Outcome, latency time.Duration) {
 	label := "enriched"
 	if o == sluice.OutcomeDeadLettered {
 		label = "dead_lettered"
@@ -131,10 +143,12 @@ func (m *Metrics) EventDone(o sluice.Outcome, latency time.Duration) {
 }
 
 // RateLimited implements [sluice.Observer].
-func (m *Metrics) RateLimited(pause time.Duration) { m.pauseDur.Observe(pause.Seconds()) }
+func (m *exporter) RateLimited(pause time.Duration) { m.pauseDur.Observe(pause.Seconds()) }
 
 // Describe implements [prometheus.Collector].
-func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+func (m *exporter) Describe(ch chan<- *prometheus.Desc) {
+	m.latency.Describe(ch)
+	m.pauseDur.Describe(ch)
 	for _, d := range []*prometheus.Desc{m.received, m.processed, m.enriched, m.dead, m.retried,
 		m.rateLimited, m.pauses, m.inFlight, m.paused, m.up, m.status, m.oldest, m.writeFail, m.lag, m.lagPart} {
 		ch <- d
@@ -142,7 +156,9 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 }
 
 // Collect implements [prometheus.Collector].
-func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+func (m *exporter) Collect(ch chan<- prometheus.Metric) {
+	m.latency.Collect(ch)
+	m.pauseDur.Collect(ch)
 	m.mu.RLock()
 	p := m.p
 	m.mu.RUnlock()
@@ -184,5 +200,5 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-var _ sluice.Observer = (*Metrics)(nil)
-var _ prometheus.Collector = (*Metrics)(nil)
+var _ sluice.Observer = (*exporter)(nil)
+var _ prometheus.Collector = (*exporter)(nil)

@@ -8,6 +8,9 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -27,15 +30,15 @@ func TestMetricsExposition(t *testing.T) {
 		}
 		return in, nil
 	})
-	m := metrics.New()
-	p, err := sluice.New(src, enr, sluicetest.NewSink(), sluice.WithObserver(m),
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector())
+	p, err := sluice.New(src, enr, sluicetest.NewSink(), metrics.Export(reg),
 		sluice.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	require.NoError(t, err)
-	m.Attach(p)
 	require.NoError(t, p.Run(context.Background()))
 
 	rec := httptest.NewRecorder()
-	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	require.Equal(t, http.StatusOK, rec.Code)
 	body := rec.Body.String()
 	for _, want := range []string{
@@ -60,4 +63,28 @@ func TestMetricsExposition(t *testing.T) {
 	} {
 		assert.Contains(t, body, want)
 	}
+}
+
+// Export cannot be half done: a nil registerer, a registerer that already
+// holds the same metrics, or one option given to two pipelines fails New.
+func TestExportFailsNew(t *testing.T) {
+	noop := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) { return in, nil })
+	build := func(opt sluice.Option) error {
+		_, err := sluice.New(sluicetest.NewSource("in", 1), noop, sluicetest.NewSink(), opt)
+		return err
+	}
+	assert.ErrorIs(t, build(metrics.Export(nil)), sluice.ErrInvalidConfig)
+
+	label := func(name string) metrics.Option { return metrics.WithConstLabels(prometheus.Labels{"pipeline": name}) }
+	reg := prometheus.NewRegistry()
+	require.NoError(t, build(metrics.Export(reg, label("a"))))
+	err := build(metrics.Export(reg, label("a")))
+	assert.ErrorIs(t, err, sluice.ErrInvalidConfig)
+	var dup prometheus.AlreadyRegisteredError
+	assert.ErrorAs(t, err, &dup)
+	require.NoError(t, build(metrics.Export(reg, label("b"))), "another pipeline on the same registry")
+
+	once := metrics.Export(prometheus.NewRegistry())
+	require.NoError(t, build(once))
+	assert.ErrorIs(t, build(once), sluice.ErrInvalidConfig)
 }

@@ -35,6 +35,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/openai"
@@ -106,13 +110,14 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	}
 	defer ps.close(log)
 
-	m := metrics.New()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opts := []sluice.Option{
 		sluice.WithConcurrency(cfg.Concurrency),
 		sluice.WithRetries(cfg.Retries),
 		sluice.WithMaxRateLimitDuration(cfg.MaxRateLimitDuration),
 		sluice.WithDrainTimeout(cfg.DrainTimeout),
-		sluice.WithObserver(m),
+		metrics.Export(reg),
 		sluice.WithLogger(log),
 	}
 	if cfg.RateLimit > 0 {
@@ -124,14 +129,13 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	if err != nil {
 		return exitUsage, err
 	}
-	m.Attach(p)
 
 	ln, err := net.Listen("tcp", cfg.HealthAddr)
 	if err != nil {
 		return exitFailure, fmt.Errorf("health endpoint: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", m.Handler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", p.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
