@@ -11,7 +11,9 @@ import (
 )
 
 // Health is the JSON document served by [Pipeline.HealthHandler] at
-// /healthz. Its field names are a stable contract.
+// /healthz. It is built from a [Stats] snapshot: the same [Counts], the
+// timings in seconds and milliseconds, the source's lag, and a verdict.
+// Its field names are a stable contract.
 type Health struct {
 	// Status is, from worst to best:
 	//   - "stopped": Run returned, or the pipeline is shutting down after an
@@ -50,14 +52,8 @@ type Health struct {
 	// TotalSuccessRate is the same ratio since start.
 	TotalSuccessRate float64 `json:"total_success_rate"`
 	// Processed counts events finished either way: Enriched + DeadLettered.
-	Processed       uint64 `json:"processed"`
-	Received        uint64 `json:"received"`
-	Enriched        uint64 `json:"enriched"`
-	DeadLettered    uint64 `json:"dead_lettered"`
-	Retried         uint64 `json:"retried"`
-	RateLimited     uint64 `json:"rate_limited"`
-	RateLimitPauses uint64 `json:"rate_limit_pauses"`
-	InFlight        int64  `json:"in_flight"`
+	Processed uint64 `json:"processed"`
+	Counts
 	// PausedUntil is when the current pause ends (RFC 3339), if paused.
 	PausedUntil string `json:"paused_until,omitempty"`
 	// LatencyMs holds enrichment latency percentiles in milliseconds.
@@ -118,13 +114,7 @@ func (p *Pipeline) Health(ctx context.Context) Health {
 		SuccessRateWindowSeconds: st.Window.Seconds(),
 		TotalSuccessRate:         st.SuccessRate,
 		Processed:                st.Enriched + st.DeadLettered,
-		Received:                 st.Received,
-		Enriched:                 st.Enriched,
-		DeadLettered:             st.DeadLettered,
-		Retried:                  st.Retried,
-		RateLimited:              st.RateLimited,
-		RateLimitPauses:          st.RateLimitPauses,
-		InFlight:                 st.InFlight,
+		Counts:                   st.Counts,
 		LatencyMs: map[string]float64{
 			"p50": ms(st.LatencyP50), "p90": ms(st.LatencyP90), "p99": ms(st.LatencyP99),
 		},

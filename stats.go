@@ -49,10 +49,9 @@ type Observer interface {
 	RateLimited(pause time.Duration)
 }
 
-// Stats is a snapshot of a pipeline's counters.
-type Stats struct {
-	// State is the life-cycle state.
-	State State `json:"status"`
+// Counts are a pipeline's event counters since start, shared by [Stats]
+// and the [Health] document.
+type Counts struct {
 	// Received counts events fetched from the source.
 	Received uint64 `json:"received"`
 	// Enriched counts events whose enriched form was written and acked.
@@ -68,6 +67,14 @@ type Stats struct {
 	RateLimitPauses uint64 `json:"rate_limit_pauses"`
 	// InFlight is the number of events fetched but not yet acked.
 	InFlight int64 `json:"in_flight"`
+}
+
+// Stats is a snapshot of a pipeline's counters and timings; [Health] is
+// built from it.
+type Stats struct {
+	// State is the life-cycle state.
+	State State `json:"status"`
+	Counts
 	// SuccessRate is Enriched / (Enriched + DeadLettered) since start, or 1
 	// before any event finished.
 	SuccessRate float64 `json:"success_rate"`
@@ -201,14 +208,16 @@ func ratio(ok, bad uint64) float64 {
 
 func (s *stats) snapshot(now time.Time, window time.Duration) Stats {
 	st := Stats{
-		Received:        s.received.Load(),
-		Enriched:        s.enriched.Load(),
-		DeadLettered:    s.dead.Load(),
-		Retried:         s.retried.Load(),
-		RateLimited:     s.rateLimited.Load(),
-		RateLimitPauses: s.pauses.Load(),
-		InFlight:        s.inFlight.Load(),
-		Window:          window,
+		Counts: Counts{
+			Received:        s.received.Load(),
+			Enriched:        s.enriched.Load(),
+			DeadLettered:    s.dead.Load(),
+			Retried:         s.retried.Load(),
+			RateLimited:     s.rateLimited.Load(),
+			RateLimitPauses: s.pauses.Load(),
+			InFlight:        s.inFlight.Load(),
+		},
+		Window: window,
 	}
 	st.SuccessRate = ratio(st.Enriched, st.DeadLettered)
 	sec := now.UnixNano() / s.bucketNs
