@@ -91,7 +91,8 @@ func TestHealthAndReadiness(t *testing.T) {
 type doneObserver struct{ done chan sluice.Outcome }
 
 func (o *doneObserver) EventDone(out sluice.Outcome, _ time.Duration) { o.done <- out }
-func (o *doneObserver) RateLimited(time.Duration)                     {}
+
+func (o *doneObserver) RateLimited(time.Duration) {}
 
 // countingSink counts Flush and Ready calls; it is both sink and dead-letter
 // writer, so each must happen once.
@@ -101,6 +102,7 @@ type countingSink struct {
 }
 
 func (c *countingSink) Flush(context.Context) error { c.flushes.Add(1); return nil }
+
 func (c *countingSink) Ready(context.Context) error { c.readies.Add(1); return nil }
 
 func TestSinkThatIsAlsoTheDeadLetterWriterIsFlushedAndProbedOnce(t *testing.T) {
