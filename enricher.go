@@ -45,8 +45,6 @@ type BatchEnricher interface {
 	EnrichBatch(ctx context.Context, in []*Message) []BatchResult
 }
 
-// DefaultEnrichmentKey is the default top-level key of an enrichment answer.
-//
-// Deprecated: use jsonenrich.DefaultKey. It stays until openai's options
-// refer to jsonenrich.
+// DefaultEnrichmentKey is the top-level key under which the JSON enrichers
+// (jsonenrich and openai) store the model's answer unless told otherwise.
 const DefaultEnrichmentKey = "ai_enrichment"

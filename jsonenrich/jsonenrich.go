@@ -18,9 +18,9 @@ import (
 	"github.com/sluicehq/sluice"
 )
 
-// DefaultKey is the top-level field under which an [Enricher] adds the
-// model's answer.
-const DefaultKey = "ai_enrichment"
+// DefaultKey ("ai_enrichment") is the top-level field under which an
+// [Enricher] adds the model's answer.
+const DefaultKey = sluice.DefaultEnrichmentKey
 
 // Field is one text extracted from an event: its dot path and its text.
 type Field struct {
