@@ -1,90 +1,33 @@
 package kafka
 
-// Where integration tests get a broker: KAFKA_BROKERS if set, else a
-// testcontainers confluent-local container when a Docker engine answers,
-// else skip (or fail when CI=true).
+// Where integration tests get a broker: KAFKA_BROKERS, else skip (or fail
+// when CI=true). The module integration/testcontainers runs these tests
+// against a broker in a Docker container.
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/testcontainers/testcontainers-go"
-	tckafka "github.com/testcontainers/testcontainers-go/modules/kafka"
 )
 
-const brokerHelp = "no Kafka broker: run `scripts/kafka.sh start` and set KAFKA_BROKERS=127.0.0.1:9092 (or make a Docker engine reachable for testcontainers)"
-
-var broker struct {
-	once sync.Once
-	addr []string
-	why  string
-	ctr  *tckafka.KafkaContainer
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if broker.ctr != nil {
-		_ = testcontainers.TerminateContainer(broker.ctr)
-	}
-	os.Exit(code)
-}
+const brokerHelp = "no Kafka broker: run `scripts/kafka.sh start` and set KAFKA_BROKERS=127.0.0.1:9092 (or, with a Docker engine, run the integration/testcontainers module's tests)"
 
 // brokers returns the addresses of a real broker, or skips the test (fails
 // it when CI=true).
 func brokers(t testing.TB) []string {
 	t.Helper()
-	broker.once.Do(func() {
-		if env := os.Getenv("KAFKA_BROKERS"); env != "" {
-			broker.addr = strings.Split(env, ",")
-			return
-		}
-		broker.addr, broker.why = startContainer()
-	})
-	if broker.addr == nil {
-		msg := brokerHelp
-		if broker.why != "" {
-			msg += " (" + broker.why + ")"
-		}
+	env := os.Getenv("KAFKA_BROKERS")
+	if env == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
+			t.Fatal(brokerHelp)
 		}
-		t.Skip(msg)
+		t.Skip(brokerHelp)
 	}
-	return broker.addr
-}
-
-func startContainer() (addr []string, why string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	defer func() {
-		if r := recover(); r != nil {
-			addr, why = nil, fmt.Sprint("docker: ", r)
-		}
-	}()
-	provider, err := testcontainers.ProviderDefault.GetProvider()
-	if err != nil {
-		return nil, "docker: " + err.Error()
-	}
-	defer provider.Close()
-	if err := provider.Health(ctx); err != nil {
-		return nil, "docker: " + err.Error()
-	}
-	ctr, err := tckafka.Run(ctx, "confluentinc/confluent-local:7.5.0")
-	if err != nil {
-		return nil, "testcontainers: " + err.Error()
-	}
-	broker.ctr = ctr
-	bs, err := ctr.Brokers(ctx)
-	if err != nil {
-		return nil, "testcontainers: " + err.Error()
-	}
-	return bs, ""
+	return strings.Split(env, ",")
 }
 
 // createTopic makes a fresh topic with a unique name and returns the name.

@@ -14,88 +14,32 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	tcredis "github.com/testcontainers/testcontainers-go/modules/redis"
 
 	"github.com/sluicehq/sluice"
 )
-
-// server finds a Redis server for integration tests: REDIS_ADDR first, then a
-// testcontainers redis:7 container when a Docker engine is reachable.
-type server struct {
-	once sync.Once
-	addr string
-	why  string // why there is no server
-	stop func()
-}
-
-var testServer server
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain())
 	}
-	code := m.Run()
-	if testServer.stop != nil {
-		testServer.stop()
-	}
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
-func (s *server) find() {
-	if a := os.Getenv("REDIS_ADDR"); a != "" {
-		s.addr = a
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	func() {
-		defer func() {
-			if v := recover(); v != nil {
-				s.why = fmt.Sprintf("testcontainers panicked: %v", v)
-			}
-		}()
-		c, err := tcredis.Run(ctx, "redis:7")
-		if err != nil {
-			s.why = "no Docker engine for testcontainers: " + firstLine(err.Error())
-			return
-		}
-		s.stop = func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			_ = c.Terminate(ctx)
-		}
-		uri, err := c.ConnectionString(ctx)
-		if err != nil {
-			s.why = "testcontainers redis: " + err.Error()
-			return
-		}
-		opt, err := redis.ParseURL(uri)
-		if err != nil {
-			s.why = "testcontainers redis: " + err.Error()
-			return
-		}
-		s.addr = opt.Addr
-	}()
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
-}
-
-// redisAddr returns the address of a real Redis server, or skips the test
-// (fails it when CI=true) with a message saying how to get one.
+// redisAddr returns the address of a real Redis server (REDIS_ADDR), or skips
+// the test (fails it when CI=true) with a message saying how to get one. The
+// module integration/testcontainers runs these tests against a server in a
+// Docker container.
 func redisAddr(t testing.TB) string {
 	t.Helper()
-	testServer.once.Do(testServer.find)
-	if testServer.addr == "" {
-		msg := "no Redis server: start one with `scripts/redis.sh start` and run with REDIS_ADDR=127.0.0.1:6379, or make a Docker engine reachable for testcontainers (" + testServer.why + ")"
+	addr := os.Getenv("REDIS_ADDR")
+	if addr == "" {
+		msg := "no Redis server: start one with `scripts/redis.sh start` and run with REDIS_ADDR=127.0.0.1:6379 (or, with a Docker engine, run the integration/testcontainers module's tests)"
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
 	}
-	return testServer.addr
+	return addr
 }
 
 // newClient connects to the test server and closes the client when the test
