@@ -3,6 +3,8 @@ SHELL := /usr/bin/env bash
 GOFLAGS ?= -buildvcs=false
 export GOFLAGS
 STATICCHECK_VERSION := v0.8.2
+# Every module of the repository: the root and each go.mod below it.
+MODULES := . $(patsubst ./%/go.mod,%,$(shell find . -mindepth 2 -name go.mod -not -path './.git/*' -not -path '*/testdata/*' | sort))
 
 .PHONY: test bench lint kafka-start kafka-stop kafka-status redis-start redis-stop redis-status servers-start servers-stop
 
@@ -16,10 +18,12 @@ bench:
 lint:
 	@out=$$(gofmt -l .); \
 	if [ -n "$$out" ]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
-	go vet ./...
 	@command -v staticcheck >/dev/null 2>&1 || [ -x "$$(go env GOPATH)/bin/staticcheck" ] || \
 		go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
-	PATH="$$PATH:$$(go env GOPATH)/bin" staticcheck ./...
+	@set -e; for mod in $(MODULES); do \
+		echo "go vet ./... (module $$mod)"; go vet -C $$mod ./...; \
+		echo "staticcheck ./... (module $$mod)"; (cd $$mod && PATH="$$PATH:$$(go env GOPATH)/bin" staticcheck ./...); \
+	done
 
 kafka-start:
 	scripts/kafka.sh start

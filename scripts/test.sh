@@ -6,10 +6,13 @@
 # 1. go mod download
 # 2. a real Kafka 4.4 broker and redis-server (scripts/kafka.sh, scripts/redis.sh)
 #    unless KAFKA_BROKERS / REDIS_ADDR are already set; exports both
-# 3. go vet ./...
-# 4. staticcheck ./... (installed with go install when missing; skipped with a
-#    warning if that fails)
+# 3. go vet ./... in every module (the root and each go.mod below it, e.g.
+#    integration/testcontainers)
+# 4. staticcheck ./... in every module (installed with go install when
+#    missing; skipped with a warning if that fails)
 # 5. go test -race -count=1 [your flags] ./...   (your packages replace ./...)
+#    in the root module, then in every other module (only with ./...); the
+#    output goes through internal/cmd/testreport
 #    then the conformance suite's ServerRestart subtests, which restart the
 #    local servers, alone in a pass of their own
 # 6. a short chaos soak once the tests passed: scripts/chaos.sh kafka N and
@@ -60,8 +63,14 @@ record() { # STEP STATUS
   [[ $2 == ok* || $2 == skipped* ]] || FAILED=1
 }
 
-sluice_log "go mod download"
-go mod download
+# Every module of the repository: the root first, then each go.mod below it.
+mapfile -t SLUICE_MODULES < <(
+  echo .
+  find . -mindepth 2 -name go.mod -not -path './.git/*' -not -path '*/testdata/*' -printf '%h\n' | sort
+)
+
+sluice_log "go mod download (${SLUICE_MODULES[*]})"
+for mod in "${SLUICE_MODULES[@]}"; do (cd "$mod" && go mod download); done
 
 if [[ -z $(go list ./... 2>/dev/null) ]]; then
   sluice_warn "no Go packages yet: nothing to test"
@@ -72,8 +81,12 @@ sluice_start_servers
 sluice_log "KAFKA_BROKERS=$KAFKA_BROKERS REDIS_ADDR=$REDIS_ADDR"
 
 # ------------------------------------------------------------------ vet
-sluice_log "go vet ./..."
-if go vet ./...; then record vet ok; else record vet FAIL; fi
+vet_ok=1
+for mod in "${SLUICE_MODULES[@]}"; do
+  sluice_log "go vet ./... (module $mod)"
+  go vet -C "$mod" ./... || vet_ok=0
+done
+if ((vet_ok)); then record vet ok; else record vet FAIL; fi
 
 # ------------------------------------------------------------------ staticcheck
 staticcheck_bin() {
@@ -87,145 +100,24 @@ staticcheck_bin() {
   fi
 }
 if SC=$(staticcheck_bin); then
-  sluice_log "staticcheck ./..."
-  if "$SC" ./...; then record staticcheck ok; else record staticcheck FAIL; fi
+  sc_ok=1
+  for mod in "${SLUICE_MODULES[@]}"; do
+    sluice_log "staticcheck ./... (module $mod)"
+    (cd "$mod" && "$SC" ./...) || sc_ok=0
+  done
+  if ((sc_ok)); then record staticcheck ok; else record staticcheck FAIL; fi
 else
   sluice_warn "staticcheck could not be installed; skipping it"
   record staticcheck "skipped (install failed)"
 fi
 
 # ------------------------------------------------------------------ tests
-# A small renderer for `go test -json`: prints package lines (ok/FAIL), build
-# errors, and the output of failed and skipped tests only; counts results; and
-# lists the tests skipped for want of a server or integration environment.
-cat >"$WORK/render.go" <<'GO'
-package main
-
-import (
-	"bufio"
-	"encoding/json"
-	"fmt"
-	"os"
-	"regexp"
-	"strings"
-)
-
-type event struct {
-	Action  string
-	Package string
-	Test    string
-	Output  string
-}
-
-var envSkip = regexp.MustCompile(`(?i)integration|no kafka broker|no redis server|kafka_brokers|redis_addr|docker|testcontainers`)
-
-func main() {
-	verbose := os.Getenv("SLUICE_TEST_VERBOSE") == "1"
-	out := bufio.NewWriter(os.Stdout)
-	defer out.Flush()
-
-	buf := map[string][]string{} // package + NUL + test -> output lines
-	pkgFailedTest := map[string]bool{}
-	var passed, failed, skipped int
-	var envSkips []string
-
-	show := func(lines []string) {
-		for _, l := range lines {
-			if !strings.HasPrefix(l, "=== ") {
-				out.WriteString(l)
-			}
-		}
-	}
-
-	in := bufio.NewScanner(os.Stdin)
-	in.Buffer(make([]byte, 1<<20), 256<<20)
-	for in.Scan() {
-		var e event
-		if err := json.Unmarshal(in.Bytes(), &e); err != nil || e.Action == "" {
-			out.Write(in.Bytes())
-			out.WriteString("\n")
-			out.Flush()
-			continue
-		}
-		if e.Action == "build-output" {
-			out.WriteString(e.Output)
-			continue
-		}
-		if verbose && e.Action == "output" {
-			out.WriteString(e.Output)
-			if e.Test == "" {
-				out.Flush()
-			}
-			continue
-		}
-		key := e.Package + "\x00" + e.Test
-		if e.Test == "" { // package level
-			switch e.Action {
-			case "output":
-				if e.Output != "PASS\n" && !strings.HasPrefix(e.Output, "=== ") {
-					out.WriteString(e.Output)
-				}
-			case "fail":
-				// Output of tests that never reported (a panic, a timeout).
-				prefix := e.Package + "\x00"
-				for k, lines := range buf {
-					if strings.HasPrefix(k, prefix) {
-						show(lines)
-						delete(buf, k)
-					}
-				}
-				if !pkgFailedTest[e.Package] {
-					failed++ // a build failure or a crash outside any test
-				}
-			}
-			out.Flush()
-			continue
-		}
-		switch e.Action {
-		case "output":
-			buf[key] = append(buf[key], e.Output)
-		case "pass":
-			passed++
-			delete(buf, key)
-		case "fail":
-			failed++
-			pkgFailedTest[e.Package] = true
-			show(buf[key])
-			delete(buf, key)
-		case "skip":
-			skipped++
-			lines := buf[key]
-			show(lines)
-			delete(buf, key)
-			var msg []string
-			for _, l := range lines {
-				if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "=== ") && !strings.HasPrefix(t, "--- ") {
-					msg = append(msg, t)
-				}
-			}
-			text := e.Test + " " + strings.Join(msg, " ")
-			if envSkip.MatchString(text) {
-				envSkips = append(envSkips, fmt.Sprintf("%s %s: %s", e.Package, e.Test, strings.Join(msg, " | ")))
-			}
-		}
-	}
-	if err := in.Err(); err != nil {
-		fmt.Fprintln(out, "render: reading go test -json:", err)
-	}
-	if len(os.Args) > 1 && len(envSkips) > 0 {
-		_ = os.WriteFile(os.Args[1], []byte(strings.Join(envSkips, "\n")+"\n"), 0o644)
-	}
-	fmt.Fprintf(out, "tests: %d passed, %d failed, %d skipped\n", passed, failed, skipped)
-	if f := os.Getenv("RENDER_COUNTS"); f != "" { // for the run's grand total
-		if fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-			fmt.Fprintf(fh, "%d %d %d\n", passed, failed, skipped)
-			_ = fh.Close()
-		}
-	}
-}
-GO
-(cd "$WORK" && GOFLAGS=-buildvcs=false go build -o render render.go)
-export RENDER_COUNTS="$WORK/counts"
+# internal/cmd/testreport renders `go test -json`: package lines (ok/FAIL),
+# build errors, and the output of failed and skipped tests only; it counts
+# results and lists the tests skipped for want of a server or integration
+# environment.
+GOFLAGS=-buildvcs=false go build -o "$WORK/testreport" ./internal/cmd/testreport
+report() { "$WORK/testreport" -counts "$WORK/counts" "$@"; }
 
 sluice_split_args "$@"
 mkdir -p "$LOGDIR"
@@ -233,9 +125,24 @@ JSONLOG="$LOGDIR/go-test.json"
 sluice_log "go test -race -count=1 ${SLUICE_FLAGS[*]} ${SLUICE_PKGS[*]}"
 set +e
 go test -json -race -count=1 "${SLUICE_FLAGS[@]}" "${SLUICE_PKGS[@]}" 2>&1 |
-  tee "$JSONLOG" | "$WORK/render" "$WORK/env-skips.txt"
+  tee "$JSONLOG" | report -env-skips "$WORK/env-skips.txt"
 TEST_RC=${PIPESTATUS[0]}
 set -e
+# The other modules (go.mod files below the root, e.g. integration/testcontainers)
+# run after the root module's packages, with the same flags, when the packages
+# are the default ./... . Their skips (no Docker engine) are not integration
+# skips: they need no server of ours.
+if ((${#SLUICE_PKGS[@]} == 1)) && [[ ${SLUICE_PKGS[0]} == ./... ]]; then
+  for mod in "${SLUICE_MODULES[@]:1}"; do
+    sluice_log "go test -race -count=1 ${SLUICE_FLAGS[*]} ./... (module $mod)"
+    set +e
+    go test -C "$mod" -json -race -count=1 "${SLUICE_FLAGS[@]}" ./... 2>&1 |
+      tee -a "$JSONLOG" | report
+    rc=${PIPESTATUS[0]}
+    set -e
+    ((rc == 0)) || TEST_RC=$rc
+  done
+fi
 if ((TEST_RC == 0)); then record "go test" ok; else record "go test" "FAIL (exit $TEST_RC; raw log $JSONLOG)"; fi
 
 # Server restarts: the conformance suite's ServerRestart subtests restart the
@@ -246,7 +153,7 @@ if ((${#SLUICE_FLAGS[@]} == 0 && ${#SLUICE_PKGS[@]} == 1)) && [[ ${SLUICE_PKGS[0
   sluice_log "server restarts: SLUICE_SERVER_RESTART=1 go test -p 1 -run TestConformance/ServerRestart ./kafka ./redisstream"
   set +e
   SLUICE_SERVER_RESTART=1 go test -json -race -count=1 -p 1 -run '^TestConformance$/^ServerRestart$' ./kafka ./redisstream 2>&1 |
-    tee "$LOGDIR/go-test-restarts.json" | "$WORK/render" "$WORK/env-skips-restarts.txt"
+    tee "$LOGDIR/go-test-restarts.json" | report -env-skips "$WORK/env-skips-restarts.txt"
   RESTART_RC=${PIPESTATUS[0]}
   set -e
   if ((RESTART_RC == 0)); then record restarts ok; else record restarts "FAIL (exit $RESTART_RC)"; fi
@@ -314,8 +221,13 @@ else
     for entry in "${FUZZ[@]}"; do
       dir=${entry% *}
       name=${entry##* }
+      # A target in another module runs from that module's directory.
+      mod=.
+      for m in "${SLUICE_MODULES[@]:1}"; do
+        if [[ $dir == "$m" || $dir == "$m"/* ]]; then mod=$m; fi
+      done
       sluice_log "fuzz $name in $dir for $FUZZTIME"
-      if ! go test -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "$dir"; then
+      if ! go test -C "$mod" -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "./${dir#"$mod"/}"; then
         fuzz_failed=$((fuzz_failed + 1))
         sluice_warn "fuzz $name in $dir failed (a new crasher, if any, is in $dir/testdata/fuzz/$name)"
       fi
