@@ -116,10 +116,10 @@ func ExampleEnricher_EnrichBatch() {
 			spam++
 		}
 	}
-	st := srv.Stats()
+	// Workers batch what is queued when they are free, so how many calls
+	// the 16 events took depends on timing (srv.Stats().Completions): at
+	// most 16, usually 2.
 	fmt.Println("enriched:", p.Stats().Enriched, "spam:", spam)
-	fmt.Println("batched:", st.BatchItems == 16, "fewer calls than events:", st.Completions < 16)
 	// Output:
 	// enriched: 16 spam: 4
-	// batched: true fewer calls than events: true
 }
