@@ -27,6 +27,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 const (
@@ -108,12 +109,12 @@ type passThrough func(b *testing.B, bs []string, in, out string, n int, lat *lat
 
 func runPipeline(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) time.Time {
 	ctx := context.Background()
-	src, err := NewSource(ctx, bs, in+"-g", []string{in}, WithLogger(quietLogger()))
+	src, err := NewSource(ctx, bs, in+"-g", []string{in}, WithLogger(testutil.Quiet()))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	prod, err := NewProducer(ctx, bs, out, WithLogger(quietLogger()))
+	prod, err := NewSink(ctx, bs, out, WithLogger(testutil.Quiet()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -140,7 +141,7 @@ func runPipeline(b *testing.B, bs []string, in, out string, n int, lat *latencie
 		return nil
 	})
 	p, err := sluice.New(src, sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) { return m, nil }),
-		sink, sluice.WithDeadLetter(prod), sluice.WithLogger(quietLogger()),
+		sink, sluice.WithDeadLetter(prod), sluice.WithLogger(testutil.Quiet()),
 		sluice.WithConcurrency(16), sluice.WithMaxInFlight(16384), sluice.WithFetchBatch(1024), sluice.WithWriteBatch(1024), sluice.WithWriters(32))
 	if err != nil {
 		b.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/sluicetest/conformance"
 )
 
@@ -35,7 +36,7 @@ func TestConformance(t *testing.T) {
 			// suite needs no RedeliveryDelay. Static membership has its
 			// own test.
 			src, err := NewSource(context.Background(), bs, group, []string{topic},
-				WithLogger(quietLogger()), WithRevokeTimeout(2*time.Second))
+				WithLogger(testutil.Quiet()), WithRevokeTimeout(2*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -43,7 +44,7 @@ func TestConformance(t *testing.T) {
 			return src
 		},
 		NewSink: func(t *testing.T, out, dlq string) sluice.Sink {
-			p, err := NewProducer(context.Background(), bs, out, WithDeadLetterTopic(dlq), WithLogger(quietLogger()))
+			p, err := NewSink(context.Background(), bs, out, WithDeadLetterTopic(dlq), WithLogger(testutil.Quiet()))
 			if err != nil {
 				t.Fatal(err)
 			}

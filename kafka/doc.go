@@ -4,9 +4,10 @@
 // [NewSource] joins a consumer group and returns a [Source] that implements
 // [sluice.Source] and [sluice.Acker] plus the optional [sluice.Pauser],
 // [sluice.LagReporter], [sluice.Readier] and [sluice.Flusher].
-// [NewProducer] returns a [Producer] that implements [sluice.Sink] and
+// [NewSink] returns a [Sink] that implements [sluice.Sink] and
 // [sluice.DeadLetterWriter]. A pipeline moves from Redis Streams to Kafka by
-// changing only these constructors.
+// changing only these constructors: both packages have the same
+// constructor policy, option style and start position.
 //
 // # Delivery
 //
@@ -19,7 +20,7 @@
 // lets go; late acks for it are ignored, since each message's Token names
 // the claim (partition and generation) that fetched it.
 //
-// The producer is idempotent with acks=all, compresses with LZ4 and lingers
+// The sink's producer is idempotent with acks=all, compresses with LZ4 and lingers
 // 5ms. A write returns only once the broker has acknowledged every record.
 // Outputs keep the input's key and headers and add source_topic,
 // source_partition and source_offset; dead letters go to the "dead_letter"
@@ -28,18 +29,32 @@
 // reported as a [sluice.Permanent] write error, so the event is
 // dead-lettered instead of retried forever.
 //
-// # Configuration
+// # Constructors
 //
-// Options are functions with safe defaults: session timeout 30s, heartbeat
-// 3s, rebalance timeout 600s, initial offset oldest, dynamic membership
-// unless [WithInstanceID] makes the member static. [WithTLS] and [WithSASL]
-// (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) secure the connection, and
-// [WithSaramaConfig] edits the *sarama.Config last, for anything else. A bad
-// setting fails at construction with an error matching
-// [sluice.ErrInvalidConfig] that names it; a broker that does not answer
-// fails it with [ErrUnreachable] within the connect timeout. [WithDialer]
-// sends every broker connection through a dial function of your own (a
-// SOCKS proxy, a tunnel, a fault-injecting proxy in tests).
+// Both constructors take a context first and check that they can work
+// before they return: they connect (within the connect timeout, or until
+// the context ends) and fail with an error matching [ErrUnreachable] when
+// no broker answers. [NewSource] then joins its group in the background.
+//
+// # Options
+//
+// Options are typed by what they configure, so that a misplaced option is
+// a compile error rather than a run-time surprise: a [SourceOption] goes to
+// [NewSource] only, a [SinkOption] to [NewSink] only, and an [Option]
+// (connection, TLS, SASL, client id, version, logger, dialer, raw sarama
+// edits) to both and to [ClientConfig]. Every option checks its argument;
+// a constructor reports every bad one at once, joined, each matching
+// [sluice.ErrInvalidConfig] and reading "kafka: WithX(value): what is
+// wrong; what to do".
+//
+// The defaults are safe: session timeout 30s, heartbeat 3s, rebalance
+// timeout 600s, dynamic membership unless [WithInstanceID] makes the member
+// static, and a new group starts at the oldest retained event
+// ([WithStartAt]), as a new redisstream group does. [WithTLS] and
+// [WithSASL] (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) secure the connection,
+// and [WithSaramaConfig] edits the *sarama.Config last, for anything else.
+// [WithDialer] sends every broker connection through a dial function of
+// your own (a SOCKS proxy, a tunnel, a fault-injecting proxy in tests).
 //
 // # Health
 //

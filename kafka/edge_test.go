@@ -11,18 +11,19 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // withHookClaimPause sets the hook that runs between a new claim's check
 // that the source is paused and its Pause.
-func withHookClaimPause(fn func(*Source)) Option {
-	return func(c *config) { c.hookClaimPause = fn }
+func withHookClaimPause(fn func(*Source)) SourceOption {
+	return sourceOnly(func(c *config) { c.hookClaimPause = fn })
 }
 
 // waitOwned waits until src owns n partitions.
 func waitOwned(t *testing.T, src *Source, n int, within time.Duration, who string) {
 	t.Helper()
-	eventually(t, within, fmt.Sprintf("%s to own %d partitions", who, n), func() bool { return len(src.owned()) == n })
+	testutil.Eventually(t, within, fmt.Sprintf("%s to own %d partitions", who, n), func() bool { return len(src.owned()) == n })
 }
 
 // claimsWaiting reports whether src owns n claims and every one is blocked
@@ -53,20 +54,14 @@ func TestFakeResumeBetweenNewClaimCheckAndPause(t *testing.T) {
 		if hooked.Add(1) != 1 {
 			return
 		}
-		// The Resume runs now if nothing stops it, or else as soon as it
-		// can: either way it is the one that lands in this window.
-		if s.pauseMu.TryLock() {
-			s.pauseMu.Unlock()
-			s.Resume()
-			close(resumed)
-			return
-		}
+		// The hook runs under the pause latch's lock: the Resume waits for
+		// it, and is the one that lands in this window.
 		go func() {
 			s.Resume()
 			close(resumed)
 		}()
 	}
-	opts := []Option{WithLogger(quietLogger()), WithSessionTimeout(6*time.Second, 200*time.Millisecond)}
+	opts := []SourceOption{WithLogger(testutil.Quiet()), WithSessionTimeout(6*time.Second, 200*time.Millisecond)}
 	src1, err := NewSource(context.Background(), bs, "g", []string{"in"}, append(opts, withHookClaimPause(hook))...)
 	if err != nil {
 		t.Fatal(err)
@@ -125,8 +120,8 @@ func TestKafkaRevokeWhileBlocked(t *testing.T) {
 				topic := createTopic(t, bs, "revoke-"+st.name+"-"+blocked, 2)
 				group := topic + "-g"
 				produce(t, bs, topic, 2, 10)
-				opts := []Option{
-					WithLogger(quietLogger()), WithBalanceStrategies(st.s()), WithBufferSize(1),
+				opts := []SourceOption{
+					WithLogger(testutil.Quiet()), WithBalanceStrategies(st.s()), WithBufferSize(1),
 					WithRebalanceTimeout(rebalanceTimeout), WithRevokeTimeout(2 * time.Second),
 					WithSessionTimeout(10*time.Second, 500*time.Millisecond),
 				}
@@ -137,7 +132,7 @@ func TestKafkaRevokeWhileBlocked(t *testing.T) {
 				defer src1.Close()
 				// One event waits in the buffer; each claim holds the next
 				// one of its partition, blocked on the full buffer.
-				eventually(t, 60*time.Second, "both claims blocked on the full buffer", func() bool {
+				testutil.Eventually(t, 60*time.Second, "both claims blocked on the full buffer", func() bool {
 					return claimsWaiting(src1, 2, waitBuffer)
 				})
 				if blocked == "pause" {
@@ -149,7 +144,7 @@ func TestKafkaRevokeWhileBlocked(t *testing.T) {
 							t.Fatal(err)
 						}
 					}
-					eventually(t, 10*time.Second, "both claims blocked on the pause", func() bool {
+					testutil.Eventually(t, 10*time.Second, "both claims blocked on the pause", func() bool {
 						return claimsWaiting(src1, 2, waitResume)
 					})
 				}

@@ -31,7 +31,7 @@ func Example() {
 	}
 	defer src.Close()
 
-	sink, err := kafka.NewProducer(ctx, brokers, "events.enriched",
+	sink, err := kafka.NewSink(ctx, brokers, "events.enriched",
 		kafka.WithDeadLetterTopic("events.dlq"))
 	if err != nil {
 		log.Fatal(err)
@@ -81,7 +81,7 @@ func Example_embedded() {
 		log.Fatal(err)
 	}
 	defer src.Close()
-	sink, err := kafka.NewProducer(ctx, brokers, "events.enriched")
+	sink, err := kafka.NewSink(ctx, brokers, "events.enriched")
 	if err != nil {
 		log.Fatal(err)
 	}

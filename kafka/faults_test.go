@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/faultproxy"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // proxied starts a fault proxy in front of broker and returns it with an
@@ -81,13 +82,13 @@ func TestKafkaHealthWithBrokerDown(t *testing.T) {
 			produce(t, bs, topic, 2, 10)
 			p, viaProxy, _ := proxied(t, bs[0])
 			src, err := NewSource(context.Background(), bs, topic+"-g", []string{topic},
-				WithLogger(quietLogger()), viaProxy, WithConnectTimeout(5*time.Second))
+				WithLogger(testutil.Quiet()), viaProxy, WithConnectTimeout(5*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer src.Close()
 			fetchN(t, src, 10, 60*time.Second)
-			eventually(t, 30*time.Second, "Lag and Ready to succeed", func() bool {
+			testutil.Eventually(t, 30*time.Second, "Lag and Ready to succeed", func() bool {
 				lagErr, readyErr := probeHealth(t, src)
 				return lagErr == nil && readyErr == nil
 			})
@@ -96,7 +97,7 @@ func TestKafkaHealthWithBrokerDown(t *testing.T) {
 				t.Fatal(err)
 			}
 			var lagErr, readyErr error
-			eventually(t, 10*time.Second, "Lag and Ready to fail with the broker cut off", func() bool {
+			testutil.Eventually(t, 10*time.Second, "Lag and Ready to fail with the broker cut off", func() bool {
 				lagErr, readyErr = probeHealth(t, src)
 				return lagErr != nil && readyErr != nil
 			})
@@ -115,7 +116,7 @@ func TestKafkaHealthWithBrokerDown(t *testing.T) {
 			if err := tc.heal(p); err != nil {
 				t.Fatal(err)
 			}
-			eventually(t, tc.recoveryIn, "Lag and Ready to recover", func() bool {
+			testutil.Eventually(t, tc.recoveryIn, "Lag and Ready to recover", func() bool {
 				lagErr, readyErr = probeHealth(t, src)
 				return lagErr == nil && readyErr == nil
 			})
@@ -173,11 +174,11 @@ func TestKafkaPipelineSurvivesFaults(t *testing.T) {
 	redialed := func(n int64) func(t *testing.T, w watch) {
 		return func(t *testing.T, w watch) {
 			from := w.dials.Load()
-			eventually(t, time.Minute, "the clients to reconnect", func() bool { return w.dials.Load() >= from+n })
+			testutil.Eventually(t, time.Minute, "the clients to reconnect", func() bool { return w.dials.Load() >= from+n })
 		}
 	}
 	notReady := func(t *testing.T, w watch) {
-		eventually(t, time.Minute, "the source to report not ready", func() bool {
+		testutil.Eventually(t, time.Minute, "the source to report not ready", func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
 			defer cancel()
 			return w.src.Ready(ctx) != nil
@@ -205,12 +206,12 @@ func TestKafkaPipelineSurvivesFaults(t *testing.T) {
 			dlq := createTopic(t, bs, "fault-"+tc.name+"-dlq", 1)
 			p, viaProxy, dials := proxied(t, bs[0])
 
-			prod, err := NewProducer(context.Background(), bs, out, viaProxy, WithDeadLetterTopic(dlq), WithLogger(quietLogger()))
+			prod, err := NewSink(context.Background(), bs, out, viaProxy, WithDeadLetterTopic(dlq), WithLogger(testutil.Quiet()))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer prod.Close()
-			src, err := NewSource(context.Background(), bs, in+"-g", []string{in}, viaProxy, WithLogger(quietLogger()),
+			src, err := NewSource(context.Background(), bs, in+"-g", []string{in}, viaProxy, WithLogger(testutil.Quiet()),
 				WithSessionTimeout(10*time.Second, time.Second), WithRebalanceTimeout(30*time.Second), WithRevokeTimeout(5*time.Second))
 			if err != nil {
 				t.Fatal(err)
@@ -228,7 +229,7 @@ func TestKafkaPipelineSurvivesFaults(t *testing.T) {
 				}
 				return m, nil
 			})
-			pl, err := sluice.New(src, enr, sink, sluice.WithLogger(quietLogger()), sluice.WithConcurrency(4),
+			pl, err := sluice.New(src, enr, sink, sluice.WithLogger(testutil.Quiet()), sluice.WithConcurrency(4),
 				sluice.WithDrainTimeout(10*time.Second), sluice.WithBackoff(10*time.Millisecond, 500*time.Millisecond))
 			if err != nil {
 				t.Fatal(err)

@@ -3,8 +3,6 @@ package kafka
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -13,8 +11,6 @@ import (
 
 	"github.com/sluicehq/sluice"
 )
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func testConfig() *sarama.Config {
 	cfg := sarama.NewConfig()
@@ -169,20 +165,6 @@ func fetchN(t testing.TB, src sluice.Source, n int, within time.Duration) []*slu
 		out = append(out, msgs...)
 	}
 	return out
-}
-
-// eventually polls cond every 20ms until it holds or within passes.
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", within, what)
-		}
-		<-tick.C
-	}
 }
 
 func header(m *sarama.ConsumerMessage, key string) (string, bool) {

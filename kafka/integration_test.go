@@ -15,6 +15,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/jsonenrich"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 // TestKafkaOutOfOrderCommitAndRestart forces later offsets to finish first,
@@ -27,7 +28,7 @@ func TestKafkaOutOfOrderCommitAndRestart(t *testing.T) {
 	group := topic + "-g"
 	produce(t, bs, topic, 1, 10)
 
-	src, err := NewSource(context.Background(), bs, group, []string{topic}, WithLogger(quietLogger()))
+	src, err := NewSource(context.Background(), bs, group, []string{topic}, WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestKafkaOutOfOrderCommitAndRestart(t *testing.T) {
 		t.Fatalf("after close committed %d, want 3", got)
 	}
 
-	src2, err := NewSource(context.Background(), bs, group, []string{topic}, WithLogger(quietLogger()))
+	src2, err := NewSource(context.Background(), bs, group, []string{topic}, WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,13 +80,13 @@ func TestKafkaOutOfOrderCommitAndRestart(t *testing.T) {
 // countingSink records the distinct origins confirmed written, so a test
 // can wait for completeness without reading the topics.
 type countingSink struct {
-	p    *Producer
+	p    *Sink
 	mu   sync.Mutex
 	seen map[string]bool
 	cond chan struct{}
 }
 
-func newCountingSink(p *Producer) *countingSink {
+func newCountingSink(p *Sink) *countingSink {
 	return &countingSink{p: p, seen: map[string]bool{}, cond: make(chan struct{}, 1)}
 }
 
@@ -159,14 +160,14 @@ type member struct {
 	done   chan error
 }
 
-func startMember(t *testing.T, bs []string, group, topic string, sink sluice.Sink, enr sluice.Enricher, opts ...Option) *member {
+func startMember(t *testing.T, bs []string, group, topic string, sink sluice.Sink, enr sluice.Enricher, opts ...SourceOption) *member {
 	t.Helper()
 	src, err := NewSource(context.Background(), bs, group, []string{topic},
-		append([]Option{WithLogger(quietLogger()), WithRevokeTimeout(5 * time.Second)}, opts...)...)
+		append([]SourceOption{WithLogger(testutil.Quiet()), WithRevokeTimeout(5 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := sluice.New(src, enr, sink, sluice.WithLogger(quietLogger()), sluice.WithConcurrency(16),
+	p, err := sluice.New(src, enr, sink, sluice.WithLogger(testutil.Quiet()), sluice.WithConcurrency(16),
 		sluice.WithDrainTimeout(5*time.Second), sluice.WithRetries(1), sluice.WithBackoff(time.Millisecond, 10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +204,7 @@ func TestKafkaRebalanceCooperative(t *testing.T) {
 	testRebalance(t, WithBalanceStrategies(sarama.NewBalanceStrategyCooperativeSticky()))
 }
 
-func testRebalance(t *testing.T, opts ...Option) {
+func testRebalance(t *testing.T, opts ...SourceOption) {
 	if testing.Short() {
 		t.Skip("slow")
 	}
@@ -213,7 +214,7 @@ func testRebalance(t *testing.T, opts ...Option) {
 	out := createTopic(t, bs, "rb-out", 4)
 	dlq := createTopic(t, bs, "rb-dlq", 1)
 	group := in + "-g"
-	prod, err := NewProducer(context.Background(), bs, out, WithDeadLetterTopic(dlq), WithLogger(quietLogger()))
+	prod, err := NewSink(context.Background(), bs, out, WithDeadLetterTopic(dlq), WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,20 +304,20 @@ func TestKafkaStaticMembership(t *testing.T) {
 	bs := brokers(t)
 	topic := createTopic(t, bs, "static", 2)
 	group := topic + "-g"
-	opts := func(id string) []Option {
-		return []Option{WithLogger(quietLogger()), WithInstanceID(id), WithSessionTimeout(20*time.Second, 2*time.Second)}
+	opts := func(id string) []SourceOption {
+		return []SourceOption{WithLogger(testutil.Quiet()), WithInstanceID(id), WithSessionTimeout(20*time.Second, 2*time.Second)}
 	}
 	a, err := NewSource(context.Background(), bs, group, []string{topic}, opts("a")...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	eventually(t, time.Minute, "a to join", func() bool { return a.Ready(context.Background()) == nil })
+	testutil.Eventually(t, time.Minute, "a to join", func() bool { return a.Ready(context.Background()) == nil })
 	b, err := NewSource(context.Background(), bs, group, []string{topic}, opts("b")...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, "both to own one partition", func() bool {
+	testutil.Eventually(t, time.Minute, "both to own one partition", func() bool {
 		return len(a.owned()) == 1 && len(b.owned()) == 1
 	})
 	aSessions, aGen := a.sessionCount(), a.generation()
@@ -328,7 +329,7 @@ func TestKafkaStaticMembership(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b2.Close()
-	eventually(t, time.Minute, "b to rejoin with its partition", func() bool { return len(b2.owned()) == 1 })
+	testutil.Eventually(t, time.Minute, "b to rejoin with its partition", func() bool { return len(b2.owned()) == 1 })
 	if got := b2.owned(); got[0] != bOwned[0] {
 		t.Fatalf("b got %v back, had %v", got, bOwned)
 	}
@@ -346,7 +347,7 @@ func TestKafkaEventPath(t *testing.T) {
 	out := createTopic(t, bs, "path-out", 2)
 	dlq := createTopic(t, bs, "path-dlq", 1)
 	group := in + "-g"
-	prod, err := NewProducer(context.Background(), bs, out, WithDeadLetterTopic(dlq), WithLogger(quietLogger()))
+	prod, err := NewSink(context.Background(), bs, out, WithDeadLetterTopic(dlq), WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +370,7 @@ func TestKafkaEventPath(t *testing.T) {
 			return err == nil && l.Total == want && len(l.ByPartition) == 2
 		}
 	}
-	eventually(t, 30*time.Second, "lag 0", lagIs(0))
+	testutil.Eventually(t, 30*time.Second, "lag 0", lagIs(0))
 
 	dls := readAll(t, bs, dlq)
 	if len(dls) != 1 {
@@ -399,10 +400,10 @@ func TestKafkaEventPath(t *testing.T) {
 	m.src.Pause()
 	before := fetches()
 	// At most the fetch in flight at the pause completes; then none.
-	eventually(t, 10*time.Second, "in-flight fetch to finish", func() bool { return fetches() <= before+1 })
+	testutil.Eventually(t, 10*time.Second, "in-flight fetch to finish", func() bool { return fetches() <= before+1 })
 	produceRange(t, bs, in, 2, 100, 110)
 	settled := fetches()
-	eventually(t, 30*time.Second, "lag 10 while paused", lagIs(10))
+	testutil.Eventually(t, 30*time.Second, "lag 10 while paused", lagIs(10))
 	pauseWindow := time.NewTimer(2 * time.Second) // asserting an absence: nothing may happen in this window
 	<-pauseWindow.C
 	if got := fetches(); got != settled {
@@ -416,7 +417,7 @@ func TestKafkaEventPath(t *testing.T) {
 	if fetches() <= settled {
 		t.Fatal("no broker fetch after resume")
 	}
-	eventually(t, 30*time.Second, "lag 0 after resume", lagIs(0))
+	testutil.Eventually(t, 30*time.Second, "lag 0 after resume", lagIs(0))
 }
 
 // TestKafkaProducerBatches checks on the broker's own record batches that
@@ -424,7 +425,7 @@ func TestKafkaEventPath(t *testing.T) {
 func TestKafkaProducerBatches(t *testing.T) {
 	bs := brokers(t)
 	out := createTopic(t, bs, "batches", 1)
-	p, err := NewProducer(context.Background(), bs, out, WithLogger(quietLogger()))
+	p, err := NewSink(context.Background(), bs, out, WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,5 +454,37 @@ func TestKafkaProducerBatches(t *testing.T) {
 	var we sluice.WriteErrors
 	if !errors.As(err, &we) || !errors.Is(we[0].Err, sluice.ErrPermanent) {
 		t.Fatalf("oversized write: %v, want a permanent WriteError", err)
+	}
+}
+
+// TestKafkaStartAt checks where a new group starts on a topic with a
+// backlog: at the oldest retained event by default, after the newest with
+// WithStartAt(Newest). The redisstream suite has the same test.
+func TestKafkaStartAt(t *testing.T) {
+	bs := brokers(t)
+	topic := createTopic(t, bs, "startat", 1)
+	produceRange(t, bs, topic, 1, 0, 5) // the backlog
+
+	oldest, err := NewSource(context.Background(), bs, topic+"-oldest", []string{topic}, WithLogger(testutil.Quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oldest.Close()
+	if got := fetchN(t, oldest, 5, 60*time.Second); string(got[0].Value) != `{"n":0}` || got[0].Origin.Offset != 0 {
+		t.Fatalf("default start: first event %s at offset %d, want the backlog's first", got[0].Value, got[0].Origin.Offset)
+	}
+
+	newest, err := NewSource(context.Background(), bs, topic+"-newest", []string{topic}, WithLogger(testutil.Quiet()), WithStartAt(Newest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer newest.Close()
+	testutil.Eventually(t, 60*time.Second, "the newest group to own its partition", func() bool { return len(newest.owned()) == 1 })
+	produceRange(t, bs, topic, 1, 5, 8)
+	got := fetchN(t, newest, 3, 60*time.Second)
+	for i, m := range got {
+		if want := fmt.Sprintf(`{"n":%d}`, 5+i); string(m.Value) != want {
+			t.Fatalf("WithStartAt(Newest): event %d is %s, want %s (the backlog must be skipped)", i, m.Value, want)
+		}
 	}
 }

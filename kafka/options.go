@@ -5,18 +5,17 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/optcheck"
 )
 
 // Default settings. Each one can be changed with an option.
@@ -42,18 +41,68 @@ const (
 	SASLScramSHA512 SASLMechanism = sarama.SASLTypeSCRAMSHA512
 )
 
-// Option configures a [Source] or a [Producer]. Options that apply to only
-// one of them are rejected by the other's constructor, so that a misplaced
-// option is not silently ignored.
-type Option func(*config)
+// Options are typed by what they configure, so that the compiler refuses
+// an option given to a constructor it does not apply to:
+//
+//   - a [SourceOption] configures [NewSource] only;
+//   - a [SinkOption] configures [NewSink] only;
+//   - an [Option] configures both, and [ClientConfig]: the connection
+//     (TLS, SASL, dialer, timeouts), the client id, the protocol version,
+//     the logger and raw sarama edits.
+//
+// Every option checks its argument. A constructor applies all its options
+// and reports every bad one at once, joined with errors.Join, each error
+// matching [sluice.ErrInvalidConfig] and reading
+// "kafka: WithX(value): what is wrong; what to do".
+//
+// To share a list of options between a source and a sink, keep it as
+// []Option and append its elements to each constructor's own list.
+type Option interface {
+	SourceOption
+	SinkOption
+}
 
-type scope uint8
+// SourceOption configures a [Source]. Every [Option] is also a SourceOption.
+type SourceOption interface{ applySource(*config) }
+
+// SinkOption configures a [Sink]. Every [Option] is also a SinkOption.
+type SinkOption interface{ applySink(*config) }
+
+// shared, sourceOnly and sinkOnly implement the option interfaces.
+type (
+	shared     func(*config)
+	sourceOnly func(*config)
+	sinkOnly   func(*config)
+)
+
+func (f shared) applySource(c *config)     { f(c) }
+func (f shared) applySink(c *config)       { f(c) }
+func (f sourceOnly) applySource(c *config) { f(c) }
+func (f sinkOnly) applySink(c *config)     { f(c) }
+
+// StartAt says where a consumer group begins reading a partition for which
+// it has no committed offset yet. See [WithStartAt].
+type StartAt int
 
 const (
-	forBoth scope = iota
-	forSource
-	forProducer
+	// Oldest starts at the oldest event the broker still retains, so that a
+	// new group processes the existing backlog. It is the default.
+	Oldest StartAt = iota
+	// Newest starts after the newest event, so that a new group processes
+	// only events produced after it joined.
+	Newest
 )
+
+// String returns "oldest" or "newest".
+func (s StartAt) String() string {
+	switch s {
+	case Oldest:
+		return "oldest"
+	case Newest:
+		return "newest"
+	}
+	return fmt.Sprintf("StartAt(%d)", int(s))
+}
 
 type config struct {
 	logger         *slog.Logger
@@ -73,7 +122,7 @@ type config struct {
 	heartbeat         time.Duration
 	rebalanceTimeout  time.Duration
 	instanceID        string
-	initialOldest     bool
+	startAt           StartAt
 	commitInterval    time.Duration
 	revokeTimeout     time.Duration
 	bufferSize        int
@@ -83,192 +132,149 @@ type config struct {
 	// the check that the source is paused and the Pause of the new claim.
 	hookClaimPause func(*Source)
 
-	// producer
+	// sink
 	deadLetterTopic string
 	linger          time.Duration
 	compression     sarama.CompressionCodec
 
-	used map[string]scope // option name -> scope, for misuse checks
-	errs []error
+	errs optcheck.Errors
 }
 
 func defaultConfig() *config {
 	return &config{
+		logger:           slog.Default(),
 		clientID:         "sluice",
 		version:          sarama.V3_6_0_0,
 		connectTimeout:   DefaultConnectTimeout,
 		sessionTimeout:   DefaultSessionTimeout,
 		heartbeat:        DefaultHeartbeatInterval,
 		rebalanceTimeout: DefaultRebalanceTimeout,
-		initialOldest:    true,
+		startAt:          Oldest,
 		commitInterval:   DefaultCommitInterval,
 		revokeTimeout:    DefaultRevokeTimeout,
 		bufferSize:       DefaultBufferSize,
 		deadLetterTopic:  DefaultDeadLetterTopic,
 		linger:           DefaultLinger,
 		compression:      sarama.CompressionLZ4,
-		used:             map[string]scope{},
+		errs:             optcheck.New("kafka", sluice.ErrInvalidConfig),
 	}
 }
 
-func (c *config) invalid(format string, args ...any) {
-	c.errs = append(c.errs, fmt.Errorf("kafka: %w: "+format, append([]any{sluice.ErrInvalidConfig}, args...)...))
-}
+// reject records a bad option; see [optcheck.Errors.Reject].
+func (c *config) reject(option, problem, fix string) { c.errs.Reject(option, problem, fix) }
 
-func (c *config) mark(name string, s scope) { c.used[name] = s }
-
-// apply runs opts and checks that each applies to what is being built.
-func apply(what scope, opts []Option) *config {
+func sourceConfig(opts []SourceOption) *config {
 	c := defaultConfig()
 	for _, o := range opts {
 		if o != nil {
-			o(c)
+			o.applySource(c)
 		}
-	}
-	for name, s := range c.used {
-		switch {
-		case s == forSource && what == forProducer:
-			c.invalid("%s applies to a Source, not a Producer", name)
-		case s == forProducer && what == forSource:
-			c.invalid("%s applies to a Producer, not a Source", name)
-		}
-	}
-	if c.logger == nil {
-		c.logger = slog.Default()
 	}
 	return c
 }
 
-// WithLogger sets the logger. The default is slog.Default().
-func WithLogger(l *slog.Logger) Option {
-	return func(c *config) { c.logger = l }
+func sinkConfig(opts []SinkOption) *config {
+	c := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o.applySink(c)
+		}
+	}
+	return c
 }
 
-// WithClientID sets the client id the broker sees in its logs and quotas.
-// The default is "sluice".
+// WithLogger sets the logger of the component. It must not be nil. The
+// default is slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return shared(func(c *config) {
+		if l == nil {
+			c.reject("WithLogger(nil)", "the logger is nil", "pass a *slog.Logger, or leave the option out for slog.Default()")
+			return
+		}
+		c.logger = l
+	})
+}
+
+// WithClientID sets the client id the broker sees in its logs, metrics and
+// quotas. It must not be empty. The default is "sluice".
 func WithClientID(id string) Option {
-	return func(c *config) {
+	return shared(func(c *config) {
 		if id == "" {
-			c.invalid("WithClientID: ClientID is empty")
+			c.reject(optcheck.Call("WithClientID", id), "the client id is empty", `leave the option out for "sluice"`)
 			return
 		}
 		c.clientID = id
-	}
+	})
 }
 
-// WithVersion sets the Kafka protocol version the client speaks; it must
-// not exceed the broker's. The default is 3.6, which every Kafka 3.6 or
-// later broker (including 4.x) serves. Static membership needs at least 2.3.
+// WithVersion sets the Kafka protocol version the client speaks
+// (sarama's Config.Version); it must not exceed the broker's, and must be
+// at least 0.11 (the idempotent producer and record headers). The default
+// is 3.6, which every Kafka 3.6 or later broker (including 4.x) serves.
+// Static membership ([WithInstanceID]) needs at least 2.3.
 func WithVersion(v sarama.KafkaVersion) Option {
-	return func(c *config) {
+	return shared(func(c *config) {
 		if !v.IsAtLeast(sarama.V0_11_0_0) {
-			c.invalid("WithVersion(%s): Version must be at least 0.11 (idempotent producer, headers)", v)
+			c.reject(optcheck.Call("WithVersion", v), "the version is below 0.11",
+				"the idempotent producer and headers need 0.11 or later; the default is 3.6")
 			return
 		}
 		c.version = v
-	}
+	})
 }
 
 // WithConnectTimeout bounds how long a constructor waits to reach the
 // cluster before it gives up with an error matching [ErrUnreachable]. It
-// also bounds each dial. The default is 30s.
+// also bounds each dial (sarama's Net.DialTimeout), including those of
+// later reconnections. It must be positive. The default is
+// [DefaultConnectTimeout], 30s.
 func WithConnectTimeout(d time.Duration) Option {
-	return func(c *config) {
+	return shared(func(c *config) {
 		if d <= 0 {
-			c.invalid("WithConnectTimeout(%s): ConnectTimeout must be positive", d)
+			c.reject(optcheck.Call("WithConnectTimeout", d), "the timeout is not positive", "pass a positive duration; the default is 30s")
 			return
 		}
 		c.connectTimeout = d
-	}
+	})
 }
 
-// TLSConfig names the files for [WithTLS]. All fields are optional: with
-// none set, TLS is used with the system roots.
-type TLSConfig struct {
-	// CAFile is a PEM bundle of the CAs that may sign the brokers'
-	// certificates. Empty means the system roots.
-	CAFile string
-	// CertFile and KeyFile are the PEM client certificate and key for
-	// mutual TLS. Set both or neither.
-	CertFile, KeyFile string
-	// ServerName overrides the name checked against the brokers'
-	// certificates.
-	ServerName string
-	// InsecureSkipVerify disables certificate checks. Only for tests.
-	InsecureSkipVerify bool
-}
-
-// WithTLS turns on TLS with the given files. Files are read at once; a
-// missing or malformed file makes the constructor fail naming the field.
-func WithTLS(t TLSConfig) Option {
-	return func(c *config) {
-		cfg, err := t.build()
-		if err != nil {
-			c.invalid("WithTLS: %v", err)
-			return
-		}
-		c.tls = cfg
-	}
-}
-
-// WithTLSConfig turns on TLS with a ready *tls.Config.
-func WithTLSConfig(cfg *tls.Config) Option {
-	return func(c *config) {
+// WithTLS turns on TLS for every broker connection, with cfg as is (set
+// RootCAs for a private CA, Certificates for mutual TLS, ServerName when
+// the brokers' certificates name another host). It must not be nil. By
+// default connections are plain TCP.
+func WithTLS(cfg *tls.Config) Option {
+	return shared(func(c *config) {
 		if cfg == nil {
-			c.invalid("WithTLSConfig: tls.Config is nil")
+			c.reject("WithTLS(nil)", "the *tls.Config is nil", "pass &tls.Config{} for TLS with the system roots")
 			return
 		}
 		c.tls = cfg
-	}
+	})
 }
 
-func (t TLSConfig) build() (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in for tests
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("CAFile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CAFile %s: no PEM certificate found", t.CAFile)
-		}
-		cfg.RootCAs = pool
-	}
-	if (t.CertFile == "") != (t.KeyFile == "") {
-		return nil, errors.New("CertFile and KeyFile: set both or neither")
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("CertFile/KeyFile: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
-}
-
-// WithSASL authenticates with SASL PLAIN or SCRAM-SHA-256/512. Combine it
-// with [WithTLS] unless the network is trusted: PLAIN sends the password
-// as is. The password never appears in errors or logs.
+// WithSASL authenticates with SASL PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+// The user and the password must not be empty. Combine it with [WithTLS]
+// unless the network is trusted: PLAIN sends the password as is. The
+// password never appears in errors or logs. By default there is no SASL.
 func WithSASL(mech SASLMechanism, user, password string) Option {
-	return func(c *config) {
+	return shared(func(c *config) {
+		call := optcheck.Call("WithSASL", string(mech), user, "…")
 		switch mech {
 		case SASLPlain, SASLScramSHA256, SASLScramSHA512:
 		default:
-			c.invalid("WithSASL: Mechanism %q is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512", string(mech))
+			c.reject(call, "the mechanism is unknown", "use SASLPlain, SASLScramSHA256 or SASLScramSHA512")
 			return
 		}
 		if user == "" {
-			c.invalid("WithSASL: User is empty")
+			c.reject(call, "the user is empty", "pass the SASL user name")
 			return
 		}
 		if password == "" {
-			c.invalid("WithSASL: Password is empty")
+			c.reject(call, "the password is empty", "pass the SASL password")
 			return
 		}
 		c.sasl, c.saslMech, c.saslUser, c.saslPass = true, mech, user, password
-	}
+	})
 }
 
 // WithDialer makes every connection to a broker go through dial instead of
@@ -278,15 +284,15 @@ func WithSASL(mech SASLMechanism, user, password string) Option {
 // addresses, so dial sees the bootstrap addresses and every advertised one,
 // and may send each wherever it likes. Its context ends after the connect
 // timeout ([WithConnectTimeout]), which dial must honour. TLS, when on, runs
-// over the connection dial returns.
+// over the connection dial returns. dial must not be nil.
 func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
-	return func(c *config) {
+	return shared(func(c *config) {
 		if dial == nil {
-			c.invalid("WithDialer: func is nil")
+			c.reject("WithDialer(nil)", "the dial func is nil", "leave the option out for plain TCP")
 			return
 		}
 		c.dial = dial
-	}
+	})
 }
 
 // ctxDialer adapts a context-taking dial func to sarama's Net.Proxy.Dialer,
@@ -312,170 +318,184 @@ func (d ctxDialer) DialContext(ctx context.Context, network, addr string) (net.C
 
 // WithSaramaConfig registers fn to edit the *sarama.Config after every other
 // option has been applied, for settings this package has no option for.
-// The result is still validated. Several calls run in order.
+// The result is still validated by sarama, and a constructor refuses it
+// with an error matching [sluice.ErrInvalidConfig]. Several calls run in
+// order. fn must not be nil.
 func WithSaramaConfig(fn func(*sarama.Config)) Option {
-	return func(c *config) {
+	return shared(func(c *config) {
 		if fn == nil {
-			c.invalid("WithSaramaConfig: func is nil")
+			c.reject("WithSaramaConfig(nil)", "the func is nil", "pass a func that edits the *sarama.Config")
 			return
 		}
 		c.raw = append(c.raw, fn)
-	}
+	})
 }
 
-// WithSessionTimeout sets the group session timeout and the heartbeat
-// interval. The session timeout must be at least three heartbeats; the
-// broker also bounds it (group.min/max.session.timeout.ms). The defaults are
-// 30s and 3s.
-func WithSessionTimeout(session, heartbeat time.Duration) Option {
-	return func(c *config) {
-		c.mark("WithSessionTimeout", forSource)
+// WithSessionTimeout sets the group session timeout (how long the
+// coordinator waits for a heartbeat before it evicts the member) and the
+// heartbeat interval. The heartbeat must be positive and the session timeout
+// at least three heartbeats; the broker also bounds the session timeout
+// (group.min/max.session.timeout.ms). The defaults are
+// [DefaultSessionTimeout], 30s, and [DefaultHeartbeatInterval], 3s.
+func WithSessionTimeout(session, heartbeat time.Duration) SourceOption {
+	return sourceOnly(func(c *config) {
 		if heartbeat <= 0 || session < 3*heartbeat {
-			c.invalid("WithSessionTimeout(%s, %s): Session.Timeout must be at least 3 × Heartbeat.Interval, both positive", session, heartbeat)
+			c.reject(optcheck.Call("WithSessionTimeout", session, heartbeat),
+				"the session timeout is below 3 heartbeats, or the heartbeat is not positive",
+				"pass a positive heartbeat and a session timeout of at least 3 heartbeats; the defaults are 30s and 3s")
 			return
 		}
 		c.sessionTimeout, c.heartbeat = session, heartbeat
-	}
+	})
 }
 
 // WithRebalanceTimeout sets how long the group coordinator waits for every
-// member to rejoin during a rebalance (Java's max.poll.interval.ms). The
-// default is 600s.
-func WithRebalanceTimeout(d time.Duration) Option {
-	return func(c *config) {
-		c.mark("WithRebalanceTimeout", forSource)
+// member to rejoin during a rebalance (sarama's Rebalance.Timeout, Java's
+// max.poll.interval.ms). It must be positive and above the revoke timeout
+// ([WithRevokeTimeout]). The default is [DefaultRebalanceTimeout], 600s.
+func WithRebalanceTimeout(d time.Duration) SourceOption {
+	return sourceOnly(func(c *config) {
 		if d <= 0 {
-			c.invalid("WithRebalanceTimeout(%s): Rebalance.Timeout must be positive", d)
+			c.reject(optcheck.Call("WithRebalanceTimeout", d), "the timeout is not positive", "pass a positive duration; the default is 600s")
 			return
 		}
 		c.rebalanceTimeout = d
-	}
+	})
 }
 
 // WithInstanceID makes the consumer a static group member (KIP-345): a
 // restart with the same id within the session timeout gets its partitions
-// back without a rebalance. Each instance of a group needs its own id.
-func WithInstanceID(id string) Option {
-	return func(c *config) {
-		c.mark("WithInstanceID", forSource)
+// back without a rebalance. Each instance of a group needs its own id, and
+// it must not be empty. It needs [WithVersion] 2.3 or later (the default
+// is). By default members are dynamic.
+func WithInstanceID(id string) SourceOption {
+	return sourceOnly(func(c *config) {
 		if id == "" {
-			c.invalid("WithInstanceID: InstanceId is empty")
+			c.reject(optcheck.Call("WithInstanceID", id), "the instance id is empty", "pass a stable id per instance, or leave the option out for a dynamic member")
 			return
 		}
 		c.instanceID = id
-	}
+	})
 }
 
-// WithInitialOffset sets where a partition without a committed offset
-// starts: sarama.OffsetOldest (the default) or sarama.OffsetNewest.
-func WithInitialOffset(offset int64) Option {
-	return func(c *config) {
-		c.mark("WithInitialOffset", forSource)
-		switch offset {
-		case sarama.OffsetOldest:
-			c.initialOldest = true
-		case sarama.OffsetNewest:
-			c.initialOldest = false
-		default:
-			c.invalid("WithInitialOffset(%d): Offsets.Initial must be sarama.OffsetOldest or sarama.OffsetNewest", offset)
+// WithStartAt sets where a consumer group begins reading when it has no
+// committed position yet: [Oldest], the oldest event the server still
+// retains (the default), or [Newest], only events added after the group
+// first read. A group that has a committed position keeps it. In Kafka the
+// position is per partition: a partition without a committed offset,
+// including one added to the topic later, starts here
+// (Consumer.Offsets.Initial).
+func WithStartAt(at StartAt) SourceOption {
+	return sourceOnly(func(c *config) {
+		if at != Oldest && at != Newest {
+			c.reject(optcheck.Call("WithStartAt", at), "the position is unknown", "pass kafka.Oldest or kafka.Newest")
+			return
 		}
-	}
+		c.startAt = at
+	})
 }
 
 // WithCommitInterval sets how often finished offsets are committed. Offsets
-// are also committed when partitions are revoked, on Flush and on Close.
-// The default is 1s.
-func WithCommitInterval(d time.Duration) Option {
-	return func(c *config) {
-		c.mark("WithCommitInterval", forSource)
+// are also committed when partitions are revoked, on Flush and on Close. It
+// must be positive. The default is [DefaultCommitInterval], 1s.
+func WithCommitInterval(d time.Duration) SourceOption {
+	return sourceOnly(func(c *config) {
 		if d <= 0 {
-			c.invalid("WithCommitInterval(%s): CommitInterval must be positive", d)
+			c.reject(optcheck.Call("WithCommitInterval", d), "the interval is not positive", "pass a positive duration; the default is 1s")
 			return
 		}
 		c.commitInterval = d
-	}
+	})
 }
 
 // WithRevokeTimeout bounds how long a revoked partition waits for its
 // in-flight events before committing what finished and letting go. Events
 // still in flight then are delivered again to the partition's next owner.
-// It must be well below the rebalance timeout; the default is 20s.
-func WithRevokeTimeout(d time.Duration) Option {
-	return func(c *config) {
-		c.mark("WithRevokeTimeout", forSource)
+// It must be positive and well below the rebalance timeout
+// ([WithRebalanceTimeout]). The default is [DefaultRevokeTimeout], 20s.
+func WithRevokeTimeout(d time.Duration) SourceOption {
+	return sourceOnly(func(c *config) {
 		if d <= 0 {
-			c.invalid("WithRevokeTimeout(%s): RevokeTimeout must be positive", d)
+			c.reject(optcheck.Call("WithRevokeTimeout", d), "the timeout is not positive", "pass a positive duration; the default is 20s")
 			return
 		}
 		c.revokeTimeout = d
-	}
+	})
 }
 
 // WithBufferSize sets how many fetched messages may wait between the
-// partition consumers and Fetch. The default is 1024.
-func WithBufferSize(n int) Option {
-	return func(c *config) {
-		c.mark("WithBufferSize", forSource)
+// partition consumers and Fetch. It must be at least 1. The default is
+// [DefaultBufferSize], 1024.
+func WithBufferSize(n int) SourceOption {
+	return sourceOnly(func(c *config) {
 		if n < 1 {
-			c.invalid("WithBufferSize(%d): BufferSize must be at least 1", n)
+			c.reject(optcheck.Call("WithBufferSize", n), "the size is below 1", "pass at least 1; the default is 1024")
 			return
 		}
 		c.bufferSize = n
-	}
+	})
 }
 
 // WithBalanceStrategies sets the partition assignors, in order of
-// preference. The default is sarama's range assignor. With eager strategies
+// preference (sarama's Rebalance.GroupStrategies); the list must not be
+// empty. The default is sarama's range assignor. With eager strategies
 // (range, round robin, sticky) every rebalance ends the session and every
 // claim lets go; with sarama's cooperative-sticky strategy only the
 // partitions that move are revoked, and the others keep flowing. Either way
 // a revoked claim lets go promptly, even while it waits on a full buffer or
 // a pause. Strategies with no rebalance protocol in common are refused.
-func WithBalanceStrategies(s ...sarama.BalanceStrategy) Option {
-	return func(c *config) {
-		c.mark("WithBalanceStrategies", forSource)
+func WithBalanceStrategies(s ...sarama.BalanceStrategy) SourceOption {
+	return sourceOnly(func(c *config) {
 		if len(s) == 0 {
-			c.invalid("WithBalanceStrategies: GroupStrategies is empty")
+			c.reject("WithBalanceStrategies()", "the list is empty", "pass at least one strategy, or leave the option out for the range assignor")
 			return
 		}
 		c.balanceStrategies = s
-	}
+	})
 }
 
-// WithDeadLetterTopic sets the topic dead letters go to. The default is
+// WithDeadLetterTopic sets the topic a [Sink] writes dead letters to. It
+// must be a valid topic name. The default is [DefaultDeadLetterTopic],
 // "dead_letter".
-func WithDeadLetterTopic(topic string) Option {
-	return func(c *config) {
-		c.mark("WithDeadLetterTopic", forProducer)
+func WithDeadLetterTopic(topic string) SinkOption {
+	return sinkOnly(func(c *config) {
 		if err := validTopic(topic); err != nil {
-			c.invalid("WithDeadLetterTopic: %v", err)
+			c.reject(optcheck.Call("WithDeadLetterTopic", topic), err.Error(), topicRule)
 			return
 		}
 		c.deadLetterTopic = topic
-	}
+	})
 }
 
-// WithLinger sets how long the producer waits to fill a batch
-// (Producer.Flush.Frequency, Java's linger.ms). The default is 5ms; 0 sends
-// at once.
-func WithLinger(d time.Duration) Option {
-	return func(c *config) {
-		c.mark("WithLinger", forProducer)
+// WithLinger sets how long a [Sink] waits to fill a batch
+// (Producer.Flush.Frequency, Java's linger.ms); 0 sends at once. It must
+// not be negative. The default is [DefaultLinger], 5ms.
+func WithLinger(d time.Duration) SinkOption {
+	return sinkOnly(func(c *config) {
 		if d < 0 {
-			c.invalid("WithLinger(%s): Flush.Frequency cannot be negative", d)
+			c.reject(optcheck.Call("WithLinger", d), "the linger is negative", "pass 0 to send at once; the default is 5ms")
 			return
 		}
 		c.linger = d
-	}
+	})
 }
 
-// WithCompression sets the producer's compression codec. The default is LZ4.
-func WithCompression(codec sarama.CompressionCodec) Option {
-	return func(c *config) {
-		c.mark("WithCompression", forProducer)
+// WithCompression sets a [Sink]'s compression codec: none, gzip, snappy,
+// LZ4 or zstd. The default is LZ4.
+func WithCompression(codec sarama.CompressionCodec) SinkOption {
+	return sinkOnly(func(c *config) {
+		switch codec {
+		case sarama.CompressionNone, sarama.CompressionGZIP, sarama.CompressionSnappy, sarama.CompressionLZ4, sarama.CompressionZSTD:
+		default:
+			c.reject(optcheck.Call("WithCompression", int8(codec)), "the codec is unknown", "pass one of sarama's Compression constants; the default is LZ4")
+			return
+		}
 		c.compression = codec
-	}
+	})
 }
+
+// topicRule is the fix of a rejected topic name.
+const topicRule = "use 1 to 249 characters of [a-zA-Z0-9._-]"
 
 func validTopic(t string) error {
 	if t == "" {
@@ -494,12 +514,12 @@ func validTopic(t string) error {
 
 func validBrokers(c *config, brokers []string) {
 	if len(brokers) == 0 {
-		c.invalid("brokers: the list is empty")
+		c.reject("brokers", "the list is empty", "pass at least one host:port")
 		return
 	}
 	for _, b := range brokers {
 		if b == "" || !strings.Contains(b, ":") {
-			c.invalid("brokers: %q is not host:port", b)
+			c.reject("brokers", fmt.Sprintf("%q is not host:port", b), "pass addresses such as 127.0.0.1:9092")
 		}
 	}
 }
@@ -539,7 +559,9 @@ func (c *config) saramaConfig(side func(*sarama.Config)) (*sarama.Config, error)
 		fn(sc)
 	}
 	if err := sc.Validate(); err != nil {
-		return nil, fmt.Errorf("kafka: %w: sarama config: %w", sluice.ErrInvalidConfig, err)
+		errs := optcheck.New("kafka", sluice.ErrInvalidConfig)
+		errs.Reject("WithSaramaConfig", "sarama refuses the resulting config: "+err.Error(), "fix the edit")
+		return nil, errs.Err()
 	}
 	return sc, nil
 }
@@ -547,18 +569,19 @@ func (c *config) saramaConfig(side func(*sarama.Config)) (*sarama.Config, error)
 // ClientConfig returns the sarama configuration that opts describe for a
 // plain client — connection, client id, version, TLS, SASL and
 // WithSaramaConfig edits — for tools that talk to the same cluster with
-// sarama directly (an admin client, a health probe). Options for a Source or
-// a Producer only are rejected, as are bad values, with an error matching
+// sarama directly (an admin client, a health probe). Only options that
+// apply to both a [Source] and a [Sink] are accepted; bad values are
+// reported as by the constructors, with an error matching
 // [sluice.ErrInvalidConfig].
 func ClientConfig(opts ...Option) (*sarama.Config, error) {
-	c := apply(forBoth, opts)
-	for name, s := range c.used {
-		if s != forBoth {
-			c.invalid("%s applies to a Source or a Producer, not a plain client", name)
+	c := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o.applySource(c)
 		}
 	}
-	if len(c.errs) > 0 {
-		return nil, errors.Join(c.errs...)
+	if err := c.errs.Err(); err != nil {
+		return nil, err
 	}
 	return c.saramaConfig(func(*sarama.Config) {})
 }

@@ -14,7 +14,10 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/chans"
+	"github.com/sluicehq/sluice/internal/latch"
 	"github.com/sluicehq/sluice/internal/offsets"
+	"github.com/sluicehq/sluice/internal/optcheck"
 )
 
 // watchdogGrace is how long past the revoke timeout a revoked partition may
@@ -54,10 +57,8 @@ type Source struct {
 	closeMu sync.Mutex
 	closed  bool
 
-	// resume is nil while running; while paused it is a channel that
-	// Resume closes. pauseMu orders Pause and Resume.
-	resume  atomic.Pointer[chan struct{}]
-	pauseMu sync.Mutex
+	// paused is closed by Pause and opened by Resume.
+	paused latch.Latch
 
 	probeMu sync.Mutex
 	probe   *probe // the latest round trip for Lag and Ready
@@ -108,35 +109,37 @@ const (
 // answers within the connect timeout, or one matching
 // [sluice.ErrInvalidConfig] naming the bad setting. Consumption starts in
 // the background at once; Fetch returns what it brings.
-func NewSource(ctx context.Context, brokers []string, group string, topics []string, opts ...Option) (*Source, error) {
-	c := apply(forSource, opts)
+func NewSource(ctx context.Context, brokers []string, group string, topics []string, opts ...SourceOption) (*Source, error) {
+	c := sourceConfig(opts)
 	validBrokers(c, brokers)
 	if group == "" {
-		c.invalid("group: the consumer group name is empty")
+		c.reject("group", "the consumer group name is empty", "pass the name of the group to join")
 	}
 	if len(topics) == 0 {
-		c.invalid("topics: the list is empty")
+		c.reject("topics", "the list is empty", "pass at least one topic")
 	}
 	for _, t := range topics {
 		if err := validTopic(t); err != nil {
-			c.invalid("topics: %v", err)
+			c.reject("topics", err.Error(), topicRule)
 		}
 	}
 	if c.revokeTimeout >= c.rebalanceTimeout {
-		c.invalid("WithRevokeTimeout(%s): RevokeTimeout must be below Rebalance.Timeout (%s)", c.revokeTimeout, c.rebalanceTimeout)
+		c.reject(optcheck.Call("WithRevokeTimeout", c.revokeTimeout), fmt.Sprintf("the revoke timeout is not below the rebalance timeout (%s)", c.rebalanceTimeout),
+			"lower WithRevokeTimeout or raise WithRebalanceTimeout")
 	}
 	if c.instanceID != "" && !c.version.IsAtLeast(sarama.V2_3_0_0) {
-		c.invalid("WithInstanceID needs Version 2.3 or later, have %s", c.version)
+		c.reject(optcheck.Call("WithInstanceID", c.instanceID), fmt.Sprintf("static membership needs protocol version 2.3 or later, have %s", c.version),
+			"raise WithVersion to 2.3 or later")
 	}
-	if len(c.errs) > 0 {
-		return nil, errors.Join(c.errs...)
+	if err := c.errs.Err(); err != nil {
+		return nil, err
 	}
 	sc, err := c.saramaConfig(func(sc *sarama.Config) {
 		sc.Consumer.Return.Errors = true
 		sc.Consumer.Offsets.AutoCommit.Enable = false
-		sc.Consumer.Offsets.Initial = sarama.OffsetNewest
-		if c.initialOldest {
-			sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+		sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+		if c.startAt == Newest {
+			sc.Consumer.Offsets.Initial = sarama.OffsetNewest
 		}
 		sc.Consumer.Group.Session.Timeout = c.sessionTimeout
 		sc.Consumer.Group.Heartbeat.Interval = c.heartbeat
@@ -298,17 +301,7 @@ func (s *Source) Fetch(ctx context.Context, max int) ([]*sluice.Message, error) 
 		if s.deliver(first) {
 			out = append(out, first)
 		}
-	fill:
-		for len(out) < max {
-			select {
-			case m := <-s.buf:
-				if s.deliver(m) {
-					out = append(out, m)
-				}
-			default:
-				break fill
-			}
-		}
+		out = chans.TakeMore(out, s.buf, max, s.deliver)
 		if len(out) > 0 {
 			return out, nil
 		}
@@ -363,22 +356,12 @@ func (s *Source) Flush(ctx context.Context) error {
 // Pause stops fetching from the brokers without leaving the group. Messages
 // already buffered stay buffered; the partition consumers stop reading too.
 func (s *Source) Pause() {
-	s.pauseMu.Lock()
-	defer s.pauseMu.Unlock()
-	ch := make(chan struct{})
-	if s.resume.CompareAndSwap(nil, &ch) {
-		s.cg.PauseAll()
-	}
+	s.paused.Close(s.cg.PauseAll)
 }
 
 // Resume undoes Pause.
 func (s *Source) Resume() {
-	s.pauseMu.Lock()
-	defer s.pauseMu.Unlock()
-	if ch := s.resume.Swap(nil); ch != nil {
-		s.cg.ResumeAll()
-		close(*ch)
-	}
+	s.paused.Open(s.cg.ResumeAll)
 }
 
 // Ready returns nil once the consumer has joined its group and the cluster
@@ -671,10 +654,10 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, sc sarama.Consu
 		}
 		// A fetch in flight when Pause was called still delivers: hold the
 		// message, and stop reading the claim, until Resume.
-		if ch := s.resume.Load(); ch != nil {
+		if ch := s.paused.Wait(); ch != nil {
 			c.waiting.Store(waitResume)
 			select {
-			case <-*ch:
+			case <-ch:
 			case <-done:
 				s.release(c)
 				return nil
@@ -705,18 +688,16 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, sc sarama.Consu
 }
 
 // pauseClaim pauses a new claim's partition if the source is paused. It
-// holds pauseMu, as Pause and Resume do, so that a Resume cannot land
-// between the check and the Pause and leave the partition paused for good.
+// runs under the pause latch's lock, as Pause and Resume do, so that a
+// Resume cannot land between the check and the Pause and leave the
+// partition paused for good.
 func (s *Source) pauseClaim(c *claim) {
-	s.pauseMu.Lock()
-	defer s.pauseMu.Unlock()
-	if s.resume.Load() == nil {
-		return
-	}
-	if h := s.cfg.hookClaimPause; h != nil {
-		h(s)
-	}
-	s.cg.Pause(map[string][]int32{c.topic: {c.partition}})
+	s.paused.WhileClosed(func() {
+		if h := s.cfg.hookClaimPause; h != nil {
+			h(s)
+		}
+		s.cg.Pause(map[string][]int32{c.topic: {c.partition}})
+	})
 }
 
 // watchClaim returns a channel that is closed once sarama closes the

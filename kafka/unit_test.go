@@ -13,7 +13,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"crypto/tls"
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 func newFake(t *testing.T, partitions int32, topics ...string) []string {
@@ -34,35 +36,32 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		build func() error
 		want  string
 	}{
-		{"no brokers", func() error { _, err := NewSource(ctx, nil, "g", []string{"t"}); return err }, "brokers"},
-		{"bad broker", func() error { _, err := NewProducer(ctx, []string{"nohostport"}, "t"); return err }, "brokers"},
+		{"no brokers", func() error { _, err := NewSource(ctx, nil, "g", []string{"t"}); return err }, "kafka: brokers: the list is empty; pass at least one host:port"},
+		{"bad broker", func() error { _, err := NewSink(ctx, []string{"nohostport"}, "t"); return err }, "brokers"},
 		{"no group", func() error { _, err := NewSource(ctx, bs, "", []string{"t"}); return err }, "group"},
 		{"bad topic", func() error { _, err := NewSource(ctx, bs, "g", []string{"a b"}); return err }, "topics"},
 		{"session vs heartbeat", func() error {
 			_, err := NewSource(ctx, bs, "g", []string{"t"}, WithSessionTimeout(time.Second, time.Second))
 			return err
-		}, "Session.Timeout"},
-		{"empty instance id", func() error { _, err := NewSource(ctx, bs, "g", []string{"t"}, WithInstanceID("")); return err }, "InstanceId"},
-		{"initial offset", func() error { _, err := NewSource(ctx, bs, "g", []string{"t"}, WithInitialOffset(5)); return err }, "Offsets.Initial"},
+		}, "kafka: WithSessionTimeout(1s, 1s): the session timeout is below 3 heartbeats"},
+		{"empty instance id", func() error { _, err := NewSource(ctx, bs, "g", []string{"t"}, WithInstanceID("")); return err }, `WithInstanceID("")`},
+		{"start position", func() error { _, err := NewSource(ctx, bs, "g", []string{"t"}, WithStartAt(5)); return err }, "WithStartAt(StartAt(5))"},
 		{"revoke above rebalance", func() error {
 			_, err := NewSource(ctx, bs, "g", []string{"t"}, WithRebalanceTimeout(time.Minute), WithRevokeTimeout(2*time.Minute))
 			return err
-		}, "RevokeTimeout"},
-		{"source option on producer", func() error { _, err := NewProducer(ctx, bs, "t", WithInstanceID("a")); return err }, "WithInstanceID"},
-		{"producer option on source", func() error { _, err := NewSource(ctx, bs, "g", []string{"t"}, WithDeadLetterTopic("d")); return err }, "WithDeadLetterTopic"},
-		{"dead letter topic", func() error { _, err := NewProducer(ctx, bs, "t", WithDeadLetterTopic("")); return err }, "WithDeadLetterTopic"},
-		{"sasl mechanism", func() error { _, err := NewProducer(ctx, bs, "t", WithSASL("GSSAPI", "u", "hunter2")); return err }, "Mechanism"},
-		{"sasl password", func() error { _, err := NewProducer(ctx, bs, "t", WithSASL(SASLScramSHA512, "u", "")); return err }, "Password"},
-		{"tls ca file", func() error {
-			_, err := NewProducer(ctx, bs, "t", WithTLS(TLSConfig{CAFile: "/nonexistent/ca.pem"}))
-			return err
-		}, "CAFile"},
-		{"tls half pair", func() error { _, err := NewProducer(ctx, bs, "t", WithTLS(TLSConfig{CertFile: "c.pem"})); return err }, "KeyFile"},
+		}, "WithRevokeTimeout(2m0s)"},
+		{"nil logger", func() error { _, err := NewSink(ctx, bs, "t", WithLogger(nil)); return err }, "WithLogger(nil)"},
+		{"nil logger on source", func() error { _, err := NewSource(ctx, bs, "g", []string{"t"}, WithLogger(nil)); return err }, "WithLogger(nil)"},
+		{"dead letter topic", func() error { _, err := NewSink(ctx, bs, "t", WithDeadLetterTopic("")); return err }, "WithDeadLetterTopic"},
+		{"compression", func() error { _, err := NewSink(ctx, bs, "t", WithCompression(42)); return err }, "WithCompression(42)"},
+		{"sasl mechanism", func() error { _, err := NewSink(ctx, bs, "t", WithSASL("GSSAPI", "u", "hunter2")); return err }, "mechanism"},
+		{"sasl password", func() error { _, err := NewSink(ctx, bs, "t", WithSASL(SASLScramSHA512, "u", "")); return err }, "password"},
+		{"nil tls", func() error { _, err := NewSink(ctx, bs, "t", WithTLS(nil)); return err }, "WithTLS(nil)"},
 		{"raw sarama config", func() error {
-			_, err := NewProducer(ctx, bs, "t", WithSaramaConfig(func(c *sarama.Config) { c.Net.MaxOpenRequests = 5 }))
+			_, err := NewSink(ctx, bs, "t", WithSaramaConfig(func(c *sarama.Config) { c.Net.MaxOpenRequests = 5 }))
 			return err
 		}, "MaxOpenRequests"},
-		{"connect timeout", func() error { _, err := NewProducer(ctx, bs, "t", WithConnectTimeout(0)); return err }, "ConnectTimeout"},
+		{"connect timeout", func() error { _, err := NewSink(ctx, bs, "t", WithConnectTimeout(0)); return err }, "WithConnectTimeout(0s)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -80,14 +79,52 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	}
 }
 
+// TestEveryBadOptionAtOnce checks that a constructor reports every bad
+// option, each in the package's format.
+func TestEveryBadOptionAtOnce(t *testing.T) {
+	_, err := NewSource(context.Background(), []string{"127.0.0.1:1"}, "g", []string{"t"},
+		WithBufferSize(0), WithLogger(nil), WithCommitInterval(-time.Second))
+	if !errors.Is(err, sluice.ErrInvalidConfig) {
+		t.Fatalf("err = %v, want ErrInvalidConfig", err)
+	}
+	want := "kafka: WithBufferSize(0): the size is below 1; pass at least 1; the default is 1024\n" +
+		"kafka: WithLogger(nil): the logger is nil; pass a *slog.Logger, or leave the option out for slog.Default()\n" +
+		"kafka: WithCommitInterval(-1s): the interval is not positive; pass a positive duration; the default is 1s"
+	if err.Error() != want {
+		t.Fatalf("err =\n%s\nwant\n%s", err, want)
+	}
+}
+
+// TestOptionTypes checks that each option satisfies exactly the
+// constructors it applies to: a misplaced option does not compile.
+func TestOptionTypes(t *testing.T) {
+	for _, o := range []any{WithLogger(testutil.Quiet()), WithClientID("x"), WithVersion(sarama.V3_6_0_0), WithConnectTimeout(time.Second),
+		WithTLS(&tls.Config{}), WithSASL(SASLPlain, "u", "p"), WithDialer(nil), WithSaramaConfig(nil)} {
+		if _, ok := o.(Option); !ok {
+			t.Errorf("%T is not an Option for both sides", o)
+		}
+	}
+	for _, o := range []any{WithSessionTimeout(0, 0), WithRebalanceTimeout(0), WithInstanceID(""), WithStartAt(Newest),
+		WithCommitInterval(0), WithRevokeTimeout(0), WithBufferSize(0), WithBalanceStrategies()} {
+		if _, ok := o.(SinkOption); ok {
+			t.Errorf("source option %T is accepted by NewSink", o)
+		}
+	}
+	for _, o := range []any{WithDeadLetterTopic(""), WithLinger(0), WithCompression(0)} {
+		if _, ok := o.(SourceOption); ok {
+			t.Errorf("sink option %T is accepted by NewSource", o)
+		}
+	}
+}
+
 func TestSASLAndTLSReachSarama(t *testing.T) {
-	c := apply(forProducer, []Option{
+	c := sinkConfig([]SinkOption{
 		WithSASL(SASLScramSHA256, "user", "secret"),
-		WithTLS(TLSConfig{ServerName: "kafka.example"}),
+		WithTLS(&tls.Config{ServerName: "kafka.example"}),
 		WithSaramaConfig(func(sc *sarama.Config) { sc.ClientID = "raw-wins" }),
 	})
-	if len(c.errs) > 0 {
-		t.Fatal(c.errs)
+	if err := c.errs.Err(); err != nil {
+		t.Fatal(err)
 	}
 	sc, err := c.saramaConfig(func(*sarama.Config) {})
 	if err != nil {
@@ -140,7 +177,7 @@ func TestUnreachableBrokerFailsInBoundedTime(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			start := time.Now()
 			_, err := NewSource(context.Background(), []string{addr}, "g", []string{"t"},
-				WithConnectTimeout(time.Second), WithLogger(quietLogger()))
+				WithConnectTimeout(time.Second), WithLogger(testutil.Quiet()))
 			if !errors.Is(err, ErrUnreachable) {
 				t.Fatalf("err = %v, want ErrUnreachable", err)
 			}
@@ -170,7 +207,7 @@ func TestClassifyProducerErrors(t *testing.T) {
 
 func TestFakeProducerSettingsAndHeaders(t *testing.T) {
 	bs := newFake(t, 1, "out", "dead_letter")
-	p, err := NewProducer(context.Background(), bs, "out", WithLogger(quietLogger()))
+	p, err := NewSink(context.Background(), bs, "out", WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +259,7 @@ func TestFakeProducerSettingsAndHeaders(t *testing.T) {
 
 func TestFakeTooLargeIsPermanent(t *testing.T) {
 	bs := newFake(t, 1, "out")
-	p, err := NewProducer(context.Background(), bs, "out", WithLogger(quietLogger()),
+	p, err := NewSink(context.Background(), bs, "out", WithLogger(testutil.Quiet()),
 		WithSaramaConfig(func(c *sarama.Config) { c.Producer.MaxMessageBytes = 1000 }))
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +276,7 @@ func TestFakeTooLargeIsPermanent(t *testing.T) {
 func TestFakeOutOfOrderAcksCommitOnlyThePrefix(t *testing.T) {
 	bs := newFake(t, 1, "in")
 	produce(t, bs, "in", 1, 10)
-	src, err := NewSource(context.Background(), bs, "g1", []string{"in"}, WithLogger(quietLogger()))
+	src, err := NewSource(context.Background(), bs, "g1", []string{"in"}, WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +323,7 @@ func TestFakePauseStopsBrokerFetches(t *testing.T) {
 	})
 
 	produce(t, bs, "in", 1, 5)
-	src, err := NewSource(context.Background(), bs, "g", []string{"in"}, WithLogger(quietLogger()))
+	src, err := NewSource(context.Background(), bs, "g", []string{"in"}, WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +355,7 @@ func TestFakePauseStopsBrokerFetches(t *testing.T) {
 func TestAckForRevokedClaimIsIgnored(t *testing.T) {
 	bs := newFake(t, 1, "in")
 	produce(t, bs, "in", 1, 3)
-	src, err := NewSource(context.Background(), bs, "g", []string{"in"}, WithLogger(quietLogger()))
+	src, err := NewSource(context.Background(), bs, "g", []string{"in"}, WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +382,7 @@ func TestAckForRevokedClaimIsIgnored(t *testing.T) {
 func TestFakeReadyAndLag(t *testing.T) {
 	bs := newFake(t, 2, "in")
 	produce(t, bs, "in", 2, 6)
-	src, err := NewSource(context.Background(), bs, "g", []string{"in"}, WithLogger(quietLogger()))
+	src, err := NewSource(context.Background(), bs, "g", []string{"in"}, WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +415,7 @@ func TestFakeReadyAndLag(t *testing.T) {
 }
 
 func TestClientConfigCarriesSecurity(t *testing.T) {
-	sc, err := ClientConfig(WithClientID("probe"), WithSASL(SASLScramSHA512, "u", "secret"), WithTLS(TLSConfig{InsecureSkipVerify: true}))
+	sc, err := ClientConfig(WithClientID("probe"), WithSASL(SASLScramSHA512, "u", "secret"), WithTLS(&tls.Config{ServerName: "kafka.example"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -386,8 +423,8 @@ func TestClientConfigCarriesSecurity(t *testing.T) {
 		sc.Net.SASL.Mechanism != sarama.SASLTypeSCRAMSHA512 || sc.Net.SASL.SCRAMClientGeneratorFunc == nil {
 		t.Fatalf("security settings not carried: %+v", sc.Net)
 	}
-	_, err = ClientConfig(WithInstanceID("a"))
-	if !errors.Is(err, sluice.ErrInvalidConfig) || !strings.Contains(err.Error(), "WithInstanceID applies to a Source or a Producer") {
+	_, err = ClientConfig(WithClientID(""))
+	if !errors.Is(err, sluice.ErrInvalidConfig) || !strings.Contains(err.Error(), `kafka: WithClientID(""): the client id is empty`) {
 		t.Fatalf("err = %v", err)
 	}
 }

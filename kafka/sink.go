@@ -14,7 +14,7 @@ import (
 	"github.com/sluicehq/sluice"
 )
 
-// Producer writes enriched events to a topic and dead letters to the
+// Sink writes enriched events to a topic and dead letters to the
 // dead-letter topic, through one idempotent, LZ4-compressing async
 // producer with acks=all. It implements [sluice.Sink],
 // [sluice.DeadLetterWriter] and [sluice.Readier].
@@ -24,7 +24,7 @@ import (
 // headers (source_topic, source_partition, source_offset). Dead letters keep
 // the original key, value and headers and add those of
 // [sluice.DeadLetter.Headers].
-type Producer struct {
+type Sink struct {
 	topic    string
 	dlqTopic string
 	log      *slog.Logger
@@ -37,7 +37,7 @@ type Producer struct {
 	drained chan struct{}
 }
 
-// NewProducer connects to brokers and returns a producer for topic. It
+// NewSink connects to brokers and returns a sink for topic. It
 // fails with an error matching [ErrUnreachable] when no broker answers
 // within the connect timeout, or one matching [sluice.ErrInvalidConfig]
 // naming the bad setting.
@@ -45,14 +45,14 @@ type Producer struct {
 // The producer is idempotent (acks=all, one request in flight per broker),
 // compresses with LZ4 and lingers 5ms to fill batches; [WithLinger],
 // [WithCompression] and [WithSaramaConfig] change that.
-func NewProducer(ctx context.Context, brokers []string, topic string, opts ...Option) (*Producer, error) {
-	c := apply(forProducer, opts)
+func NewSink(ctx context.Context, brokers []string, topic string, opts ...SinkOption) (*Sink, error) {
+	c := sinkConfig(opts)
 	validBrokers(c, brokers)
 	if err := validTopic(topic); err != nil {
-		c.invalid("topic: %v", err)
+		c.reject("topic", err.Error(), topicRule)
 	}
-	if len(c.errs) > 0 {
-		return nil, errors.Join(c.errs...)
+	if err := c.errs.Err(); err != nil {
+		return nil, err
 	}
 	sc, err := c.saramaConfig(func(sc *sarama.Config) {
 		sc.Producer.Idempotent = true
@@ -76,7 +76,7 @@ func NewProducer(ctx context.Context, brokers []string, topic string, opts ...Op
 		_ = client.Close()
 		return nil, fmt.Errorf("kafka: producer: %w", err)
 	}
-	p := &Producer{
+	p := &Sink{
 		topic:    topic,
 		dlqTopic: c.deadLetterTopic,
 		log:      c.logger,
@@ -130,7 +130,7 @@ type ticket struct {
 
 // drain is the only reader of Successes and Errors; both must be read or
 // the producer deadlocks.
-func (p *Producer) drain() {
+func (p *Sink) drain() {
 	defer close(p.drained)
 	succ, errs := p.ap.Successes(), p.ap.Errors()
 	for succ != nil || errs != nil {
@@ -176,7 +176,7 @@ func classify(err error) error {
 // acknowledged all of them. Failed records are reported as
 // [sluice.WriteErrors]; those that cannot succeed on retry (for example a
 // record larger than the broker accepts) are marked [sluice.Permanent].
-func (p *Producer) Write(ctx context.Context, msgs []*sluice.Message) error {
+func (p *Sink) Write(ctx context.Context, msgs []*sluice.Message) error {
 	recs := make([]*sarama.ProducerMessage, len(msgs))
 	for i, m := range msgs {
 		recs[i] = &sarama.ProducerMessage{
@@ -192,7 +192,7 @@ func (p *Producer) Write(ctx context.Context, msgs []*sluice.Message) error {
 // WriteDeadLetters sends letters to the dead-letter topic with the original
 // key, value and headers plus the failure and origin headers, and waits for
 // the broker's acknowledgement.
-func (p *Producer) WriteDeadLetters(ctx context.Context, letters []sluice.DeadLetter) error {
+func (p *Sink) WriteDeadLetters(ctx context.Context, letters []sluice.DeadLetter) error {
 	recs := make([]*sarama.ProducerMessage, len(letters))
 	for i, d := range letters {
 		hs := d.Headers()
@@ -210,12 +210,12 @@ func (p *Producer) WriteDeadLetters(ctx context.Context, letters []sluice.DeadLe
 	return p.send(ctx, recs)
 }
 
-func (p *Producer) send(ctx context.Context, recs []*sarama.ProducerMessage) error {
+func (p *Sink) send(ctx context.Context, recs []*sarama.ProducerMessage) error {
 	b := newBatch(len(recs))
 	p.mu.RLock()
 	if p.closed {
 		p.mu.RUnlock()
-		return fmt.Errorf("%w: producer", ErrClosed)
+		return fmt.Errorf("%w: sink", ErrClosed)
 	}
 	in := p.ap.Input()
 	for i, r := range recs {
@@ -241,14 +241,14 @@ func (p *Producer) send(ctx context.Context, recs []*sarama.ProducerMessage) err
 	return b.errs
 }
 
-// Ready returns nil when the producer can reach the partition leaders of its
+// Ready returns nil when the sink can reach the partition leaders of its
 // topic, and an error matching [ErrNotReady] otherwise.
-func (p *Producer) Ready(ctx context.Context) error {
+func (p *Sink) Ready(ctx context.Context) error {
 	p.mu.RLock()
 	closed := p.closed
 	p.mu.RUnlock()
 	if closed {
-		return fmt.Errorf("%w: producer closed", ErrNotReady)
+		return fmt.Errorf("%w: sink closed", ErrNotReady)
 	}
 	_, err := call(ctx, func() (struct{}, error) {
 		if err := p.client.RefreshMetadata(p.topic); err != nil {
@@ -266,13 +266,13 @@ func (p *Producer) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Config returns the producer's sarama configuration, for inspection. It
+// Config returns the sink's sarama configuration, for inspection. It
 // must not be modified.
-func (p *Producer) Config() *sarama.Config { return p.cfg }
+func (p *Sink) Config() *sarama.Config { return p.cfg }
 
 // Close flushes buffered records, waits for their acknowledgements and
 // closes the connections. Writes still waiting get their answers first.
-func (p *Producer) Close() error {
+func (p *Sink) Close() error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -284,7 +284,7 @@ func (p *Producer) Close() error {
 	<-p.drained
 	err := p.client.Close()
 	if err != nil {
-		return fmt.Errorf("kafka: close producer: %w", err)
+		return fmt.Errorf("kafka: close sink: %w", err)
 	}
 	return nil
 }
