@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
@@ -103,19 +104,19 @@ func benchSluice(b *testing.B, pipeOpts ...sluice.Option) {
 	out := uniq(b, c, "out")
 	reads := &readCounter{}
 	c.AddHook(reads)
-	src, err := redisstream.NewSource(in, "g", redisstream.WithClient(c), redisstream.WithConsumer("sluice"),
-		redisstream.WithBlock(50*time.Millisecond), redisstream.WithLogger(quiet(b)))
+	src, err := redisstream.NewSource(context.Background(), in, "g", redisstream.WithClient(c), redisstream.WithConsumer("sluice"),
+		redisstream.WithBlock(50*time.Millisecond), redisstream.WithLogger(testutil.Logger(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	sink, err := redisstream.NewSink(out, redisstream.WithClient(c), redisstream.WithLogger(quiet(b)))
+	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithLogger(testutil.Logger(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
 	noop := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) { return in, nil })
 	obs := &countDone{want: b.N, done: make(chan struct{})}
-	opts := append([]sluice.Option{sluice.WithObserver(obs), sluice.WithLogger(quiet(b))}, pipeOpts...)
+	opts := append([]sluice.Option{sluice.WithObserver(obs), sluice.WithLogger(testutil.Logger(b))}, pipeOpts...)
 	p, err := sluice.New(src, noop, sink, opts...)
 	if err != nil {
 		b.Fatal(err)

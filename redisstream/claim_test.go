@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
@@ -61,7 +62,7 @@ func TestOwnInflightEntriesNotReclaimed(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 	in := uniq(t, c, "in")
 	held := add(t, c, in, []any{"payload", "held"})[0]
-	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithConsumer("me"), redisstream.WithStartID("0"),
+	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithConsumer("me"),
 		redisstream.WithMinIdle(5*time.Millisecond), redisstream.WithClaimInterval(time.Millisecond))
 	if m := fetchN(t, src, 1)[0]; m.Origin.ID != held || m.Deliveries != 1 {
 		t.Fatalf("fetched %s with Deliveries %d, want %s with 1", m.Origin.ID, m.Deliveries, held)
@@ -88,7 +89,7 @@ func TestOwnInflightEntriesNotReclaimed(t *testing.T) {
 		msgs, err := src.Fetch(fctx, 10)
 		done <- result{msgs, err}
 	}()
-	waitFor(t, 30*time.Second, "claim passes over the held entry", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "claim passes over the held entry", func() (bool, string) {
 		n := hook.seen.Load()
 		return n >= 5, fmt.Sprintf("%d passes", n)
 	})

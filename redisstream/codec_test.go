@@ -158,33 +158,68 @@ func TestDeadLetterFields(t *testing.T) {
 }
 
 func TestOptionsValidation(t *testing.T) {
-	_, err := NewSource("", "", WithMinIdle(0), WithBlock(0), WithStartID("latest"), WithPayloadField(""), WithMaxReadCount(0), WithConsumer(""))
+	ctx := context.Background()
+	_, err := NewSource(ctx, "", "", WithMinIdle(0), WithBlock(0), WithStartAt(7), WithPayloadField(""), WithMaxReadCount(0), WithConsumer(""), WithLogger(nil))
 	if !errors.Is(err, sluice.ErrInvalidConfig) {
 		t.Fatalf("err %v, want ErrInvalidConfig", err)
 	}
-	for _, name := range []string{"WithMinIdle", "WithBlock", "WithStartID", "WithPayloadField", "WithMaxReadCount", "WithConsumer", "stream name", "group name"} {
+	for _, name := range []string{"redisstream: WithMinIdle(0s): the time is below 1ms; ", "WithBlock(0s)", "WithStartAt(StartAt(7))",
+		`WithPayloadField("")`, "WithMaxReadCount(0)", `WithConsumer("")`, "WithLogger(nil)",
+		"redisstream: stream: the stream name is empty", "redisstream: group: the consumer group name is empty"} {
 		if !contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
 	}
-	_, err = NewSink("out", WithClient(redis.NewClient(&redis.Options{})), WithAddr("x:1"), WithMaxLen(-1), WithDeadLetterStream(""))
-	for _, name := range []string{"WithClient", "WithMaxLen", "WithDeadLetterStream"} {
+	_, err = NewSink(ctx, "out", WithClient(redis.NewClient(&redis.Options{})), WithAddr("x:1"), WithMaxLen(-1), WithDeadLetterStream(""), WithCredentials("", ""))
+	for _, name := range []string{"WithClient", "WithMaxLen(-1)", `WithDeadLetterStream("")`, "WithCredentials"} {
 		if err == nil || !contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
 	}
-	for _, id := range []string{"$", "0", "1700000000000-0", "12"} {
-		if _, err := NewSource("s", "g", WithStartID(id)); err != nil {
-			t.Errorf("WithStartID(%q): %v", id, err)
+	if !errors.Is(err, sluice.ErrInvalidConfig) {
+		t.Fatalf("err %v, want ErrInvalidConfig", err)
+	}
+	if c := sourceConfig(nil); c.consumer != "" || defaultConsumer() == "" {
+		t.Error("empty default consumer name")
+	}
+	if got := sourceConfig(nil).startAt.groupID(); got != "0" {
+		t.Errorf("a new group starts at %q by default, want 0 (the oldest entry)", got)
+	}
+	if got := sourceConfig([]SourceOption{WithStartAt(Newest)}).startAt.groupID(); got != "$" {
+		t.Errorf("WithStartAt(Newest) starts a new group at %q, want $", got)
+	}
+}
+
+// TestOptionTypes checks that each option satisfies exactly the
+// constructors it applies to: a misplaced option does not compile.
+func TestOptionTypes(t *testing.T) {
+	for _, o := range []any{WithClient(nil), WithAddr(""), WithCredentials("", ""), WithDB(0), WithTLS(nil),
+		WithPayloadField(""), WithKeyField(""), WithFieldsAsJSON(), WithLogger(nil)} {
+		if _, ok := o.(Option); !ok {
+			t.Errorf("%T is not an Option for both sides", o)
 		}
 	}
-	s, err := NewSource("s", "g")
-	if err != nil {
-		t.Fatal(err)
+	for _, o := range []any{WithConsumer(""), WithStartAt(Newest), WithMinIdle(0), WithClaimInterval(0), WithBlock(0), WithMaxReadCount(0)} {
+		if _, ok := o.(SinkOption); ok {
+			t.Errorf("source option %T is accepted by NewSink", o)
+		}
 	}
-	defer s.Close()
-	if s.Consumer() == "" {
-		t.Error("empty default consumer name")
+	for _, o := range []any{WithMaxLen(0), WithDeadLetterStream("")} {
+		if _, ok := o.(SourceOption); ok {
+			t.Errorf("sink option %T is accepted by NewSource", o)
+		}
+	}
+}
+
+// TestConstructorsCheckTheServer checks that the constructors fail fast
+// when the server does not answer.
+func TestConstructorsCheckTheServer(t *testing.T) {
+	ctx := context.Background()
+	if _, err := NewSource(ctx, "s", "g", WithAddr("127.0.0.1:1")); !errors.Is(err, ErrUnreachable) {
+		t.Errorf("NewSource with no server: %v, want ErrUnreachable", err)
+	}
+	if _, err := NewSink(ctx, "s", WithAddr("127.0.0.1:1")); !errors.Is(err, ErrUnreachable) {
+		t.Errorf("NewSink with no server: %v, want ErrUnreachable", err)
 	}
 }
 
@@ -199,22 +234,26 @@ func contains(s, sub string) bool {
 
 func TestConnectionOptions(t *testing.T) {
 	tc := &tls.Config{ServerName: "redis.internal", MinVersion: tls.VersionTLS12}
-	s, err := NewSink("out", WithAddr("redis.internal:6380"), WithCredentials("app", "s3cret"), WithDB(3), WithTLS(tc))
-	if err != nil {
+	cfg := sinkConfig([]SinkOption{WithAddr("redis.internal:6380"), WithCredentials("app", "s3cret"), WithDB(3), WithTLS(tc)})
+	if err := cfg.errs.Err(); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	o := s.Client().(*redis.Client).Options()
+	client, owned := cfg.connect()
+	defer client.Close()
+	if !owned {
+		t.Error("a client the sink built is not closed by it")
+	}
+	o := client.(*redis.Client).Options()
 	if o.Addr != "redis.internal:6380" || o.Username != "app" || o.Password != "s3cret" || o.DB != 3 || o.TLSConfig != tc {
 		t.Errorf("client options addr %q user %q db %d tls %v", o.Addr, o.Username, o.DB, o.TLSConfig != nil)
 	}
-	if a := addrOf(s.Client()); a != "redis.internal:6380" || contains(a, "s3cret") {
+	if a := addrOf(client); a != "redis.internal:6380" || contains(a, "s3cret") {
 		t.Errorf("addrOf = %q", a)
 	}
 	// A user-built client is used as is and not closed.
 	c := redis.NewClient(&redis.Options{Addr: miniredis.RunT(t).Addr()})
 	defer c.Close()
-	src, err := NewSource("in", "g", WithClient(c))
+	src, err := NewSource(context.Background(), "in", "g", WithClient(c))
 	if err != nil {
 		t.Fatal(err)
 	}

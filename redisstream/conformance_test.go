@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/redisstream"
 	"github.com/sluicehq/sluice/sluicetest/conformance"
 )
@@ -39,11 +40,11 @@ func TestConformance(t *testing.T) {
 			add(t, c, topic, entries...)
 		},
 		NewSource: func(t *testing.T, topic, group, member string) sluice.Source {
-			src, err := redisstream.NewSource(topic, group,
-				redisstream.WithAddr(addr), redisstream.WithConsumer(member), redisstream.WithStartID("0"),
+			src, err := redisstream.NewSource(context.Background(), topic, group,
+				redisstream.WithAddr(addr), redisstream.WithConsumer(member),
 				redisstream.WithKeyField("key"), redisstream.WithBlock(50*time.Millisecond),
 				redisstream.WithMinIdle(minIdle), redisstream.WithClaimInterval(claimEvery),
-				redisstream.WithLogger(quiet(t)))
+				redisstream.WithLogger(testutil.Logger(t)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,8 +52,8 @@ func TestConformance(t *testing.T) {
 			return src
 		},
 		NewSink: func(t *testing.T, out, dlq string) sluice.Sink {
-			sink, err := redisstream.NewSink(out, redisstream.WithAddr(addr), redisstream.WithDeadLetterStream(dlq),
-				redisstream.WithKeyField("key"), redisstream.WithLogger(quiet(t)))
+			sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithAddr(addr), redisstream.WithDeadLetterStream(dlq),
+				redisstream.WithKeyField("key"), redisstream.WithLogger(testutil.Logger(t)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,7 +81,7 @@ func TestConformance(t *testing.T) {
 			if err := c.ConfigSet(ctx, "appendonly", "yes").Err(); err != nil {
 				t.Fatalf("CONFIG SET appendonly yes: %v", err)
 			}
-			waitFor(t, 60*time.Second, "the append-only file", func() (bool, string) {
+			testutil.WaitFor(t, 60*time.Second, "the append-only file", func() (bool, string) {
 				info := c.Info(ctx, "persistence").Val()
 				return strings.Contains(info, "aof_enabled:1") && strings.Contains(info, "aof_rewrite_in_progress:0") &&
 					!strings.Contains(info, "aof_rewrite_scheduled:1"), "INFO persistence"
@@ -90,7 +91,7 @@ func TestConformance(t *testing.T) {
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("%s restart: %v\n%s", script, err, out)
 			}
-			waitFor(t, 60*time.Second, "the server to come back", func() (bool, string) {
+			testutil.WaitFor(t, 60*time.Second, "the server to come back", func() (bool, string) {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				defer cancel()
 				err := c.Ping(ctx).Err()

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/jsonenrich"
 	"github.com/sluicehq/sluice/redisstream"
 )
@@ -32,13 +33,13 @@ func childMain() int {
 	addr, stream, group, consumer, out := os.Getenv("REDIS_ADDR"), os.Getenv("CHILD_STREAM"), os.Getenv("CHILD_GROUP"), os.Getenv("CHILD_CONSUMER"), os.Getenv("CHILD_OUT")
 	dlq := os.Getenv("CHILD_DLQ")
 	hold, _ := strconv.Atoi(os.Getenv("CHILD_HOLD"))
-	src, err := redisstream.NewSource(stream, group, redisstream.WithAddr(addr), redisstream.WithConsumer(consumer))
+	src, err := redisstream.NewSource(context.Background(), stream, group, redisstream.WithAddr(addr), redisstream.WithConsumer(consumer))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
 	// Entries without a payload are dead-lettered at once, even here.
-	sink, err := redisstream.NewSink(out, redisstream.WithClient(src.Client()), redisstream.WithDeadLetterStream(dlq))
+	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(src.Client()), redisstream.WithDeadLetterStream(dlq))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -232,7 +233,7 @@ func crashChild(t *testing.T, c *redis.Client, stream, group, consumer, out, dlq
 		})
 	}
 	t.Cleanup(kill)
-	waitFor(t, 60*time.Second, fmt.Sprintf("the child to hold %d pending entries", want), func() (bool, string) {
+	testutil.WaitFor(t, 60*time.Second, fmt.Sprintf("the child to hold %d pending entries", want), func() (bool, string) {
 		select {
 		case err := <-exited:
 			exited <- err
@@ -308,7 +309,7 @@ func TestCrashRecovery(t *testing.T) {
 			held := crashChild(t, c, in, group, "crashy", out, dlq, classes, hold)
 
 			consumer := "crashy"
-			opts := []redisstream.Option{redisstream.WithClient(c), redisstream.WithBlock(100 * time.Millisecond), redisstream.WithLogger(quiet(t))}
+			opts := []redisstream.SourceOption{redisstream.WithClient(c), redisstream.WithBlock(100 * time.Millisecond), redisstream.WithLogger(testutil.Logger(t))}
 			var pipeOpts []sluice.Option
 			if tc.same {
 				// Re-reading our own pending list must not count as a
@@ -320,27 +321,27 @@ func TestCrashRecovery(t *testing.T) {
 				opts = append(opts, redisstream.WithMinIdle(300*time.Millisecond), redisstream.WithClaimInterval(100*time.Millisecond))
 			}
 			opts = append(opts, redisstream.WithConsumer(consumer))
-			src, err := redisstream.NewSource(in, group, opts...)
+			src, err := redisstream.NewSource(context.Background(), in, group, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer src.Close()
-			sink, err := redisstream.NewSink(out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq))
+			sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq))
 			if err != nil {
 				t.Fatal(err)
 			}
 			r := startPipeline(t, src, classEnricher(), sink, append(pipeOpts, sluice.WithConcurrency(16))...)
 
 			var o outcome
-			waitFor(t, 90*time.Second, "every entry to be written or dead-lettered", func() (bool, string) {
+			testutil.WaitFor(t, 90*time.Second, "every entry to be written or dead-lettered", func() (bool, string) {
 				o = collect(t, c, in, out, dlq)
 				return o.done() >= inputs, fmt.Sprintf("%d of %d done", o.done(), inputs)
 			})
-			waitFor(t, 30*time.Second, "the source to be ready", func() (bool, string) {
+			testutil.WaitFor(t, 30*time.Second, "the source to be ready", func() (bool, string) {
 				err := src.Ready(ctxT(t, 5*time.Second))
 				return err == nil, fmt.Sprint(err)
 			})
-			waitFor(t, 30*time.Second, "an empty pending list", func() (bool, string) {
+			testutil.WaitFor(t, 30*time.Second, "an empty pending list", func() (bool, string) {
 				n := pending(t, c, in, group)
 				return n == 0, fmt.Sprintf("%d pending", n)
 			})

@@ -22,11 +22,12 @@
 //
 // # Consumer group and startup reconciliation
 //
-// The first Fetch or [Source.Ready], whichever comes first, creates the group
-// with XGROUP CREATE ... MKSTREAM at the [WithStartID] position ("$" by
-// default; an existing group is fine), so an entry added once Ready has
-// returned nil is never skipped. Then, before any new entry is read, the
-// first Fetch reconciles:
+// [NewSource] creates the group with XGROUP CREATE ... MKSTREAM before it
+// returns (an existing group is fine), so an entry added once it returned is
+// never skipped. A new group starts at the oldest entry the stream holds (ID
+// 0), as a new Kafka group starts at the oldest retained offset;
+// WithStartAt([Newest]) starts it at $ instead. Then, before any new entry
+// is read, the first Fetch reconciles:
 //
 //  1. It re-reads this consumer's own pending entries (XREADGROUP with ID 0),
 //     page by page: entries a previous run of the same consumer read but
@@ -141,9 +142,25 @@
 // A [Source] needs Redis 7.0 or newer ([MinRedisVersion]): before 7.0,
 // XAUTOCLAIM answers a pending entry deleted from the stream with a null
 // element that go-redis cannot parse (after the server has already moved the
-// page's entries), and XINFO GROUPS reports no lag. The first Fetch or Ready
-// reads redis_version from INFO server and refuses an older server with an
-// error matching [ErrUnsupportedServer]; a server that does not answer INFO
+// page's entries), and XINFO GROUPS reports no lag. [NewSource] reads
+// redis_version from INFO server and refuses an older server with an error
+// matching [ErrUnsupportedServer]; a server that does not answer INFO
 // server (for example an embedded test server) is used with a warning. A
 // [Sink] checks no version: it uses only XADD and XACK.
+//
+// # Constructors and options
+//
+// Both constructors take a context first and check that they can work
+// before they return, as the kafka constructors do: [NewSink] that the
+// server answers PING, [NewSource] also its version and the group. A
+// server that does not answer fails them with an error matching
+// [ErrUnreachable].
+//
+// Options are typed by what they configure, so that a misplaced option is
+// a compile error: a [SourceOption] goes to [NewSource] only, a
+// [SinkOption] to [NewSink] only, and an [Option] (connection, TLS, field
+// mapping, logger) to both. Every option checks its argument; a
+// constructor reports every bad one at once, joined, each matching
+// [sluice.ErrInvalidConfig] and reading "redisstream: WithX(value): what is
+// wrong; what to do".
 package redisstream

@@ -33,14 +33,14 @@ func Example() {
 	client.XAdd(ctx, &redis.XAddArgs{Stream: "events", Values: []any{"payload", `not json`}})
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	src, err := redisstream.NewSource("events", "enrichers",
-		redisstream.WithClient(client), redisstream.WithConsumer("worker-1"), redisstream.WithStartID("0"),
+	src, err := redisstream.NewSource(ctx, "events", "enrichers",
+		redisstream.WithClient(client), redisstream.WithConsumer("worker-1"),
 		redisstream.WithLogger(quiet))
 	if err != nil {
 		panic(err)
 	}
 	defer src.Close()
-	sink, err := redisstream.NewSink("enriched", redisstream.WithClient(client), redisstream.WithLogger(quiet))
+	sink, err := redisstream.NewSink(ctx, "enriched", redisstream.WithClient(client), redisstream.WithLogger(quiet))
 	if err != nil {
 		panic(err)
 	}

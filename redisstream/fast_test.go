@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
@@ -31,14 +32,14 @@ func TestFastPipelineClasses(t *testing.T) {
 	c := miniClient(t)
 	in, out, dlq := "in", "out", "dlq"
 	_, classes := publishClasses(t, c, in, 120)
-	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithStartID("0"))
-	sink, err := redisstream.NewSink(out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq))
+	src := newSource(t, in, "g", redisstream.WithClient(c))
+	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := startPipeline(t, src, classEnricher(), sink)
 	var o outcome
-	waitFor(t, 30*time.Second, "all outcomes", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "all outcomes", func() (bool, string) {
 		o = collect(t, c, in, out, dlq)
 		return o.done() >= 120, fmt.Sprintf("%d done", o.done())
 	})
@@ -54,7 +55,7 @@ func TestFastPipelineClasses(t *testing.T) {
 
 func TestFastSinkMaxLenAndKey(t *testing.T) {
 	c := miniClient(t)
-	sink, err := redisstream.NewSink("out", redisstream.WithClient(c), redisstream.WithMaxLen(5), redisstream.WithKeyField("k"))
+	sink, err := redisstream.NewSink(context.Background(), "out", redisstream.WithClient(c), redisstream.WithMaxLen(5), redisstream.WithKeyField("k"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestFastSinkMaxLenAndKey(t *testing.T) {
 
 func TestFastSinkRefusesBadJSON(t *testing.T) {
 	c := miniClient(t)
-	sink, err := redisstream.NewSink("out", redisstream.WithClient(c), redisstream.WithFieldsAsJSON())
+	sink, err := redisstream.NewSink(context.Background(), "out", redisstream.WithClient(c), redisstream.WithFieldsAsJSON())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestFastCloseUnblocksFetch(t *testing.T) {
 		errc <- err
 	}()
 	// Wait until the group exists, so the Fetch is in its read loop.
-	waitFor(t, 10*time.Second, "the group", func() (bool, string) {
+	testutil.WaitFor(t, 10*time.Second, "the group", func() (bool, string) {
 		g, err := c.XInfoGroups(context.Background(), "in").Result()
 		return err == nil && len(g) == 1, fmt.Sprint(err)
 	})

@@ -5,8 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -75,30 +74,6 @@ func ctxT(t testing.TB, d time.Duration) context.Context {
 	return ctx
 }
 
-// quiet is a logger for pipelines and adapters in tests: warnings and
-// errors go to t.Log.
-func quiet(t testing.TB) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(&tlog{t: t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-type tlog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *tlog) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
 // add appends entries with the given field lists and returns their IDs.
 func add(t testing.TB, c *redis.Client, stream string, entries ...[]any) []string {
 	t.Helper()
@@ -128,24 +103,6 @@ func readStream(t testing.TB, c *redis.Client, stream string) []redis.XMessage {
 	return res
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (%s)", timeout, what, state)
-		}
-		<-tick.C
-	}
-}
-
 // pending returns the size of a group's pending list.
 func pending(t testing.TB, c *redis.Client, stream, group string) int64 {
 	t.Helper()
@@ -166,7 +123,7 @@ type runner struct {
 
 func startPipeline(t testing.TB, src sluice.Source, enr sluice.Enricher, sink sluice.Sink, opts ...sluice.Option) *runner {
 	t.Helper()
-	opts = append([]sluice.Option{sluice.WithLogger(quiet(t)), sluice.WithDrainTimeout(2 * time.Second)}, opts...)
+	opts = append([]sluice.Option{sluice.WithLogger(testutil.Logger(t)), sluice.WithDrainTimeout(2 * time.Second)}, opts...)
 	p, err := sluice.New(src, enr, sink, opts...)
 	if err != nil {
 		t.Fatalf("sluice.New: %v", err)

@@ -14,14 +14,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/jsonenrich"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
-func newSource(t *testing.T, stream, group string, opts ...redisstream.Option) *redisstream.Source {
+func newSource(t *testing.T, stream, group string, opts ...redisstream.SourceOption) *redisstream.Source {
 	t.Helper()
-	opts = append([]redisstream.Option{redisstream.WithBlock(50 * time.Millisecond), redisstream.WithLogger(quiet(t))}, opts...)
-	src, err := redisstream.NewSource(stream, group, opts...)
+	opts = append([]redisstream.SourceOption{redisstream.WithBlock(50 * time.Millisecond), redisstream.WithLogger(testutil.Logger(t))}, opts...)
+	src, err := redisstream.NewSource(context.Background(), stream, group, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,19 +51,19 @@ func TestPipelineEndToEnd(t *testing.T) {
 	c := newClient(t)
 	in, out, dlq := uniq(t, c, "in"), uniq(t, c, "out"), uniq(t, c, "dlq")
 	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithConsumer("c1"))
-	sink, err := redisstream.NewSink(out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithMaxLen(10000))
+	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithMaxLen(10000))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := startPipeline(t, src, classEnricher(), sink, sluice.WithRetries(1))
-	waitFor(t, 30*time.Second, "readiness", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "readiness", func() (bool, string) {
 		err := src.Ready(ctxT(t, 5*time.Second))
 		return err == nil, fmt.Sprint(err)
 	})
 	// Published after the group was created at "$".
 	_, classes := publishClasses(t, c, in, 100)
 	var o outcome
-	waitFor(t, 30*time.Second, "all outcomes", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "all outcomes", func() (bool, string) {
 		o = collect(t, c, in, out, dlq)
 		return o.done() >= 100, fmt.Sprintf("%d done", o.done())
 	})
@@ -112,9 +113,8 @@ func TestFieldsAsJSONPipeline(t *testing.T) {
 	c := newClient(t)
 	in, out, dlq := uniq(t, c, "in"), uniq(t, c, "out"), uniq(t, c, "dlq")
 	ids := add(t, c, in, []any{"user", "ann", "text", "hello"}, []any{"user", "bob", "text", "reject me"})
-	opts := []redisstream.Option{redisstream.WithClient(c), redisstream.WithFieldsAsJSON()}
-	src := newSource(t, in, "g", append(opts, redisstream.WithStartID("0"))...)
-	sink, err := redisstream.NewSink(out, append(opts, redisstream.WithDeadLetterStream(dlq))...)
+	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithFieldsAsJSON())
+	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithFieldsAsJSON(), redisstream.WithDeadLetterStream(dlq))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestFieldsAsJSONPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := startPipeline(t, src, enr, sink)
-	waitFor(t, 30*time.Second, "outputs", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "outputs", func() (bool, string) {
 		n := len(readStream(t, c, out)) + len(readStream(t, c, dlq))
 		return n >= 2, fmt.Sprint(n)
 	})
@@ -163,7 +163,7 @@ func TestRestartDeliveries(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 
 	// First run: read everything, ack nothing, stop.
-	s1 := newSource(t, in, "g", redisstream.WithAddr(redisAddr(t)), redisstream.WithConsumer("c1"), redisstream.WithStartID("0"))
+	s1 := newSource(t, in, "g", redisstream.WithAddr(redisAddr(t)), redisstream.WithConsumer("c1"))
 	if err := s1.Ready(ctx); err != nil {
 		t.Errorf("Ready of a new group before the first Fetch: %v, want nil (nothing to reconcile)", err)
 	}
@@ -255,17 +255,17 @@ func TestMaxDeliveriesDeadLetters(t *testing.T) {
 	// Three consumers died holding it: read once, claimed twice.
 	for _, name := range []string{"a", "b", "c"} {
 		s := newSource(t, in, "g", redisstream.WithAddr(redisAddr(t)), redisstream.WithConsumer(name),
-			redisstream.WithStartID("0"), redisstream.WithMinIdle(time.Millisecond))
+			redisstream.WithMinIdle(time.Millisecond))
 		fetchN(t, s, 1)
 		_ = s.Close()
 	}
 	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithConsumer("d"), redisstream.WithMinIdle(time.Millisecond))
-	sink, err := redisstream.NewSink(out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq))
+	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := startPipeline(t, src, classEnricher(), sink, sluice.WithMaxDeliveries(3))
-	waitFor(t, 30*time.Second, "the dead letter", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "the dead letter", func() (bool, string) {
 		n := len(readStream(t, c, dlq))
 		return n == 1, fmt.Sprint(n)
 	})
@@ -289,7 +289,7 @@ func TestDeletedPendingEntries(t *testing.T) {
 	for _, same := range []bool{true, false} {
 		in := uniq(t, c, "in")
 		ids := add(t, c, in, []any{"payload", "1"}, []any{"payload", "2"}, []any{"payload", "3"})
-		s1 := newSource(t, in, "g", redisstream.WithAddr(redisAddr(t)), redisstream.WithConsumer("a"), redisstream.WithStartID("0"))
+		s1 := newSource(t, in, "g", redisstream.WithAddr(redisAddr(t)), redisstream.WithConsumer("a"))
 		fetchN(t, s1, 3)
 		_ = s1.Close()
 		if err := c.XDel(ctx, in, ids[0], ids[2]).Err(); err != nil {
@@ -326,13 +326,13 @@ func TestLag(t *testing.T) {
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	in := uniq(t, c, "in")
-	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithStartID("0"))
+	src := newSource(t, in, "g", redisstream.WithClient(c))
 	if l, err := src.Lag(ctx); err != nil || l.Total != 0 {
 		t.Errorf("lag of a missing stream: %+v %v, want 0", l, err)
 	}
 	ids := add(t, c, in, []any{"payload", "1"}, []any{"payload", "2"}, []any{"payload", "3"}, []any{"payload", "4"})
-	if l, err := src.Lag(ctx); err != nil || l.Total != -1 {
-		t.Errorf("lag before the group exists: %+v %v, want -1", l, err)
+	if l, err := src.Lag(ctx); err != nil || l.Total != 4 {
+		t.Errorf("lag of 4 entries after the group was created at the oldest: %+v %v, want 4", l, err)
 	}
 	got := fetchN(t, src, 2)
 	l, err := src.Lag(ctx)
@@ -388,7 +388,7 @@ func TestPauseStopsReads(t *testing.T) {
 	hook := &cmdCounter{}
 	c.AddHook(hook)
 	in := uniq(t, c, "in")
-	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithStartID("0"))
+	src := newSource(t, in, "g", redisstream.WithClient(c))
 	add(t, c, in, []any{"payload", "1"})
 	fetchN(t, src, 1)
 	add(t, c, in, []any{"payload", "2"})
@@ -421,7 +421,7 @@ func TestAckRetriedAfterFailure(t *testing.T) {
 	c.AddHook(hook)
 	ctx := ctxT(t, 30*time.Second)
 	in := uniq(t, c, "in")
-	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithStartID("0"))
+	src := newSource(t, in, "g", redisstream.WithClient(c))
 	add(t, c, in, []any{"payload", "1"}, []any{"payload", "2"}, []any{"payload", "3"})
 	got := fetchN(t, src, 3)
 	hook.failXAck.Store(1)
@@ -458,8 +458,8 @@ func TestDeadLetterTransaction(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	in, out, dlq := uniq(t, c, "in"), uniq(t, c, "out"), uniq(t, c, "dlq")
 	add(t, c, in, []any{"payload", "x", "h", "v"}, []any{"payload", "y"})
-	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithStartID("0"))
-	sink, err := redisstream.NewSink(out, redisstream.WithClient(src.Client()), redisstream.WithDeadLetterStream(dlq))
+	src := newSource(t, in, "g", redisstream.WithClient(c))
+	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(src.Client()), redisstream.WithDeadLetterStream(dlq))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,7 +486,7 @@ func TestDeadLetterTransaction(t *testing.T) {
 		}
 	}
 	// A sink on another client writes without acknowledging.
-	other, err := redisstream.NewSink(out, redisstream.WithAddr(redisAddr(t)), redisstream.WithDeadLetterStream(dlq))
+	other, err := redisstream.NewSink(context.Background(), out, redisstream.WithAddr(redisAddr(t)), redisstream.WithDeadLetterStream(dlq))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,8 +501,9 @@ func TestDeadLetterTransaction(t *testing.T) {
 	}
 }
 
-// TestConnectionErrors checks that an unreachable server is reported by
-// Ready and retried by Fetch, and that rejected credentials stop Fetch.
+// TestConnectionErrors checks that the constructors refuse an unreachable
+// server with ErrUnreachable, naming it without the password, and that
+// rejected credentials are reported as such.
 func TestConnectionErrors(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -510,25 +511,52 @@ func TestConnectionErrors(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	_ = ln.Close()
-	src := newSource(t, "s", "g", redisstream.WithAddr(dead), redisstream.WithCredentials("user", "hunter2-secret"))
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	if _, err := src.Fetch(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Fetch from a dead server: %v, want it to keep retrying until the deadline", err)
-	}
-	err = src.Ready(ctxT(t, 5*time.Second))
-	if err == nil || !strings.Contains(err.Error(), dead) {
-		t.Errorf("Ready: %v, want an error naming %s", err, dead)
-	}
-	if err != nil && strings.Contains(err.Error(), "hunter2") {
-		t.Errorf("Ready leaks the password: %v", err)
+	for what, build := range map[string]func() error{
+		"NewSource": func() error {
+			_, err := redisstream.NewSource(ctxT(t, 30*time.Second), "s", "g", redisstream.WithAddr(dead), redisstream.WithCredentials("user", "hunter2-secret"))
+			return err
+		},
+		"NewSink": func() error {
+			_, err := redisstream.NewSink(ctxT(t, 30*time.Second), "s", redisstream.WithAddr(dead), redisstream.WithCredentials("user", "hunter2-secret"))
+			return err
+		},
+	} {
+		err := build()
+		if !errors.Is(err, redisstream.ErrUnreachable) || !strings.Contains(err.Error(), dead) {
+			t.Errorf("%s with a dead server: %v, want ErrUnreachable naming %s", what, err, dead)
+		}
+		if err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s leaks the password: %v", what, err)
+		}
 	}
 
 	c := newClient(t)
-	bad := newSource(t, uniq(t, c, "in"), "g", redisstream.WithAddr(redisAddr(t)), redisstream.WithCredentials("nobody", "wrong"))
-	_, err = bad.Fetch(ctxT(t, 30*time.Second), 1)
-	if err == nil || !redis.IsAuthError(err) {
-		t.Errorf("Fetch with bad credentials: %v, want an auth error", err)
+	_, err = redisstream.NewSource(ctxT(t, 30*time.Second), uniq(t, c, "in"), "g", redisstream.WithAddr(redisAddr(t)), redisstream.WithCredentials("nobody", "wrong"))
+	if err == nil || !redis.IsAuthError(err) || errors.Is(err, redisstream.ErrUnreachable) {
+		t.Errorf("NewSource with bad credentials: %v, want an auth error", err)
+	}
+}
+
+// TestStartAt checks where a new group starts on a stream with a backlog:
+// at the oldest entry by default, after the newest with
+// WithStartAt(Newest). The kafka suite has the same test.
+func TestStartAt(t *testing.T) {
+	c := newClient(t)
+	in := uniq(t, c, "in")
+	backlog := add(t, c, in, []any{"payload", "0"}, []any{"payload", "1"}, []any{"payload", "2"})
+
+	oldest := newSource(t, in, "oldest", redisstream.WithClient(c))
+	if got := fetchN(t, oldest, 3); got[0].Origin.ID != backlog[0] || string(got[0].Value) != "0" {
+		t.Fatalf("default start: first entry %s (%s), want the backlog's first %s", got[0].Origin.ID, got[0].Value, backlog[0])
+	}
+
+	newest := newSource(t, in, "newest", redisstream.WithClient(c), redisstream.WithStartAt(redisstream.Newest))
+	fresh := add(t, c, in, []any{"payload", "3"}, []any{"payload", "4"})
+	got := fetchN(t, newest, 2)
+	for i, m := range got {
+		if m.Origin.ID != fresh[i] {
+			t.Fatalf("WithStartAt(Newest): entry %d is %s, want %s (the backlog must be skipped)", i, m.Origin.ID, fresh[i])
+		}
 	}
 }
 
@@ -538,8 +566,8 @@ func TestMissingPayloadDeadLettered(t *testing.T) {
 	c := newClient(t)
 	in, out, dlq := uniq(t, c, "in"), uniq(t, c, "out"), uniq(t, c, "dlq")
 	ids := add(t, c, in, []any{"body", "oops"}, []any{"payload", "fine"})
-	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithStartID("0"))
-	sink, err := redisstream.NewSink(out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq))
+	src := newSource(t, in, "g", redisstream.WithClient(c))
+	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -547,7 +575,7 @@ func TestMissingPayloadDeadLettered(t *testing.T) {
 		return in.WithValue(append([]byte("seen:"), in.Value...)), nil
 	})
 	r := startPipeline(t, src, enr, sink)
-	waitFor(t, 30*time.Second, "both entries", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "both entries", func() (bool, string) {
 		n := len(readStream(t, c, out)) + len(readStream(t, c, dlq))
 		return n == 2, fmt.Sprint(n)
 	})

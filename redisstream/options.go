@@ -2,16 +2,15 @@ package redisstream
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"regexp"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/optcheck"
 )
 
 // Defaults of the options.
@@ -43,12 +42,78 @@ const (
 	DefaultConsumer = "sluice"
 )
 
-// Option configures a [Source] or a [Sink]. Connection options, the field
-// mapping and the logger apply to both; the others say which component they
-// belong to and are ignored by the other one, so one option list can be
-// shared. Bad values are all reported by the constructor, each with an error
-// matching [sluice.ErrInvalidConfig] that names the option.
-type Option func(*config)
+// Options are typed by what they configure, so that the compiler refuses
+// an option given to a constructor it does not apply to:
+//
+//   - a [SourceOption] configures [NewSource] only;
+//   - a [SinkOption] configures [NewSink] only;
+//   - an [Option] configures both: the connection ([WithClient],
+//     [WithAddr], [WithCredentials], [WithDB], [WithTLS]), the field mapping
+//     ([WithPayloadField], [WithKeyField], [WithFieldsAsJSON]) and the
+//     logger.
+//
+// Every option checks its argument. A constructor applies all its options
+// and reports every bad one at once, joined with errors.Join, each error
+// matching [sluice.ErrInvalidConfig] and reading
+// "redisstream: WithX(value): what is wrong; what to do".
+//
+// To share a list of options between a source and a sink, keep it as
+// []Option and append its elements to each constructor's own list.
+type Option interface {
+	SourceOption
+	SinkOption
+}
+
+// SourceOption configures a [Source]. Every [Option] is also a SourceOption.
+type SourceOption interface{ applySource(*config) }
+
+// SinkOption configures a [Sink]. Every [Option] is also a SinkOption.
+type SinkOption interface{ applySink(*config) }
+
+// shared, sourceOnly and sinkOnly implement the option interfaces.
+type (
+	shared     func(*config)
+	sourceOnly func(*config)
+	sinkOnly   func(*config)
+)
+
+func (f shared) applySource(c *config)     { f(c) }
+func (f shared) applySink(c *config)       { f(c) }
+func (f sourceOnly) applySource(c *config) { f(c) }
+func (f sinkOnly) applySink(c *config)     { f(c) }
+
+// StartAt says where a consumer group begins reading when it has no
+// position yet. See [WithStartAt].
+type StartAt int
+
+const (
+	// Oldest starts at the oldest entry the stream still holds, so that a
+	// new group processes the existing backlog (the group is created at
+	// ID 0). It is the default.
+	Oldest StartAt = iota
+	// Newest starts after the newest entry, so that a new group processes
+	// only entries added after it was created (the group is created at $).
+	Newest
+)
+
+// String returns "oldest" or "newest".
+func (s StartAt) String() string {
+	switch s {
+	case Oldest:
+		return "oldest"
+	case Newest:
+		return "newest"
+	}
+	return fmt.Sprintf("StartAt(%d)", int(s))
+}
+
+// groupID is the ID XGROUP CREATE starts a group at.
+func (s StartAt) groupID() string {
+	if s == Newest {
+		return "$"
+	}
+	return "0"
+}
 
 type config struct {
 	// connection
@@ -56,6 +121,7 @@ type config struct {
 	addr     string
 	username string
 	password string
+	creds    bool
 	db       int
 	tlsConf  *tls.Config
 
@@ -66,7 +132,7 @@ type config struct {
 
 	// source
 	consumer      string
-	startID       string
+	startAt       StartAt
 	minIdle       time.Duration
 	claimInterval time.Duration
 	block         time.Duration
@@ -77,48 +143,62 @@ type config struct {
 	deadLetter string
 
 	logger *slog.Logger
-	errs   []error
+	errs   optcheck.Errors
 }
 
 func defaultConfig() config {
 	return config{
 		payloadField:  DefaultPayloadField,
-		startID:       "$",
+		startAt:       Oldest,
 		minIdle:       DefaultMinIdle,
 		claimInterval: DefaultClaimInterval,
 		block:         DefaultBlock,
 		maxReadCount:  DefaultMaxReadCount,
 		deadLetter:    DefaultDeadLetterStream,
+		logger:        slog.Default(),
+		errs:          optcheck.New("redisstream", sluice.ErrInvalidConfig),
 	}
 }
 
-func (c *config) invalid(format string, args ...any) {
-	c.errs = append(c.errs, fmt.Errorf("%w: redisstream."+format, append([]any{sluice.ErrInvalidConfig}, args...)...))
-}
+// reject records a bad option; see [optcheck.Errors.Reject].
+func (c *config) reject(option, problem, fix string) { c.errs.Reject(option, problem, fix) }
 
-func newConfig(opts []Option) (config, error) {
+func sourceConfig(opts []SourceOption) config {
 	c := defaultConfig()
 	for _, o := range opts {
 		if o != nil {
-			o(&c)
+			o.applySource(&c)
 		}
 	}
-	if c.client != nil && (c.addr != "" || c.username != "" || c.password != "" || c.db != 0 || c.tlsConf != nil) {
-		c.invalid("WithClient: cannot be combined with WithAddr, WithCredentials, WithDB or WithTLS; configure the client instead")
+	c.check()
+	return c
+}
+
+func sinkConfig(opts []SinkOption) config {
+	c := defaultConfig()
+	for _, o := range opts {
+		if o != nil {
+			o.applySink(&c)
+		}
+	}
+	c.check()
+	return c
+}
+
+// check rejects options that do not go together.
+func (c *config) check() {
+	if c.client != nil && (c.addr != "" || c.creds || c.db != 0 || c.tlsConf != nil) {
+		c.reject("WithClient", "it cannot be combined with WithAddr, WithCredentials, WithDB or WithTLS",
+			"configure the client you pass instead")
 	}
 	if c.fieldsJSON && c.keyField != "" {
-		c.invalid("WithKeyField(%q): not supported together with WithFieldsAsJSON", c.keyField)
+		c.reject(optcheck.Call("WithKeyField", c.keyField), "it cannot be combined with WithFieldsAsJSON",
+			"drop one of them: with WithFieldsAsJSON messages have no key")
 	}
 	if c.keyField != "" && c.keyField == c.payloadField {
-		c.invalid("WithKeyField(%q): must differ from the payload field", c.keyField)
+		c.reject(optcheck.Call("WithKeyField", c.keyField), "the key field is the payload field",
+			"name a field other than the payload field")
 	}
-	if len(c.errs) > 0 {
-		return c, errors.Join(c.errs...)
-	}
-	if c.logger == nil {
-		c.logger = slog.Default()
-	}
-	return c, nil
 }
 
 // connect returns the configured client, or builds one. owned reports
@@ -142,215 +222,234 @@ func (c *config) connect() (client redis.UniversalClient, owned bool) {
 
 // WithClient makes the component use a client you built, for example a
 // *redis.Client with your own pool settings, a failover client or a cluster
-// client. The component does not close it. Give the same *redis.Client to a
-// [Source] and a [Sink] to let the sink acknowledge entries right after
-// Redis confirmed their dead letters.
+// client; it must not be nil, and cannot be combined with [WithAddr],
+// [WithCredentials], [WithDB] or [WithTLS]. The component does not close
+// it. Give the same *redis.Client to a [Source] and a [Sink] to let the
+// sink acknowledge entries right after Redis confirmed their dead letters.
+// By default each component builds its own client from the other
+// connection options.
 func WithClient(c redis.UniversalClient) Option {
-	return func(cfg *config) {
+	return shared(func(cfg *config) {
 		if c == nil {
-			cfg.invalid("WithClient(nil)")
+			cfg.reject("WithClient(nil)", "the client is nil", "pass a client, or leave the option out to connect with WithAddr")
 			return
 		}
 		cfg.client = c
-	}
+	})
 }
 
-// WithAddr sets the server address, "host:port". The default is
-// [DefaultAddr].
+// WithAddr sets the server address, "host:port"; it must not be empty.
+// The default is [DefaultAddr].
 func WithAddr(addr string) Option {
-	return func(cfg *config) {
+	return shared(func(cfg *config) {
 		if addr == "" {
-			cfg.invalid("WithAddr(\"\"): address is empty")
+			cfg.reject(optcheck.Call("WithAddr", addr), "the address is empty", `pass "host:port", or leave the option out for `+DefaultAddr)
 			return
 		}
 		cfg.addr = addr
-	}
+	})
 }
 
 // WithCredentials sets the ACL user name and password (an empty user means
-// the default user, as with AUTH password). The password never appears in
-// logs or errors.
+// the default user, as with AUTH password); they must not both be empty.
+// The password never appears in logs or errors. By default there is no
+// AUTH.
 func WithCredentials(user, password string) Option {
-	return func(cfg *config) {
-		cfg.username, cfg.password = user, password
-	}
+	return shared(func(cfg *config) {
+		if user == "" && password == "" {
+			cfg.reject(`WithCredentials("", …)`, "the user and the password are both empty",
+				"pass a password (and a user for ACL), or leave the option out")
+			return
+		}
+		cfg.username, cfg.password, cfg.creds = user, password, true
+	})
 }
 
-// WithDB selects the logical database. The default is 0.
+// WithDB selects the logical database; it cannot be negative. The default
+// is 0.
 func WithDB(db int) Option {
-	return func(cfg *config) {
+	return shared(func(cfg *config) {
 		if db < 0 {
-			cfg.invalid("WithDB(%d): cannot be negative", db)
+			cfg.reject(optcheck.Call("WithDB", db), "the database number is negative", "pass 0 or more; the default is 0")
 			return
 		}
 		cfg.db = db
-	}
+	})
 }
 
-// WithTLS makes the connection use TLS with the given configuration.
+// WithTLS makes the connection use TLS with cfg as is (set RootCAs for a
+// private CA, Certificates for mutual TLS). It must not be nil. By default
+// connections are plain TCP.
 func WithTLS(tc *tls.Config) Option {
-	return func(cfg *config) {
+	return shared(func(cfg *config) {
 		if tc == nil {
-			cfg.invalid("WithTLS(nil)")
+			cfg.reject("WithTLS(nil)", "the *tls.Config is nil", "pass &tls.Config{} for TLS with the system roots")
 			return
 		}
 		cfg.tlsConf = tc
-	}
+	})
 }
 
 // WithPayloadField sets the stream field that holds the event; the other
-// fields become headers, and on output headers become fields again. The
-// default is [DefaultPayloadField].
+// fields become headers, and on output headers become fields again. It
+// must not be empty. The default is [DefaultPayloadField].
 func WithPayloadField(name string) Option {
-	return func(cfg *config) {
+	return shared(func(cfg *config) {
 		if name == "" {
-			cfg.invalid("WithPayloadField(\"\"): field name is empty")
+			cfg.reject(optcheck.Call("WithPayloadField", name), "the field name is empty", `leave the option out for "`+DefaultPayloadField+`"`)
 			return
 		}
 		cfg.payloadField = name
-	}
+	})
 }
 
 // WithKeyField names a stream field whose value becomes Message.Key (and is
 // written back under the same name), for example for
-// [sluice.WithKeyOrdering]. By default messages have no key.
+// [sluice.WithKeyOrdering]. It must not be empty, must differ from the
+// payload field and cannot be combined with [WithFieldsAsJSON]. By default
+// messages have no key.
 func WithKeyField(name string) Option {
-	return func(cfg *config) {
+	return shared(func(cfg *config) {
 		if name == "" {
-			cfg.invalid("WithKeyField(\"\"): field name is empty")
+			cfg.reject(optcheck.Call("WithKeyField", name), "the field name is empty", "name the field that holds the key, or leave the option out")
 			return
 		}
 		cfg.keyField = name
-	}
+	})
 }
 
 // WithFieldsAsJSON treats the whole field map of an entry as one JSON object:
 // the message value is {"field":"value",...} with the fields in sorted order,
 // and there are no headers. On output the value must be a JSON object; each
 // member becomes a field (strings as they are, other values as JSON text),
-// followed by the message headers.
+// followed by the message headers. By default one field holds the payload
+// ([WithPayloadField]).
 func WithFieldsAsJSON() Option {
-	return func(cfg *config) { cfg.fieldsJSON = true }
+	return shared(func(cfg *config) { cfg.fieldsJSON = true })
 }
 
-// WithLogger sets the logger. The default is slog.Default().
+// WithLogger sets the logger of the component. It must not be nil. The
+// default is slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return func(cfg *config) {
+	return shared(func(cfg *config) {
 		if l == nil {
-			cfg.invalid("WithLogger(nil)")
+			cfg.reject("WithLogger(nil)", "the logger is nil", "pass a *slog.Logger, or leave the option out for slog.Default()")
 			return
 		}
 		cfg.logger = l
-	}
+	})
 }
 
-// WithConsumer sets the consumer name of a [Source]. It must be stable across
-// restarts, so that a restarted process finds its own pending entries, and
-// unique among the processes of a group. The default is the host name (the
-// pod name on Kubernetes), or [DefaultConsumer] if it cannot be read; set it
-// when several consumers of one group run on the same host.
-func WithConsumer(name string) Option {
-	return func(cfg *config) {
+// WithConsumer sets the consumer name of a [Source]. It must not be empty,
+// must be stable across restarts, so that a restarted process finds its own
+// pending entries, and unique among the processes of a group. The default
+// is the host name (the pod name on Kubernetes), or [DefaultConsumer] if it
+// cannot be read; set it when several consumers of one group run on the
+// same host.
+func WithConsumer(name string) SourceOption {
+	return sourceOnly(func(cfg *config) {
 		if name == "" {
-			cfg.invalid("WithConsumer(\"\"): consumer name is empty")
+			cfg.reject(optcheck.Call("WithConsumer", name), "the consumer name is empty", "pass a name that is stable across restarts, or leave the option out for the host name")
 			return
 		}
 		cfg.consumer = name
-	}
+	})
 }
 
-var streamIDPattern = regexp.MustCompile(`^[0-9]+(-[0-9]+)?$`)
-
-// WithStartID sets where a [Source] creates its consumer group when the group
-// does not exist yet: "$" (the default) reads only entries added from then
-// on, "0" reads the whole stream, and an explicit entry ID starts after it.
-// An existing group keeps its position.
-func WithStartID(id string) Option {
-	return func(cfg *config) {
-		if id != "$" && !streamIDPattern.MatchString(id) {
-			cfg.invalid("WithStartID(%q): want \"$\", \"0\" or an entry ID like 1700000000000-0", id)
+// WithStartAt sets where a consumer group begins reading when it has no
+// committed position yet: [Oldest], the oldest event the server still
+// retains (the default), or [Newest], only events added after the group
+// first read. A group that has a committed position keeps it. In Redis the
+// position is the consumer group's: a [Source] creates a missing group
+// (XGROUP CREATE ... MKSTREAM) at ID 0 for Oldest and at $ for Newest; an
+// existing group keeps its last-delivered ID.
+func WithStartAt(at StartAt) SourceOption {
+	return sourceOnly(func(cfg *config) {
+		if at != Oldest && at != Newest {
+			cfg.reject(optcheck.Call("WithStartAt", at), "the position is unknown", "pass redisstream.Oldest or redisstream.Newest")
 			return
 		}
-		cfg.startID = id
-	}
+		cfg.startAt = at
+	})
 }
 
 // WithMinIdle sets how long an entry must have been idle in another
 // consumer's pending list before a [Source] claims it, at startup and
 // periodically. Keep it well above the longest time an event can spend in a
 // pipeline, or entries still being worked on elsewhere are processed twice.
-// The default is [DefaultMinIdle].
-func WithMinIdle(d time.Duration) Option {
-	return func(cfg *config) {
+// It must be at least 1ms. The default is [DefaultMinIdle].
+func WithMinIdle(d time.Duration) SourceOption {
+	return sourceOnly(func(cfg *config) {
 		if d < time.Millisecond {
-			cfg.invalid("WithMinIdle(%s): must be at least 1ms", d)
+			cfg.reject(optcheck.Call("WithMinIdle", d), "the time is below 1ms", "pass well above the longest time an event can take; the default is 5m")
 			return
 		}
 		cfg.minIdle = d
-	}
+	})
 }
 
 // WithClaimInterval sets how often a running [Source] claims stuck entries
-// with XAUTOCLAIM. The default is [DefaultClaimInterval].
-func WithClaimInterval(d time.Duration) Option {
-	return func(cfg *config) {
+// with XAUTOCLAIM. It must be at least 1ms. The default is
+// [DefaultClaimInterval].
+func WithClaimInterval(d time.Duration) SourceOption {
+	return sourceOnly(func(cfg *config) {
 		if d < time.Millisecond {
-			cfg.invalid("WithClaimInterval(%s): must be at least 1ms", d)
+			cfg.reject(optcheck.Call("WithClaimInterval", d), "the interval is below 1ms", "pass at least 1ms; the default is 30s")
 			return
 		}
 		cfg.claimInterval = d
-	}
+	})
 }
 
 // WithBlock sets the BLOCK time of one XREADGROUP of a [Source]. Fetch
-// notices a cancelled context or Close within about this time. The default
-// is [DefaultBlock].
-func WithBlock(d time.Duration) Option {
-	return func(cfg *config) {
+// notices a cancelled context or Close within about this time. It must be
+// at least 1ms (0 would block forever). The default is [DefaultBlock].
+func WithBlock(d time.Duration) SourceOption {
+	return sourceOnly(func(cfg *config) {
 		if d < time.Millisecond {
-			cfg.invalid("WithBlock(%s): must be at least 1ms (0 would block forever)", d)
+			cfg.reject(optcheck.Call("WithBlock", d), "the time is below 1ms (0 would block forever)", "pass at least 1ms; the default is 1s")
 			return
 		}
 		cfg.block = d
-	}
+	})
 }
 
 // WithMaxReadCount caps the COUNT of one read or claim of a [Source]; the
-// pipeline's fetch batch ([sluice.WithFetchBatch]) caps it too. The default
-// is [DefaultMaxReadCount].
-func WithMaxReadCount(n int) Option {
-	return func(cfg *config) {
+// pipeline's fetch batch ([sluice.WithFetchBatch]) caps it too. It must be
+// at least 1. The default is [DefaultMaxReadCount].
+func WithMaxReadCount(n int) SourceOption {
+	return sourceOnly(func(cfg *config) {
 		if n < 1 {
-			cfg.invalid("WithMaxReadCount(%d): need at least 1", n)
+			cfg.reject(optcheck.Call("WithMaxReadCount", n), "the count is below 1", "pass at least 1; the default is 1000")
 			return
 		}
 		cfg.maxReadCount = n
-	}
+	})
 }
 
 // WithMaxLen makes a [Sink] trim its output stream to about n entries
-// (XADD MAXLEN ~ n). The default, 0, never trims. The dead-letter stream is
-// never trimmed.
-func WithMaxLen(n int64) Option {
-	return func(cfg *config) {
+// (XADD MAXLEN ~ n); it cannot be negative. The default, 0, never trims.
+// The dead-letter stream is never trimmed.
+func WithMaxLen(n int64) SinkOption {
+	return sinkOnly(func(cfg *config) {
 		if n < 0 {
-			cfg.invalid("WithMaxLen(%d): cannot be negative", n)
+			cfg.reject(optcheck.Call("WithMaxLen", n), "the length is negative", "pass 0 to never trim")
 			return
 		}
 		cfg.maxLen = n
-	}
+	})
 }
 
-// WithDeadLetterStream sets the stream a [Sink] writes dead letters to. The
-// default is [DefaultDeadLetterStream].
-func WithDeadLetterStream(stream string) Option {
-	return func(cfg *config) {
+// WithDeadLetterStream sets the stream a [Sink] writes dead letters to; it
+// must not be empty. The default is [DefaultDeadLetterStream].
+func WithDeadLetterStream(stream string) SinkOption {
+	return sinkOnly(func(cfg *config) {
 		if stream == "" {
-			cfg.invalid("WithDeadLetterStream(\"\"): stream name is empty")
+			cfg.reject(optcheck.Call("WithDeadLetterStream", stream), "the stream name is empty", `leave the option out for "`+DefaultDeadLetterStream+`"`)
 			return
 		}
 		cfg.deadLetter = stream
-	}
+	})
 }
 
 // defaultConsumer returns a consumer name that survives a restart.

@@ -12,31 +12,33 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
-// TestReadyCreatesGroup reproduces the race between Ready and the first
-// Fetch: an entry published after Ready returned nil must be delivered, so
-// Ready has to create the group (at "$", the default) before it says yes.
-func TestReadyCreatesGroup(t *testing.T) {
+// TestNewSourceCreatesGroup reproduces the race between starting a source
+// and its first Fetch: with WithStartAt(Newest), an entry published after
+// NewSource returned must be delivered, so NewSource has to create the group
+// (at "$") before it returns.
+func TestNewSourceCreatesGroup(t *testing.T) {
 	c := newClient(t)
 	ctx := ctxT(t, 30*time.Second)
 	in := uniq(t, c, "in")
 	add(t, c, in, []any{"payload", "before"}) // before the group: not for it
-	src := newSource(t, in, "g", redisstream.WithClient(c))
-	if err := src.Ready(ctx); err != nil {
-		t.Fatalf("Ready: %v", err)
-	}
+	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithStartAt(redisstream.Newest))
 	groups, err := c.XInfoGroups(ctx, in).Result()
 	if err != nil || len(groups) != 1 || groups[0].Name != "g" {
-		t.Fatalf("groups after Ready: %+v, %v; want group g", groups, err)
+		t.Fatalf("groups after NewSource: %+v, %v; want group g", groups, err)
+	}
+	if err := src.Ready(ctx); err != nil {
+		t.Fatalf("Ready: %v", err)
 	}
 	id := add(t, c, in, []any{"payload", "after"})[0]
 	short, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	msgs, err := src.Fetch(short, 10)
 	if err != nil {
-		t.Fatalf("Fetch of the entry published after Ready: %v (it was skipped)", err)
+		t.Fatalf("Fetch of the entry published after NewSource: %v (it was skipped)", err)
 	}
 	if len(msgs) != 1 || msgs[0].Origin.ID != id || string(msgs[0].Value) != "after" {
 		t.Errorf("Fetch: %v, want just %s", idsOf(msgs), id)
@@ -74,7 +76,7 @@ func ownServer(t *testing.T) (*redis.Client, func()) {
 	t.Cleanup(stop)
 	c := redis.NewClient(&redis.Options{Network: "unix", Addr: sock, MaxRetries: -1, DialTimeout: time.Second})
 	t.Cleanup(func() { _ = c.Close() })
-	waitFor(t, 30*time.Second, "the own redis-server", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "the own redis-server", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		err := c.Ping(ctx).Err()
@@ -88,7 +90,7 @@ func ownServer(t *testing.T) (*redis.Client, func()) {
 func TestRedisDown(t *testing.T) {
 	c, stop := ownServer(t)
 	ctx := ctxT(t, 30*time.Second)
-	src := newSource(t, "in", "g", redisstream.WithClient(c), redisstream.WithStartID("0"))
+	src := newSource(t, "in", "g", redisstream.WithClient(c))
 	add(t, c, "in", []any{"payload", "1"})
 	if err := src.Ack(ctx, fetchN(t, src, 1)); err != nil {
 		t.Fatal(err)

@@ -32,16 +32,25 @@ type Sink struct {
 	log    *slog.Logger
 }
 
-// NewSink returns a sink that appends to stream. It does no I/O.
-func NewSink(stream string, opts ...Option) (*Sink, error) {
-	cfg, err := newConfig(opts)
+// NewSink returns a sink that appends to stream. Before it returns it
+// checks, within ctx, that the server answers PING, and fails with an error
+// matching [ErrUnreachable] if not. Bad options fail with an error
+// matching [sluice.ErrInvalidConfig].
+func NewSink(ctx context.Context, stream string, opts ...SinkOption) (*Sink, error) {
+	cfg := sinkConfig(opts)
 	if stream == "" {
-		err = errors.Join(err, fmt.Errorf("%w: redisstream.NewSink: stream name is empty", sluice.ErrInvalidConfig))
+		cfg.reject("stream", "the stream name is empty", "pass the key of the stream to write")
 	}
-	if err != nil {
+	if err := cfg.errs.Err(); err != nil {
 		return nil, err
 	}
 	client, owned := cfg.connect()
+	if err := ping(ctx, client, "sink", stream); err != nil {
+		if owned {
+			_ = client.Close()
+		}
+		return nil, err
+	}
 	return &Sink{
 		cfg:    cfg,
 		client: client,

@@ -13,14 +13,22 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/backoff"
+	"github.com/sluicehq/sluice/internal/latch"
 )
 
 // ErrNotReady matches the error [Source.Ready] returns while startup
 // reconciliation is still going on.
 var ErrNotReady = errors.New("redisstream: not ready")
 
-// ErrUnsupportedServer matches the error a [Source] returns from Fetch and
-// Ready when the Redis server is older than [MinRedisVersion].
+// ErrUnreachable matches the error a constructor returns when the server
+// does not answer PING: it is down, the address is wrong, or the network
+// drops the connection. The error also names the address.
+var ErrUnreachable = errors.New("redisstream: server unreachable")
+
+// ErrUnsupportedServer matches the error [NewSource] returns when the Redis
+// server is older than [MinRedisVersion] (and Fetch and Ready, should the
+// source meet such a server later).
 var ErrUnsupportedServer = errors.New("redisstream: unsupported Redis server")
 
 // MinRedisVersion is the oldest Redis server a [Source] works with. Before
@@ -80,7 +88,7 @@ type Source struct {
 	cursor    string
 	startup   bool // the current pass belongs to startup reconciliation
 	nextClaim time.Time
-	backoff   time.Duration
+	failures  int // reads failed in a row, for the backoff
 	// nextLost is when to look for entries lost in transit next (see
 	// recoverLost); lostDue makes it happen before the next read.
 	nextLost time.Time
@@ -94,25 +102,30 @@ type Source struct {
 	versionOK  bool                // the server passed the version check
 	reconciled bool
 	lastErr    error
-	paused     bool
-	resumed    chan struct{}
 	closed     bool
 	done       chan struct{}
+
+	paused latch.Latch // closed by Pause, opened by Resume
 }
 
-// NewSource returns a source that reads stream as consumer group group. It
-// does no I/O: the first Fetch or Ready checks the server's version (see
-// [MinRedisVersion]) and creates the group (XGROUP CREATE ... MKSTREAM, an
-// existing group is fine); the first Fetch then reconciles it.
-func NewSource(stream, group string, opts ...Option) (*Source, error) {
-	cfg, err := newConfig(opts)
+// NewSource returns a source that reads stream as consumer group group.
+// Before it returns it checks that it can work, within ctx: the server
+// answers PING (else an error matching [ErrUnreachable]), is Redis
+// [MinRedisVersion] or newer (else an error matching
+// [ErrUnsupportedServer]), and the group exists: a missing group is created
+// (XGROUP CREATE ... MKSTREAM) at the [WithStartAt] position, the oldest
+// entry by default. Bad options fail with an error matching
+// [sluice.ErrInvalidConfig]. The first Fetch then reconciles the group (see
+// the package documentation).
+func NewSource(ctx context.Context, stream, group string, opts ...SourceOption) (*Source, error) {
+	cfg := sourceConfig(opts)
 	if stream == "" {
-		err = errors.Join(err, fmt.Errorf("%w: redisstream.NewSource: stream name is empty", sluice.ErrInvalidConfig))
+		cfg.reject("stream", "the stream name is empty", "pass the key of the stream to read")
 	}
 	if group == "" {
-		err = errors.Join(err, fmt.Errorf("%w: redisstream.NewSource: group name is empty", sluice.ErrInvalidConfig))
+		cfg.reject("group", "the consumer group name is empty", "pass the name of the group to read as")
 	}
-	if err != nil {
+	if err := cfg.errs.Err(); err != nil {
 		return nil, err
 	}
 	if cfg.consumer == "" {
@@ -135,7 +148,33 @@ func NewSource(stream, group string, opts ...Option) (*Source, error) {
 		done:       make(chan struct{}),
 	}
 	s.tok = &token{src: s}
+	err := ping(ctx, client, "source", stream)
+	if err == nil {
+		err = s.checkVersion(ctx)
+	}
+	if err == nil {
+		err = s.ensureGroup(ctx)
+	}
+	if err != nil {
+		if owned {
+			_ = client.Close()
+		}
+		return nil, err
+	}
 	return s, nil
+}
+
+// ping checks that the server answers, for a constructor.
+func ping(ctx context.Context, c redis.UniversalClient, what, stream string) error {
+	err := c.Ping(ctx).Err()
+	switch {
+	case err == nil:
+		return nil
+	case isServerError(err) || ctx.Err() != nil:
+		return fmt.Errorf("redisstream: %s %q: PING %s: %w", what, stream, addrOf(c), err)
+	default:
+		return fmt.Errorf("%w: %s %q: PING %s: %w", ErrUnreachable, what, stream, addrOf(c), err)
+	}
 }
 
 // Client returns the client the source uses. Pass it to [NewSink] with
@@ -291,12 +330,12 @@ func parseVersion(v string) (major, minor int, ok bool) {
 }
 
 func (s *Source) ensureGroup(ctx context.Context) error {
-	err := s.client.XGroupCreateMkStream(ctx, s.stream, s.group, s.cfg.startID).Err()
+	err := s.client.XGroupCreateMkStream(ctx, s.stream, s.group, s.cfg.startAt.groupID()).Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 		return fmt.Errorf("redisstream: XGROUP CREATE %q %q on %s: %w", s.stream, s.group, addrOf(s.client), err)
 	}
 	if err == nil {
-		s.log.Info("redisstream: created consumer group", "start_id", s.cfg.startID)
+		s.log.Info("redisstream: created consumer group", "start_at", s.cfg.startAt.String(), "start_id", s.cfg.startAt.groupID())
 	}
 	return nil
 }
@@ -717,17 +756,13 @@ func (s *Source) waitRunnable(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		s.mu.Lock()
-		if s.closed {
-			s.mu.Unlock()
+		if s.isClosed() {
 			return sluice.ErrSourceClosed
 		}
-		if !s.paused {
-			s.mu.Unlock()
+		ch := s.paused.Wait()
+		if ch == nil {
 			return nil
 		}
-		ch := s.resumed
-		s.mu.Unlock()
 		select {
 		case <-ch:
 		case <-s.done:
@@ -743,10 +778,10 @@ func (s *Source) recordErr(err error) {
 	s.mu.Unlock()
 	switch {
 	case err == nil && prev != nil:
-		s.backoff = 0
+		s.failures = 0
 		s.log.Info("redisstream: reading again after an error", "addr", addrOf(s.client))
 	case err == nil:
-		s.backoff = 0
+		s.failures = 0
 	case prev == nil:
 		s.log.Error("redisstream: read failed; retrying with backoff", "addr", addrOf(s.client), "err", err)
 	default:
@@ -756,8 +791,8 @@ func (s *Source) recordErr(err error) {
 
 func (s *Source) sleepBackoff(ctx context.Context) error {
 	const first, ceiling = 50 * time.Millisecond, 5 * time.Second
-	s.backoff = min(max(2*s.backoff, first), ceiling)
-	t := time.NewTimer(s.backoff)
+	s.failures++
+	t := time.NewTimer(backoff.Exp(first, ceiling, s.failures))
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -834,24 +869,10 @@ func (s *Source) ack(ctx context.Context, ids []string) error {
 }
 
 // Pause implements [sluice.Pauser]: Fetch issues no more reads until Resume.
-func (s *Source) Pause() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.paused {
-		s.paused = true
-		s.resumed = make(chan struct{})
-	}
-}
+func (s *Source) Pause() { s.paused.Close(nil) }
 
 // Resume implements [sluice.Pauser].
-func (s *Source) Resume() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.paused {
-		s.paused = false
-		close(s.resumed)
-	}
-}
+func (s *Source) Resume() { s.paused.Open(nil) }
 
 // Lag implements [sluice.LagReporter] with XINFO GROUPS: the total is the
 // group's lag (entries not yet delivered to it) plus its pending count

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
@@ -144,31 +145,25 @@ func readCommand(r *bufio.Reader) ([]string, error) {
 	return args, nil
 }
 
-// TestRefusesRedisBelow7 checks that a source refuses a Redis 6.2 server at
-// once, with an error that says what is wrong and what to do, from both
-// Fetch and Ready, and before it changes anything on the server.
+// TestRefusesRedisBelow7 checks that NewSource refuses a Redis 6.2 server
+// at once, with an error that says what is wrong and what to do, and before
+// it changes anything on the server.
 func TestRefusesRedisBelow7(t *testing.T) {
 	f := startFakeServer(t, "6.2.14")
-	src := newSource(t, "in", "g", redisstream.WithAddr(f.addr()))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for what, call := range map[string]func() error{
-		"Fetch": func() error { _, err := src.Fetch(ctx, 1); return err },
-		"Ready": func() error { return src.Ready(ctx) },
-	} {
-		err := call()
-		if err == nil || ctx.Err() != nil {
-			t.Fatalf("%s on Redis 6.2.14: %v, want an immediate error", what, err)
+	_, err := redisstream.NewSource(ctx, "in", "g", redisstream.WithAddr(f.addr()), redisstream.WithLogger(testutil.Quiet()))
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("NewSource on Redis 6.2.14: %v, want an immediate error", err)
+	}
+	msg := err.Error()
+	for _, want := range []string{"6.2.14", "7.0", "upgrade", f.addr()} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("%q does not mention %q", msg, want)
 		}
-		msg := err.Error()
-		for _, want := range []string{"6.2.14", "7.0", "upgrade", f.addr()} {
-			if !strings.Contains(msg, want) {
-				t.Errorf("%s: %q does not mention %q", what, msg, want)
-			}
-		}
-		if !errors.Is(err, redisstream.ErrUnsupportedServer) {
-			t.Errorf("%s: %v does not match ErrUnsupportedServer", what, err)
-		}
+	}
+	if !errors.Is(err, redisstream.ErrUnsupportedServer) {
+		t.Errorf("%v does not match ErrUnsupportedServer", err)
 	}
 	if o := f.others(); len(o) > 0 {
 		t.Errorf("commands sent to the 6.2 server besides PING and INFO: %q", o)
@@ -180,10 +175,9 @@ func TestRefusesRedisBelow7(t *testing.T) {
 func TestAcceptsRedis7(t *testing.T) {
 	for _, v := range []string{"7.0.0", "7.2.4", "10.0.1"} {
 		f := startFakeServer(t, v)
-		src := newSource(t, "in", "g", redisstream.WithAddr(f.addr()))
-		err := src.Ready(ctxT(t, 10*time.Second))
+		_, err := redisstream.NewSource(ctxT(t, 10*time.Second), "in", "g", redisstream.WithAddr(f.addr()), redisstream.WithLogger(testutil.Quiet()))
 		if err == nil || errors.Is(err, redisstream.ErrUnsupportedServer) || !strings.Contains(err.Error(), "XGROUP") {
-			t.Errorf("Ready on %s: %v, want it to pass the version check and fail on XGROUP (the fake serves no streams)", v, err)
+			t.Errorf("NewSource on %s: %v, want it to pass the version check and fail on XGROUP (the fake serves no streams)", v, err)
 		}
 	}
 }

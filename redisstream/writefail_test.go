@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
@@ -113,8 +114,8 @@ func TestDeadLettersNotAckedWhenXAddFails(t *testing.T) {
 	ctx := ctxT(t, 30*time.Second)
 	in, out, dlq := uniq(t, c, "in"), uniq(t, c, "out"), uniq(t, c, "dlq")
 	add(t, c, in, []any{"payload", "a"}, []any{"payload", "b"}, []any{"payload", "c"})
-	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithStartID("0"))
-	sink, err := redisstream.NewSink(out, redisstream.WithClient(src.Client()), redisstream.WithDeadLetterStream(dlq), redisstream.WithLogger(quiet(t)))
+	src := newSource(t, in, "g", redisstream.WithClient(c))
+	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(src.Client()), redisstream.WithDeadLetterStream(dlq), redisstream.WithLogger(testutil.Logger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,8 +180,8 @@ func TestDeadLettersPartlyRefused(t *testing.T) {
 	hook := &xaddWatch{mark: "fail", redirect: str}
 	c.AddHook(hook)
 	add(t, c, in, []any{"payload", "ok"}, []any{"payload", "fail"}, []any{"payload", "ok"}, []any{"payload", "fail"})
-	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithStartID("0"))
-	sink, err := redisstream.NewSink(out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithLogger(quiet(t)))
+	src := newSource(t, in, "g", redisstream.WithClient(c))
+	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithLogger(testutil.Logger(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,15 +231,15 @@ func TestRefusedWritesStayPending(t *testing.T) {
 			c.AddHook(hook)
 			const n = 40
 			_, classes := publishClasses(t, c, in, n)
-			src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithStartID("0"))
-			sink, err := redisstream.NewSink(out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithLogger(quiet(t)))
+			src := newSource(t, in, "g", redisstream.WithClient(c))
+			sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithLogger(testutil.Logger(t)))
 			if err != nil {
 				t.Fatal(err)
 			}
 			r := startPipeline(t, src, classEnricher(), sink, sluice.WithBackoff(5*time.Millisecond, 20*time.Millisecond))
 			// The writer has been refused more than once: it is in
 			// its retry loop.
-			waitFor(t, 30*time.Second, "refused XADDs", func() (bool, string) {
+			testutil.WaitFor(t, 30*time.Second, "refused XADDs", func() (bool, string) {
 				n := hook.refused(key)
 				return n >= 2, fmt.Sprintf("%d refused", n)
 			})
@@ -255,7 +256,7 @@ func TestRefusedWritesStayPending(t *testing.T) {
 				t.Fatal(err)
 			}
 			var o outcome
-			waitFor(t, 30*time.Second, "all outcomes", func() (bool, string) {
+			testutil.WaitFor(t, 30*time.Second, "all outcomes", func() (bool, string) {
 				o = collect(t, c, in, out, dlq)
 				p := pending(t, c, in, "g")
 				return o.done() >= n && p == 0, fmt.Sprintf("%d done, %d pending", o.done(), p)
