@@ -14,7 +14,7 @@ var (
 	// answered within the connect timeout (see [WithConnectTimeout]).
 	ErrUnreachable = errors.New("kafka: brokers unreachable")
 
-	// ErrClosed matches the error of a call on a closed [Producer].
+	// ErrClosed matches the error of a call on a closed [Sink].
 	ErrClosed = errors.New("kafka: closed")
 
 	// ErrNotReady matches the error Ready returns before the component has

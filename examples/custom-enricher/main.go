@@ -9,7 +9,7 @@
 //	go run ./examples/custom-enricher
 //
 // In a real service, swap the in-memory parts for kafka.NewSource and
-// kafka.NewProducer (or the redisstream ones): the enricher does not change.
+// kafka.NewSink (or the redisstream ones): the enricher does not change.
 package main
 
 import (

@@ -56,7 +56,11 @@ func connectKafka(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 		kafka.WithLogger(log),
 	}
 	if c.KafkaTLS {
-		opts = append(opts, kafka.WithTLS(kafka.TLSConfig{CAFile: c.KafkaCAFile, CertFile: c.KafkaCertFile, KeyFile: c.KafkaKeyFile}))
+		tlsCfg, err := tlsConfig("-kafka", c.KafkaCAFile, c.KafkaCertFile, c.KafkaKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kafka.WithTLS(tlsCfg))
 	}
 	if c.KafkaSASL != "" {
 		opts = append(opts, kafka.WithSASL(kafka.SASLMechanism(c.KafkaSASL), c.KafkaSASLUser, c.kafkaSASLPass))
@@ -70,23 +74,28 @@ func connectKafka(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 			p.close(log)
 		}
 	}()
-	srcOpts := opts
+	// The shared options go to both constructors; each adds its own.
+	sinkOpts := []kafka.SinkOption{kafka.WithDeadLetterTopic(c.DeadLetter)}
+	srcOpts := []kafka.SourceOption{}
+	for _, o := range opts {
+		sinkOpts, srcOpts = append(sinkOpts, o), append(srcOpts, o)
+	}
 	if c.InstanceID != "" {
-		srcOpts = append(srcOpts[:len(srcOpts):len(srcOpts)], kafka.WithInstanceID(c.InstanceID))
+		srcOpts = append(srcOpts, kafka.WithInstanceID(c.InstanceID))
 	}
-	// Build the producer first: the source starts consuming as soon as it
+	// Build the sink first: the source starts consuming as soon as it
 	// has joined the group.
-	prod, err := kafka.NewProducer(ctx, c.Brokers, c.Output, append(opts, kafka.WithDeadLetterTopic(c.DeadLetter))...)
+	sink, err := kafka.NewSink(ctx, c.Brokers, c.Output, sinkOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("kafka producer: %w", err)
+		return nil, fmt.Errorf("kafka sink: %w", err)
 	}
-	p.closers = append(p.closers, prod.Close)
+	p.closers = append(p.closers, sink.Close)
 	src, err := kafka.NewSource(ctx, c.Brokers, c.Group, []string{c.Input}, srcOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka source: %w", err)
 	}
 	p.closers = append(p.closers, src.Close)
-	p.src, p.sink = src, prod
+	p.src, p.sink = src, sink
 	return p, nil
 }
 
@@ -164,16 +173,8 @@ func probeKafka(ctx context.Context, brokers []string, opts []kafka.Option, log 
 func connectRedis(ctx context.Context, c *config, log *slog.Logger) (_ *parts, err error) {
 	var tlsCfg *tls.Config
 	if c.RedisTLS {
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
-		if c.RedisCAFile != "" {
-			pem, err := os.ReadFile(c.RedisCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("-redis-ca-file: %w", err)
-			}
-			tlsCfg.RootCAs = x509.NewCertPool()
-			if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("-redis-ca-file %s: no PEM certificate in it", c.RedisCAFile)
-			}
+		if tlsCfg, err = tlsConfig("-redis", c.RedisCAFile, "", ""); err != nil {
+			return nil, err
 		}
 	}
 	client := redis.NewClient(&redis.Options{
@@ -207,22 +208,50 @@ func connectRedis(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 	}
 	// Source and sink share the client, so that a dead letter is written
 	// and acknowledged in one MULTI/EXEC. The client is closed last.
-	opts := []redisstream.Option{redisstream.WithClient(client), redisstream.WithLogger(log)}
-	src, err := redisstream.NewSource(c.Input, c.Group, append(opts,
-		redisstream.WithConsumer(consumer),
-		// A new group reads the stream from its start, as the Kafka source
-		// starts at the oldest offset.
-		redisstream.WithStartID("0"))...)
+	// A new group reads the stream from its oldest entry, as a new Kafka
+	// group starts at the oldest offset: that is both adapters' default.
+	src, err := redisstream.NewSource(ctx, c.Input, c.Group,
+		redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithConsumer(consumer))
 	if err != nil {
 		return nil, fmt.Errorf("redis source: %w", err)
 	}
 	p.closers = append(p.closers, src.Close)
-	snk, err := redisstream.NewSink(c.Output, append(opts, redisstream.WithDeadLetterStream(c.DeadLetter))...)
+	snk, err := redisstream.NewSink(ctx, c.Output,
+		redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithDeadLetterStream(c.DeadLetter))
 	if err != nil {
 		return nil, fmt.Errorf("redis sink: %w", err)
 	}
 	p.src, p.sink = src, snk
 	return p, nil
+}
+
+// tlsConfig builds the TLS configuration of the -kafka-* or -redis-* flags:
+// TLS 1.2 or later, the CAs of caFile (the system roots if empty), and the
+// client certificate of certFile and keyFile for mutual TLS (both or
+// neither).
+func tlsConfig(flag, caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s-ca-file: %w", flag, err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s-ca-file %s: no PEM certificate in it", flag, caFile)
+		}
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, fmt.Errorf("%s-cert-file and %s-key-file: set both or neither", flag, flag)
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s-cert-file/%s-key-file: %w", flag, flag, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
 }
 
 // parseInfo reads the "key:value" lines of an INFO reply.

@@ -85,14 +85,14 @@ func kafkaBackend(ctx context.Context, brokers []string, events []event, log *sl
 		return nil, fmt.Errorf("kafka source: %w", err)
 	}
 	b.closes = append(b.closes, func() { _ = src.Close() })
-	prod, err := kafka.NewProducer(ctx, brokers, t.Output,
+	sink, err := kafka.NewSink(ctx, brokers, t.Output,
 		kafka.WithDeadLetterTopic(t.DeadLetter), kafka.WithClientID("sluice-quickstart"),
 		kafka.WithConnectTimeout(10*time.Second), kafka.WithLogger(log))
 	if err != nil {
-		return nil, fmt.Errorf("kafka producer: %w", err)
+		return nil, fmt.Errorf("kafka sink: %w", err)
 	}
-	b.closes = append(b.closes, func() { _ = prod.Close() })
-	b.src, b.sink = src, prod
+	b.closes = append(b.closes, func() { _ = sink.Close() })
+	b.src, b.sink = src, sink
 	b.verify = func(ctx context.Context) (verify.Report, error) { return verify.Kafka(ctx, brokers, t) }
 	return b, nil
 }
@@ -175,14 +175,14 @@ func redisBackend(ctx context.Context, addr string, events []event, log *slog.Lo
 	}
 	// One client for source and sink: dead letters are then written and
 	// acknowledged in one MULTI/EXEC. The client stays ours to close.
-	src, err := redisstream.NewSource(t.Input, "sluice-quickstart",
+	src, err := redisstream.NewSource(ctx, t.Input, "sluice-quickstart",
 		redisstream.WithClient(client), redisstream.WithConsumer("quickstart-1"),
-		redisstream.WithStartID("0"), redisstream.WithLogger(log))
+		redisstream.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("redis source: %w", err)
 	}
 	b.closes = append(b.closes, func() { _ = src.Close() })
-	snk, err := redisstream.NewSink(t.Output, redisstream.WithClient(client),
+	snk, err := redisstream.NewSink(ctx, t.Output, redisstream.WithClient(client),
 		redisstream.WithDeadLetterStream(t.DeadLetter), redisstream.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("redis sink: %w", err)

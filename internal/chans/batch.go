@@ -1,6 +1,6 @@
-// Package batch holds the non-blocking drain that the pipeline's workers
+// Package chans holds the non-blocking drain that the pipeline's workers
 // and the sources use to fill a batch from a channel.
-package batch
+package chans
 
 // TakeMore appends to b what ch holds right now, without waiting, until b
 // has size items, ch is empty or ch is closed. If keep is not nil, items

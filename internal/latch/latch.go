@@ -50,6 +50,20 @@ func (l *Latch) Open(onOpen func()) bool {
 	return true
 }
 
+// WhileClosed runs fn if the latch is closed, under the lock of
+// [Latch.Close] and [Latch.Open], so that the latch cannot open while fn
+// runs: for example to pause a resource that appeared during a pause,
+// without racing a concurrent Open. It reports whether fn ran.
+func (l *Latch) WhileClosed(fn func()) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ch.Load() == nil {
+		return false
+	}
+	fn()
+	return true
+}
+
 // Closed reports whether the latch is closed.
 func (l *Latch) Closed() bool { return l.ch.Load() != nil }
 

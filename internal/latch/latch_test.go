@@ -14,6 +14,10 @@ func TestLatch(t *testing.T) {
 	if !l.Close(func() { calls++ }) || l.Close(func() { calls++ }) || calls != 1 {
 		t.Fatalf("Close twice: hook ran %d times, want 1", calls)
 	}
+	if !l.WhileClosed(func() { calls += 10 }) || calls != 11 {
+		t.Fatal("WhileClosed did not run on a closed latch")
+	}
+	calls = 1
 	w := l.Wait()
 	if w == nil || !l.Closed() {
 		t.Fatal("closed latch has nothing to wait on")
@@ -35,5 +39,8 @@ func TestLatch(t *testing.T) {
 	}
 	if l.Closed() || l.Wait() != nil {
 		t.Fatal("opened latch still closed")
+	}
+	if l.WhileClosed(func() { t.Fatal("ran while open") }) {
+		t.Fatal("WhileClosed reported a run on an open latch")
 	}
 }
