@@ -1,17 +1,18 @@
 package llmtest
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/optcheck"
 )
 
-// ErrInvalidOption matches every error [NewHandler] returns for a bad option.
-var ErrInvalidOption = errors.New("llmtest: invalid option")
-
-// Option configures a fake server. Options are validated by [NewHandler];
-// [NewServer] panics on a bad one.
+// Option configures a fake server. Every option checks its argument;
+// [NewHandler] reports every bad one at once, joined, each matching
+// [sluice.ErrInvalidConfig] and reading "llmtest: WithX(value): what is
+// wrong; what to do". [NewServer] panics on a bad one.
 type Option func(*config)
 
 type config struct {
@@ -33,7 +34,7 @@ type config struct {
 	seed           uint64
 	models         []string
 	anyModel       bool
-	errs           []error
+	errs           optcheck.Errors
 }
 
 func defaultConfig() config {
@@ -42,16 +43,16 @@ func defaultConfig() config {
 		seed:        1,
 		models:      []string{"llmtest"},
 		anyModel:    true,
+		errs:        optcheck.New("llmtest", sluice.ErrInvalidConfig),
 	}
 }
 
-func (c *config) invalid(format string, args ...any) {
-	c.errs = append(c.errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...))
-}
+// reject records a bad option; see [optcheck.Errors.Reject].
+func (c *config) reject(option, problem, fix string) { c.errs.Reject(option, problem, fix) }
 
 func (c *config) rate(name string, p float64, dst *float64) {
 	if math.IsNaN(p) || p < 0 || p > 1 {
-		c.invalid("%s(%v): must be a fraction between 0 and 1", name, p)
+		c.reject(optcheck.Call(name, p), "the rate is not a fraction between 0 and 1", "pass a value from 0 (never) to 1 (always)")
 		return
 	}
 	*dst = p
@@ -95,7 +96,7 @@ func WithLatency(l Latency) Option {
 	return func(c *config) {
 		bad := l.a < 0 || l.b < 0 || (l.kind == 1 && l.b < l.a)
 		if bad {
-			c.invalid("WithLatency(%s): durations must be non-negative, and lo <= hi", l)
+			c.reject(optcheck.Call("WithLatency", l), "a duration is negative, or lo is above hi", "pass non-negative durations with lo <= hi")
 			return
 		}
 		c.latency = l
@@ -107,7 +108,7 @@ func WithLatency(l Latency) Option {
 func WithMaxConcurrency(n int) Option {
 	return func(c *config) {
 		if n < 0 {
-			c.invalid("WithMaxConcurrency(%d): cannot be negative", n)
+			c.reject(optcheck.Call("WithMaxConcurrency", n), "the limit is negative", "pass 0 for no limit")
 			return
 		}
 		c.maxConcurrency = n
@@ -122,7 +123,7 @@ func WithMaxConcurrency(n int) Option {
 func WithRPS(rps float64, burst int) Option {
 	return func(c *config) {
 		if math.IsNaN(rps) || math.IsInf(rps, 0) || rps < 0 || burst < 0 {
-			c.invalid("WithRPS(%v, %d): need rps >= 0 and burst >= 0", rps, burst)
+			c.reject(optcheck.Call("WithRPS", rps, burst), "the rate or the burst is negative", "pass rps >= 0 and burst >= 0; 0 rps means no limit")
 			return
 		}
 		c.rps, c.burst = rps, burst
@@ -146,7 +147,7 @@ func WithErrorRate(p float64) Option {
 func WithErrorStatus(code int) Option {
 	return func(c *config) {
 		if code < 500 || code > 599 {
-			c.invalid("WithErrorStatus(%d): must be a 5xx status", code)
+			c.reject(optcheck.Call("WithErrorStatus", code), "the status is not 5xx", "pass a status from 500 to 599")
 			return
 		}
 		c.errorStatus = code
@@ -208,7 +209,7 @@ const (
 func WithErrorStyle(s ErrorStyle) Option {
 	return func(c *config) {
 		if s < StyleOpenAI || s > StyleHTML {
-			c.invalid("WithErrorStyle(%d): unknown style", s)
+			c.reject(optcheck.Call("WithErrorStyle", int(s)), "the style is unknown", "pass one of the ErrorStyle constants")
 			return
 		}
 		c.style = s
@@ -236,7 +237,7 @@ const (
 func WithSchemaMode(m SchemaMode) Option {
 	return func(c *config) {
 		if m < SchemaHonor || m > SchemaRejectAll {
-			c.invalid("WithSchemaMode(%d): unknown mode", m)
+			c.reject(optcheck.Call("WithSchemaMode", int(m)), "the mode is unknown", "pass one of the SchemaMode constants")
 			return
 		}
 		c.schemaMode = m
@@ -248,7 +249,7 @@ func WithSchemaMode(m SchemaMode) Option {
 func WithAPIKey(key string) Option {
 	return func(c *config) {
 		if key == "" {
-			c.invalid("WithAPIKey: key is empty")
+			c.reject(optcheck.Call("WithAPIKey", key), "the key is empty", "pass the key clients must send, or leave the option out to accept any")
 			return
 		}
 		c.apiKey = key
@@ -267,7 +268,7 @@ func WithSeed(seed uint64) Option {
 func WithModels(names ...string) Option {
 	return func(c *config) {
 		if len(names) == 0 {
-			c.invalid("WithModels: need at least one model name")
+			c.reject("WithModels()", "the list is empty", "pass at least one model name, or leave the option out to serve any")
 			return
 		}
 		c.models = names

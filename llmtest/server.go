@@ -26,7 +26,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -102,8 +101,8 @@ func NewHandler(opts ...Option) (*Handler, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if len(cfg.errs) > 0 {
-		return nil, errors.Join(cfg.errs...)
+	if err := cfg.errs.Err(); err != nil {
+		return nil, err
 	}
 	h := &Handler{
 		cfg:    cfg,

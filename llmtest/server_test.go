@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/llmtest"
 )
 
@@ -232,10 +233,10 @@ func TestCloseReleasesHangs(t *testing.T) {
 func TestInvalidOptions(t *testing.T) {
 	_, err := llmtest.NewHandler(llmtest.WithErrorRate(2), llmtest.WithLatency(llmtest.Uniform(2, 1)),
 		llmtest.WithRPS(-1, 0), llmtest.WithErrorStatus(404), llmtest.WithModels())
-	if !errors.Is(err, llmtest.ErrInvalidOption) {
+	if !errors.Is(err, sluice.ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"WithErrorRate(2)", "WithLatency(Uniform(2ns, 1ns))", "WithRPS(-1, 0)", "WithErrorStatus(404)", "WithModels"} {
+	for _, want := range []string{"WithErrorRate(2)", "WithLatency(Uniform(2ns, 1ns))", "WithRPS(-1, 0)", "llmtest: WithErrorStatus(404): the status is not 5xx; pass a status from 500 to 599", "WithModels"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/llmtest"
 )
 
@@ -34,7 +35,7 @@ func BenchmarkPipelineLatency50msInProcess(b *testing.B) {
 }
 
 func benchLatency50ms(b *testing.B, url string) {
-	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(url), WithLogger(quiet()))
+	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(url), WithLogger(testutil.Quiet()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func benchLatency50ms(b *testing.B, url string) {
 // pipeline must keep goodput near 200/s and dead-letter nothing.
 func BenchmarkPipelineRateLimited200(b *testing.B) {
 	url := startFake(b, "latency=50ms,rps=200")
-	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(url), WithLogger(quiet()))
+	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(url), WithLogger(testutil.Quiet()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func BenchmarkPipelineRateLimited200(b *testing.B) {
 func BenchmarkPipelineBatch8(b *testing.B) {
 	srv := llmtest.NewServer(llmtest.WithLatency(llmtest.Fixed(50 * time.Millisecond)))
 	defer srv.Close()
-	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.BaseURL()), WithLogger(quiet()))
+	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.BaseURL()), WithLogger(testutil.Quiet()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,7 +103,7 @@ func BenchmarkPipelineBatch8(b *testing.B) {
 func BenchmarkDirectCalls64(b *testing.B) {
 	srv := llmtest.NewServer(llmtest.WithLatency(llmtest.Fixed(50 * time.Millisecond)))
 	defer srv.Close()
-	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.BaseURL()), WithLogger(quiet()))
+	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.BaseURL()), WithLogger(testutil.Quiet()))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -53,23 +53,27 @@ var (
 func New(model string, task Task, textFields []string, opts ...Option) (*Enricher, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o(&cfg)
+		}
 	}
 	e := &Enricher{cfg: &cfg, model: model, task: task, paths: slices.Clone(textFields)}
-	var errs []error
-	errs = append(errs, cfg.errs...)
 	if model == "" {
-		errs = append(errs, fmt.Errorf("%w: openai: model is empty", sluice.ErrInvalidConfig))
+		cfg.reject("model", "the model name is empty", "pass the model to call, such as gpt-4o-mini")
 	}
 	if cfg.adaptive && cfg.maxConc == 0 {
-		errs = append(errs, fmt.Errorf("%w: openai: WithAdaptiveConcurrency needs WithMaxConcurrency(n) as its ceiling", sluice.ErrInvalidConfig))
+		cfg.reject("WithAdaptiveConcurrency()", "it has no ceiling", "add WithMaxConcurrency(n)")
 	}
 	seen := map[string]bool{}
 	for _, p := range textFields {
 		if seen[p] {
-			errs = append(errs, fmt.Errorf("%w: openai: text field %q is listed twice", sluice.ErrInvalidConfig, p))
+			cfg.reject("textFields", fmt.Sprintf("%q is listed twice", p), "list each field once")
 		}
 		seen[p] = true
+	}
+	var errs []error
+	if err := cfg.errs.Err(); err != nil {
+		errs = append(errs, err)
 	}
 	s, err := task.compile(textFields)
 	if err != nil {

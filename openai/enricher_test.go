@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/llmtest"
 )
 
@@ -80,7 +81,7 @@ func TestMultipleFieldsAndKey(t *testing.T) {
 	srv := llmtest.NewServer()
 	defer srv.Close()
 	e, err := New("llmtest", Translate("German"), []string{"title", "body.text"},
-		WithBaseURL(srv.BaseURL()), WithEnrichmentKey("enriched"), WithLogger(quiet()))
+		WithBaseURL(srv.BaseURL()), WithEnrichmentKey("enriched"), WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +381,7 @@ func TestCancellationMidRequest(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer h.Close()
-	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.URL+"/v1"), WithLogger(quiet()))
+	e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.URL+"/v1"), WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,11 +481,11 @@ func TestAdaptiveLimiterCutsOncePerEpoch(t *testing.T) {
 func TestNewValidation(t *testing.T) {
 	_, err := New("", Task{Name: "bad name!", Schema: json.RawMessage(`{"type":"string"}`)}, []string{"a", "a", ".b"},
 		WithTimeout(-1), WithBaseURL("ftp://x"), WithMaxTokens(0), WithTemperature(3), WithAdaptiveConcurrency(),
-		WithAPIKeyEnv("SLUICE_SURELY_UNSET_VARIABLE"))
+		WithAPIKeyEnv("SLUICE_SURELY_UNSET_VARIABLE"), WithLogger(nil))
 	if !errors.Is(err, sluice.ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"model is empty", "WithTimeout(-1ns)", "WithBaseURL", "WithMaxTokens(0)", "WithTemperature(3)",
+	for _, want := range []string{"openai: model: the model name is empty; ", "openai: WithTimeout(-1ns): the timeout is not positive; ", "WithLogger(nil)", "WithBaseURL", "WithMaxTokens(0)", "WithTemperature(3)",
 		"WithAdaptiveConcurrency", "SLUICE_SURELY_UNSET_VARIABLE", `"a" is listed twice`, `".b" is malformed`, "name must be", "needs Instructions", "top level must be of type object"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)

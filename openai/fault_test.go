@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/faultproxy"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/llmtest"
 	"github.com/sluicehq/sluice/sluicetest"
 )
@@ -74,7 +75,7 @@ func newFaultRig(t *testing.T, rc rigConfig) *faultRig {
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
 	enr, err := New("llmtest", Sentiment(), []string{"text"},
-		WithBaseURL("http://"+proxy.Addr()+"/v1"), WithTimeout(rc.timeout), WithLogger(quiet()))
+		WithBaseURL("http://"+proxy.Addr()+"/v1"), WithTimeout(rc.timeout), WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +87,7 @@ func newFaultRig(t *testing.T, rc rigConfig) *faultRig {
 		sluice.WithConcurrency(4),
 		sluice.WithRetries(rc.retries),
 		sluice.WithBackoff(faultBackoff[0], faultBackoff[1]),
-		sluice.WithLogger(quiet()))
+		sluice.WithLogger(testutil.Quiet()))
 	if err != nil {
 		t.Fatal(err)
 	}

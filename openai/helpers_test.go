@@ -5,23 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/llmtest"
 )
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // newTest starts a fake server and an Enricher for task on field "text".
 func newTest(t *testing.T, task Task, srvOpts []llmtest.Option, opts ...Option) (*Enricher, *llmtest.Server) {
 	t.Helper()
 	srv := llmtest.NewServer(srvOpts...)
 	t.Cleanup(srv.Close)
-	opts = append([]Option{WithBaseURL(srv.BaseURL()), WithLogger(quiet())}, opts...)
+	opts = append([]Option{WithBaseURL(srv.BaseURL()), WithLogger(testutil.Quiet())}, opts...)
 	e, err := New("llmtest", task, []string{"text"}, opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/optcheck"
 )
 
 // DefaultBaseURL is OpenAI's API base URL.
@@ -25,8 +26,10 @@ const (
 	DefaultMaxConnections   = 256
 )
 
-// Option configures an [Enricher]. Options are validated by [New], which
-// reports every bad value, each matching sluice.ErrInvalidConfig.
+// Option configures an [Enricher]. Every option checks its argument; [New]
+// reports every bad one at once, joined, each matching
+// [sluice.ErrInvalidConfig] and reading "openai: WithX(value): what is
+// wrong; what to do".
 type Option func(*config)
 
 type config struct {
@@ -46,7 +49,7 @@ type config struct {
 	logger      *slog.Logger
 	httpClient  *http.Client
 	now         func() time.Time
-	errs        []error
+	errs        optcheck.Errors
 }
 
 func defaultConfig() config {
@@ -58,12 +61,12 @@ func defaultConfig() config {
 		maxBatch:  DefaultMaxBatch,
 		key:       sluice.DefaultEnrichmentKey,
 		now:       time.Now,
+		errs:      optcheck.New("openai", sluice.ErrInvalidConfig),
 	}
 }
 
-func (c *config) invalid(format string, args ...any) {
-	c.errs = append(c.errs, fmt.Errorf("%w: openai: "+format, append([]any{sluice.ErrInvalidConfig}, args...)...))
-}
+// reject records a bad option; see [optcheck.Errors.Reject].
+func (c *config) reject(option, problem, fix string) { c.errs.Reject(option, problem, fix) }
 
 // WithBaseURL sets the API's base URL, the part before /chat/completions:
 // "https://api.openai.com/v1" (the default), "http://localhost:11434/v1"
@@ -73,7 +76,7 @@ func WithBaseURL(u string) Option {
 	return func(c *config) {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			c.invalid("WithBaseURL(%q): need an absolute http or https URL", redactURL(u))
+			c.reject(optcheck.Call("WithBaseURL", redactURL(u)), "the URL is not an absolute http or https URL", "pass the part before /chat/completions, such as http://localhost:11434/v1")
 			return
 		}
 		c.baseURL = strings.TrimRight(u, "/")
@@ -88,13 +91,13 @@ func WithBaseURL(u string) Option {
 func WithAPIKeyEnv(name string) Option {
 	return func(c *config) {
 		if name == "" {
-			c.invalid("WithAPIKeyEnv: the variable name is empty")
+			c.reject(optcheck.Call("WithAPIKeyEnv", name), "the variable name is empty", "name the environment variable that holds the key, such as OPENAI_API_KEY")
 			return
 		}
 		c.apiKeyEnv = name
 		v, ok := os.LookupEnv(name)
 		if !ok || strings.TrimSpace(v) == "" {
-			c.invalid("WithAPIKeyEnv(%q): the environment variable is unset or empty", name)
+			c.reject(optcheck.Call("WithAPIKeyEnv", name), "the environment variable is unset or empty", "set it, or use WithAPIKey")
 			return
 		}
 		c.apiKey = newSecret(strings.TrimSpace(v))
@@ -106,7 +109,7 @@ func WithAPIKeyEnv(name string) Option {
 func WithAPIKey(key string) Option {
 	return func(c *config) {
 		if strings.TrimSpace(key) == "" {
-			c.invalid("WithAPIKey: the key is empty")
+			c.reject(`WithAPIKey("")`, "the key is empty", "pass the key, or leave the option out for a server that needs none")
 			return
 		}
 		c.apiKey = newSecret(strings.TrimSpace(key))
@@ -118,7 +121,7 @@ func WithAPIKey(key string) Option {
 func WithHeader(key, value string) Option {
 	return func(c *config) {
 		if key == "" || strings.ContainsAny(key, " \r\n:") || strings.ContainsAny(value, "\r\n") {
-			c.invalid("WithHeader(%q): malformed header name or value", key)
+			c.reject(optcheck.Call("WithHeader", key, "…"), "the header name or value is malformed", "pass a valid HTTP header name and value")
 			return
 		}
 		if c.headers == nil {
@@ -134,7 +137,7 @@ func WithHeader(key, value string) Option {
 func WithTemperature(t float64) Option {
 	return func(c *config) {
 		if math.IsNaN(t) || t < 0 || t > 2 {
-			c.invalid("WithTemperature(%v): must be between 0 and 2", t)
+			c.reject(optcheck.Call("WithTemperature", t), "the temperature is outside [0, 2]", "pass a value between 0 and 2, or leave the option out for the server's default")
 			return
 		}
 		c.temperature = &t
@@ -147,7 +150,7 @@ func WithTemperature(t float64) Option {
 func WithMaxTokens(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.invalid("WithMaxTokens(%d): need at least 1", n)
+			c.reject(optcheck.Call("WithMaxTokens", n), "the limit is below 1", "pass at least 1; the default is 512")
 			return
 		}
 		c.maxTokens = n
@@ -159,7 +162,7 @@ func WithMaxTokens(n int) Option {
 func WithTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d <= 0 {
-			c.invalid("WithTimeout(%s): must be positive", d)
+			c.reject(optcheck.Call("WithTimeout", d), "the timeout is not positive", "pass a positive duration; the default is 60s")
 			return
 		}
 		c.timeout = d
@@ -171,7 +174,7 @@ func WithTimeout(d time.Duration) Option {
 func WithMaxResponseBytes(n int64) Option {
 	return func(c *config) {
 		if n < 1024 {
-			c.invalid("WithMaxResponseBytes(%d): need at least 1024", n)
+			c.reject(optcheck.Call("WithMaxResponseBytes", n), "the limit is below 1024", "pass at least 1024; the default is 4 MiB")
 			return
 		}
 		c.maxBody = n
@@ -183,7 +186,7 @@ func WithMaxResponseBytes(n int64) Option {
 func WithMaxBatch(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.invalid("WithMaxBatch(%d): need at least 1", n)
+			c.reject(optcheck.Call("WithMaxBatch", n), "the batch size is below 1", "pass at least 1; the default is 32")
 			return
 		}
 		c.maxBatch = n
@@ -196,7 +199,7 @@ func WithMaxBatch(n int) Option {
 func WithMaxConcurrency(n int) Option {
 	return func(c *config) {
 		if n < 0 {
-			c.invalid("WithMaxConcurrency(%d): cannot be negative", n)
+			c.reject(optcheck.Call("WithMaxConcurrency", n), "the limit is negative", "pass 0 for no limit of the enricher's own")
 			return
 		}
 		c.maxConc = n
@@ -250,7 +253,7 @@ func (m OutputMode) String() string {
 func WithOutputMode(m OutputMode) Option {
 	return func(c *config) {
 		if m < OutputAuto || m > OutputPromptOnly {
-			c.invalid("WithOutputMode(%d): unknown mode", int(m))
+			c.reject(optcheck.Call("WithOutputMode", int(m)), "the mode is unknown", "pass one of the OutputMode constants")
 			return
 		}
 		c.output = m
@@ -262,7 +265,7 @@ func WithOutputMode(m OutputMode) Option {
 func WithEnrichmentKey(key string) Option {
 	return func(c *config) {
 		if key == "" {
-			c.invalid("WithEnrichmentKey: key is empty")
+			c.reject(optcheck.Call("WithEnrichmentKey", key), "the key is empty", "name the JSON member the result goes under, or leave the option out")
 			return
 		}
 		c.key = key
@@ -273,7 +276,7 @@ func WithEnrichmentKey(key string) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l == nil {
-			c.invalid("WithLogger(nil)")
+			c.reject("WithLogger(nil)", "the logger is nil", "pass a *slog.Logger, or leave the option out for slog.Default()")
 			return
 		}
 		c.logger = l
@@ -287,7 +290,7 @@ func WithLogger(l *slog.Logger) Option {
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *config) {
 		if hc == nil {
-			c.invalid("WithHTTPClient(nil)")
+			c.reject("WithHTTPClient(nil)", "the client is nil", "pass an *http.Client, or leave the option out for the default")
 			return
 		}
 		c.httpClient = hc

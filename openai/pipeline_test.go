@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/sluicetest"
 )
 
@@ -30,7 +31,7 @@ func runPipeline(tb testing.TB, e sluice.Enricher, n, concurrency, batch int, op
 		sluice.WithConcurrency(concurrency),
 		sluice.WithEnrichBatch(batch),
 		sluice.WithBackoff(time.Millisecond, 10*time.Millisecond),
-		sluice.WithLogger(quiet()),
+		sluice.WithLogger(testutil.Quiet()),
 	}, opts...)
 	p, err := sluice.New(src, e, sink, opts...)
 	if err != nil {
