@@ -3,6 +3,8 @@ package sluice
 import (
 	"container/heap"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/backoff"
 )
 
 // scheduleRetry sends a transiently failed event back to the workers after
@@ -29,15 +31,10 @@ func (r *runner) scheduleRetry(it *item) {
 // backoff is the delay before retry number attempt: a random duration up
 // to base × 2^(attempt-1), capped at the maximum (full jitter).
 func (r *runner) backoff(attempt int) time.Duration {
-	base, ceil := r.p.cfg.backoffBase, r.p.cfg.backoffMax
-	if base <= 0 {
+	d := backoff.Exp(r.p.cfg.backoffBase, r.p.cfg.backoffMax, attempt)
+	if d <= 0 {
 		return 0
 	}
-	d := base
-	for i := 1; i < attempt && d < ceil; i++ {
-		d *= 2
-	}
-	d = min(d, ceil)
 	return time.Duration(r.rnd.Int64N(int64(d)) + 1)
 }
 

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/chans"
 )
 
 // worker runs on its own goroutine: it takes events (up to the enricher
@@ -16,7 +18,7 @@ func (r *runner) worker() {
 	batch := make([]*item, 0, p.cfg.enrichBatch)
 	var staggered int64 // the resume this worker last spread itself out for
 	for it := range r.work {
-		batch = takeMore(append(batch[:0], it), r.work, p.cfg.enrichBatch)
+		batch = chans.TakeMore(append(batch[:0], it), r.work, p.cfg.enrichBatch, nil)
 		if batch = r.keepStarted(batch); len(batch) == 0 {
 			continue
 		}
@@ -42,23 +44,6 @@ func (r *runner) worker() {
 			r.route(it)
 		}
 	}
-}
-
-// takeMore appends to batch what ch holds right now, without waiting, up
-// to size items in all.
-func takeMore[T any](batch []T, ch <-chan T, size int) []T {
-	for len(batch) < size {
-		select {
-		case v, ok := <-ch:
-			if !ok {
-				return batch
-			}
-			batch = append(batch, v)
-		default:
-			return batch
-		}
-	}
-	return batch
 }
 
 // passGate waits out a rate-limit pause. Then each worker, the first time it

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/backoff"
+	"github.com/sluicehq/sluice/internal/chans"
 )
 
 // writer runs on its own goroutine: it takes finished items in batches,
@@ -16,7 +19,7 @@ func (r *runner) writer() {
 	batch := make([]*item, 0, p.cfg.writeBatch)
 	var w batchWriter
 	for it := range r.write {
-		batch = takeMore(append(batch[:0], it), r.write, p.cfg.writeBatch)
+		batch = chans.TakeMore(append(batch[:0], it), r.write, p.cfg.writeBatch, nil)
 		w.flush(r, batch)
 		r.written <- slices.Clone(batch)
 	}
@@ -211,9 +214,6 @@ func (r *runner) retrying(what string, op func(context.Context) error, giveUp fu
 // writeBackoff doubles from the retry base up to the retry ceiling, without
 // jitter: writers are few and a broker outage affects them all alike.
 func (r *runner) writeBackoff(attempt int) time.Duration {
-	d := max(r.p.cfg.backoffBase, 10*time.Millisecond)
-	for i := 1; i < attempt && d < r.p.cfg.backoffMax; i++ {
-		d *= 2
-	}
-	return min(d, max(r.p.cfg.backoffMax, 10*time.Millisecond))
+	const floor = 10 * time.Millisecond
+	return backoff.Exp(max(r.p.cfg.backoffBase, floor), max(r.p.cfg.backoffMax, floor), attempt)
 }
