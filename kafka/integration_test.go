@@ -14,8 +14,8 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sluicehq/sluice"
-	"github.com/sluicehq/sluice/jsonenrich"
 	"github.com/sluicehq/sluice/internal/testutil"
+	"github.com/sluicehq/sluice/jsonenrich"
 )
 
 // TestKafkaOutOfOrderCommitAndRestart forces later offsets to finish first,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/faultproxy"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
@@ -44,7 +45,7 @@ func (s *countingSink) WriteDeadLetters(ctx context.Context, letters []sluice.De
 func TestPipelineSurvivesFaults(t *testing.T) {
 	direct := newClient(t)
 	notReady := func(t *testing.T, src *redisstream.Source, _ *countingSink, _ int64) {
-		waitFor(t, time.Minute, "the source to report not ready", func() (bool, string) {
+		testutil.WaitFor(t, time.Minute, "the source to report not ready", func() (bool, string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
 			defer cancel()
 			err := src.Ready(ctx)
@@ -53,7 +54,7 @@ func TestPipelineSurvivesFaults(t *testing.T) {
 	}
 	moreWritten := func(n int64) func(*testing.T, *redisstream.Source, *countingSink, int64) {
 		return func(t *testing.T, _ *redisstream.Source, sink *countingSink, from int64) {
-			waitFor(t, time.Minute, "writes during the fault", func() (bool, string) {
+			testutil.WaitFor(t, time.Minute, "writes during the fault", func() (bool, string) {
 				return sink.n.Load() >= from+n, fmt.Sprint(sink.n.Load())
 			})
 		}
@@ -84,14 +85,14 @@ func TestPipelineSurvivesFaults(t *testing.T) {
 			in, out, dlq := uniq(t, direct, "in"), uniq(t, direct, "out"), uniq(t, direct, "dlq")
 			src := newSource(t, in, "g", redisstream.WithClient(via), redisstream.WithConsumer("c1"),
 				redisstream.WithMinIdle(10*time.Minute), redisstream.WithClaimInterval(time.Second)) // only a prompt recovery of lost replies can finish in time
-			rs, err := redisstream.NewSink(out, redisstream.WithClient(via), redisstream.WithDeadLetterStream(dlq))
+			rs, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(via), redisstream.WithDeadLetterStream(dlq))
 			if err != nil {
 				t.Fatal(err)
 			}
 			sink := &countingSink{Sink: rs}
 			r := startPipeline(t, src, classEnricher(), sink, sluice.WithRetries(1), sluice.WithConcurrency(4),
 				sluice.WithBackoff(10*time.Millisecond, 200*time.Millisecond), sluice.WithDrainTimeout(10*time.Second))
-			waitFor(t, 30*time.Second, "readiness", func() (bool, string) {
+			testutil.WaitFor(t, 30*time.Second, "readiness", func() (bool, string) {
 				err := src.Ready(ctxT(t, 5*time.Second))
 				return err == nil, fmt.Sprint(err)
 			})
@@ -104,7 +105,7 @@ func TestPipelineSurvivesFaults(t *testing.T) {
 				}
 			}
 			publish()
-			waitFor(t, time.Minute, "the first wave to be under way", func() (bool, string) {
+			testutil.WaitFor(t, time.Minute, "the first wave to be under way", func() (bool, string) {
 				return sink.n.Load() >= wave/2, fmt.Sprint(sink.n.Load())
 			})
 			if err := tc.fault(p); err != nil {
@@ -118,11 +119,11 @@ func TestPipelineSurvivesFaults(t *testing.T) {
 			}
 			publish()
 			var o outcome
-			waitFor(t, 2*time.Minute, "every entry to finish", func() (bool, string) {
+			testutil.WaitFor(t, 2*time.Minute, "every entry to finish", func() (bool, string) {
 				o = collect(t, direct, in, out, dlq)
 				return o.done() >= len(classes), fmt.Sprintf("%d of %d done, %d pending", o.done(), len(classes), pending(t, direct, in, "g"))
 			})
-			waitFor(t, time.Minute, "nothing pending", func() (bool, string) {
+			testutil.WaitFor(t, time.Minute, "nothing pending", func() (bool, string) {
 				n := pending(t, direct, in, "g")
 				return n == 0, fmt.Sprintf("%d pending", n)
 			})

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/redisstream"
 )
 
@@ -59,7 +60,7 @@ func TestLostReplyRecovered(t *testing.T) {
 	// A claim interval of 20ms makes the source look for lost entries at
 	// least every 20ms, that is, after every read (BLOCK is 50ms). The
 	// min-idle time keeps the periodic claim out of the way.
-	src := newSource(t, in, "g", redisstream.WithClient(sc), redisstream.WithConsumer("me"), redisstream.WithStartID("0"),
+	src := newSource(t, in, "g", redisstream.WithClient(sc), redisstream.WithConsumer("me"),
 		redisstream.WithMinIdle(10*time.Minute), redisstream.WithClaimInterval(20*time.Millisecond))
 
 	held := add(t, c, in, []any{"payload", "held"})[0]
@@ -93,7 +94,7 @@ func TestLostReplyRecovered(t *testing.T) {
 			done <- result{msgs, err}
 		}()
 		var r result
-		waitFor(t, 30*time.Second, fmt.Sprintf("the lost entries within %d reads", maxReads), func() (bool, string) {
+		testutil.WaitFor(t, 30*time.Second, fmt.Sprintf("the lost entries within %d reads", maxReads), func() (bool, string) {
 			select {
 			case r = <-done:
 				return true, ""
@@ -132,7 +133,7 @@ func TestLostReplyRecovered(t *testing.T) {
 		msgs, err := src.Fetch(fctx, 10)
 		done <- result{msgs, err}
 	}()
-	waitFor(t, 30*time.Second, "more look-ups for lost entries", func() (bool, string) {
+	testutil.WaitFor(t, 30*time.Second, "more look-ups for lost entries", func() (bool, string) {
 		n := hook.pendings.Load() - from
 		return n >= 10, fmt.Sprintf("%d XPENDING", n)
 	})
