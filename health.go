@@ -18,6 +18,7 @@ type Health struct {
 	// Status is, from worst to best:
 	//   - "stopped": Run returned, or the pipeline is shutting down after an
 	//     error such as a persistent rate limit (see Error);
+	//   - "starting": Run has not started the pipeline yet;
 	//   - "degraded": the source cannot be reached: its lag probe fails
 	//     (broker or server down, see Reason);
 	//   - "stalled": the oldest unfinished event has been in the pipeline
@@ -65,6 +66,7 @@ type Health struct {
 // Health status values; see [Health.Status].
 const (
 	HealthOK       = "ok"
+	HealthStarting = "starting"
 	HealthPaused   = "paused"
 	HealthStalled  = "stalled"
 	HealthDegraded = "degraded"
@@ -149,7 +151,7 @@ func (p *Pipeline) Health(ctx context.Context) Health {
 			h.Reason = "the pipeline is not running"
 		}
 	case st.State == StateStarting:
-		h.Status, h.Reason = HealthStopped, "the pipeline has not started"
+		h.Status, h.Reason = HealthStarting, "Run has not started the pipeline yet"
 	case lagErr != nil:
 		h.Status = HealthDegraded
 		h.Reason = "cannot reach the source: " + lagErr.Error()

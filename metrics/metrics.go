@@ -100,7 +100,7 @@ func Export(reg prometheus.Registerer, opts ...Option) sluice.Option {
 		inFlight:    d("in_flight", "Events fetched but not yet acked."),
 		paused:      d("paused", "1 while consumption is paused for a rate limit."),
 		up:          d("up", "1 while the pipeline runs, 0 once it has stopped."),
-		status:      d("status", "1 for the pipeline's current health status (ok, paused, stalled, degraded, stopped), 0 for the others.", "status"),
+		status:      d("status", "1 for the pipeline's current health status (ok, starting, paused, stalled, degraded, stopped), 0 for the others.", "status"),
 		oldest:      d("oldest_in_flight_seconds", "How long the oldest unfinished event has been in the pipeline (0 when none)."),
 		writeFail:   d("writes_failing_seconds", "How long writes to the sink or dead-letter writer have kept failing (0 when they succeed)."),
 		lag:         d("consumer_lag", "Events waiting to be consumed, in total (-1 when unknown)."),
@@ -182,7 +182,7 @@ func (m *exporter) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.inFlight, float64(h.InFlight))
 	gauge(m.paused, b2f(h.Status == "paused"))
 	gauge(m.up, b2f(h.Status != sluice.HealthStopped))
-	for _, st := range []string{sluice.HealthOK, sluice.HealthPaused, sluice.HealthStalled, sluice.HealthDegraded, sluice.HealthStopped} {
+	for _, st := range []string{sluice.HealthOK, sluice.HealthStarting, sluice.HealthPaused, sluice.HealthStalled, sluice.HealthDegraded, sluice.HealthStopped} {
 		gauge(m.status, b2f(h.Status == st), st)
 	}
 	gauge(m.oldest, h.OldestInFlightSeconds)
