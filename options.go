@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/optcheck"
 )
 
 // Option configures a [Pipeline]. Options are validated by [New], which
@@ -35,11 +37,12 @@ type config struct {
 	logger            *slog.Logger
 	clock             Clock
 	observers         []Observer
-	errs              []error
+	errs              optcheck.Errors
 }
 
 func defaultConfig() config {
 	return config{
+		errs:              optcheck.New("sluice", ErrInvalidConfig),
 		concurrency:       8,
 		fetchBatch:        256,
 		writeBatch:        256,
@@ -59,8 +62,10 @@ func defaultConfig() config {
 	}
 }
 
-func (c *config) invalid(format string, args ...any) {
-	c.errs = append(c.errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+// invalid records a bad option or argument: what was given, what is
+// wrong with it, and what to do instead (which may be empty).
+func (c *config) invalid(given, problem, fix string) {
+	c.errs.Reject(given, problem, fix)
 }
 
 // WithConcurrency sets how many enrichment calls run at once. Set it to the
@@ -68,7 +73,7 @@ func (c *config) invalid(format string, args ...any) {
 func WithConcurrency(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.invalid("WithConcurrency(%d): need at least 1 worker", n)
+			c.invalid(fmt.Sprintf("WithConcurrency(%d)", n), "need at least 1 worker", "set it to the model API's concurrency limit")
 			return
 		}
 		c.concurrency = n
@@ -82,7 +87,7 @@ func WithConcurrency(n int) Option {
 func WithMaxInFlight(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.invalid("WithMaxInFlight(%d): need at least 1", n)
+			c.invalid(fmt.Sprintf("WithMaxInFlight(%d)", n), "need at least 1", "")
 			return
 		}
 		c.maxInFlight = n
@@ -94,7 +99,7 @@ func WithMaxInFlight(n int) Option {
 func WithFetchBatch(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.invalid("WithFetchBatch(%d): need at least 1", n)
+			c.invalid(fmt.Sprintf("WithFetchBatch(%d)", n), "need at least 1", "")
 			return
 		}
 		c.fetchBatch = n
@@ -107,7 +112,7 @@ func WithFetchBatch(n int) Option {
 func WithWriteBatch(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.invalid("WithWriteBatch(%d): need at least 1", n)
+			c.invalid(fmt.Sprintf("WithWriteBatch(%d)", n), "need at least 1", "")
 			return
 		}
 		c.writeBatch = n
@@ -119,7 +124,7 @@ func WithWriteBatch(n int) Option {
 func WithWriters(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.invalid("WithWriters(%d): need at least 1", n)
+			c.invalid(fmt.Sprintf("WithWriters(%d)", n), "need at least 1", "")
 			return
 		}
 		c.writers = n
@@ -132,7 +137,7 @@ func WithWriters(n int) Option {
 func WithEnrichBatch(n int) Option {
 	return func(c *config) {
 		if n < 1 {
-			c.invalid("WithEnrichBatch(%d): need at least 1", n)
+			c.invalid(fmt.Sprintf("WithEnrichBatch(%d)", n), "need at least 1", "1 turns batching off")
 			return
 		}
 		c.enrichBatch = n
@@ -145,7 +150,7 @@ func WithEnrichBatch(n int) Option {
 func WithRetries(n int) Option {
 	return func(c *config) {
 		if n < 0 {
-			c.invalid("WithRetries(%d): cannot be negative", n)
+			c.invalid(fmt.Sprintf("WithRetries(%d)", n), "cannot be negative", "0 dead-letters at the first transient failure")
 			return
 		}
 		c.retries = n
@@ -158,7 +163,7 @@ func WithRetries(n int) Option {
 func WithBackoff(base, max time.Duration) Option {
 	return func(c *config) {
 		if base < 0 || max < base {
-			c.invalid("WithBackoff(%s, %s): need 0 <= base <= max", base, max)
+			c.invalid(fmt.Sprintf("WithBackoff(%s, %s)", base, max), "need 0 <= base <= max", "")
 			return
 		}
 		c.backoffBase, c.backoffMax = base, max
@@ -173,7 +178,7 @@ func WithBackoff(base, max time.Duration) Option {
 func WithMaxDeliveries(n int) Option {
 	return func(c *config) {
 		if n < 0 {
-			c.invalid("WithMaxDeliveries(%d): cannot be negative", n)
+			c.invalid(fmt.Sprintf("WithMaxDeliveries(%d)", n), "cannot be negative", "0 turns the limit off")
 			return
 		}
 		c.maxDeliveries = n
@@ -194,7 +199,7 @@ func WithKeyOrdering() Option {
 func WithRateLimit(rps float64, burst int) Option {
 	return func(c *config) {
 		if rps < 0 || (rps > 0 && burst < 1) {
-			c.invalid("WithRateLimit(%v, %d): need rps >= 0 and burst >= 1", rps, burst)
+			c.invalid(fmt.Sprintf("WithRateLimit(%v, %d)", rps, burst), "need rps >= 0 and burst >= 1", "rps 0 turns the limit off")
 			return
 		}
 		c.rateLimit, c.rateBurst = rps, burst
@@ -207,7 +212,7 @@ func WithRateLimit(rps float64, burst int) Option {
 func WithMaxRateLimitDuration(d time.Duration) Option {
 	return func(c *config) {
 		if d <= 0 {
-			c.invalid("WithMaxRateLimitDuration(%s): must be positive", d)
+			c.invalid(fmt.Sprintf("WithMaxRateLimitDuration(%s)", d), "must be positive", "")
 			return
 		}
 		c.maxRateLimited = d
@@ -219,7 +224,7 @@ func WithMaxRateLimitDuration(d time.Duration) Option {
 func WithDefaultRetryAfter(d time.Duration) Option {
 	return func(c *config) {
 		if d <= 0 {
-			c.invalid("WithDefaultRetryAfter(%s): must be positive", d)
+			c.invalid(fmt.Sprintf("WithDefaultRetryAfter(%s)", d), "must be positive", "")
 			return
 		}
 		c.defaultRetryAfter = d
@@ -232,7 +237,7 @@ func WithDefaultRetryAfter(d time.Duration) Option {
 func WithPauseJitter(max time.Duration) Option {
 	return func(c *config) {
 		if max < 0 {
-			c.invalid("WithPauseJitter(%s): cannot be negative", max)
+			c.invalid(fmt.Sprintf("WithPauseJitter(%s)", max), "cannot be negative", "0 turns jitter off")
 			return
 		}
 		c.pauseJitter = max
@@ -245,7 +250,7 @@ func WithPauseJitter(max time.Duration) Option {
 func WithDrainTimeout(d time.Duration) Option {
 	return func(c *config) {
 		if d <= 0 {
-			c.invalid("WithDrainTimeout(%s): must be positive", d)
+			c.invalid(fmt.Sprintf("WithDrainTimeout(%s)", d), "must be positive", "")
 			return
 		}
 		c.drainTimeout = d
@@ -257,7 +262,7 @@ func WithDrainTimeout(d time.Duration) Option {
 func WithStatsWindow(d time.Duration) Option {
 	return func(c *config) {
 		if d < time.Second {
-			c.invalid("WithStatsWindow(%s): must be at least 1s", d)
+			c.invalid(fmt.Sprintf("WithStatsWindow(%s)", d), "must be at least 1s", "")
 			return
 		}
 		c.statsWindow = d
@@ -272,7 +277,7 @@ func WithStatsWindow(d time.Duration) Option {
 func WithStallThreshold(d time.Duration) Option {
 	return func(c *config) {
 		if d <= 0 {
-			c.invalid("WithStallThreshold(%s): must be positive", d)
+			c.invalid(fmt.Sprintf("WithStallThreshold(%s)", d), "must be positive", "")
 			return
 		}
 		c.stallAfter = d
@@ -284,7 +289,7 @@ func WithStallThreshold(d time.Duration) Option {
 func WithAcker(a Acker) Option {
 	return func(c *config) {
 		if a == nil {
-			c.invalid("WithAcker(nil)")
+			c.invalid("WithAcker(nil)", "the acker is nil", "leave the option out to use the source")
 			return
 		}
 		c.acker = a
@@ -296,7 +301,7 @@ func WithAcker(a Acker) Option {
 func WithDeadLetter(w DeadLetterWriter) Option {
 	return func(c *config) {
 		if w == nil {
-			c.invalid("WithDeadLetter(nil)")
+			c.invalid("WithDeadLetter(nil)", "the dead-letter writer is nil", "leave the option out to use the sink")
 			return
 		}
 		c.deadLetter = w
@@ -307,7 +312,7 @@ func WithDeadLetter(w DeadLetterWriter) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l == nil {
-			c.invalid("WithLogger(nil)")
+			c.invalid("WithLogger(nil)", "the logger is nil", "leave the option out for slog.Default()")
 			return
 		}
 		c.logger = l
@@ -318,7 +323,7 @@ func WithLogger(l *slog.Logger) Option {
 func WithClock(clk Clock) Option {
 	return func(c *config) {
 		if clk == nil {
-			c.invalid("WithClock(nil)")
+			c.invalid("WithClock(nil)", "the clock is nil", "leave the option out for the wall clock")
 			return
 		}
 		c.clock = clk
@@ -331,7 +336,7 @@ func WithClock(clk Clock) Option {
 func WithObserver(o Observer) Option {
 	return func(c *config) {
 		if o == nil {
-			c.invalid("WithObserver(nil)")
+			c.invalid("WithObserver(nil)", "the observer is nil", "")
 			return
 		}
 		c.observers = append(c.observers, o)

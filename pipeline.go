@@ -42,33 +42,33 @@ func New(src Source, enr Enricher, sink Sink, opts ...Option) (*Pipeline, error)
 		o(&cfg)
 	}
 	if src == nil {
-		cfg.invalid("source is nil")
+		cfg.invalid("New(src)", "the source is nil", "")
 	}
 	if enr == nil {
-		cfg.invalid("enricher is nil")
+		cfg.invalid("New(enr)", "the enricher is nil", "")
 	}
 	if sink == nil {
-		cfg.invalid("sink is nil")
+		cfg.invalid("New(sink)", "the sink is nil", "")
 	}
 	if cfg.acker == nil {
 		if a, ok := src.(Acker); ok {
 			cfg.acker = a
 		} else if src != nil {
-			cfg.invalid("source %T does not implement Acker; pass WithAcker", src)
+			cfg.invalid("New(src)", fmt.Sprintf("source %T does not implement Acker", src), "pass WithAcker")
 		}
 	}
 	if cfg.deadLetter == nil {
 		if w, ok := sink.(DeadLetterWriter); ok {
 			cfg.deadLetter = w
 		} else if sink != nil {
-			cfg.invalid("sink %T does not implement DeadLetterWriter; pass WithDeadLetter so that failed events have somewhere to go", sink)
+			cfg.invalid("New(sink)", fmt.Sprintf("sink %T does not implement DeadLetterWriter", sink), "pass WithDeadLetter so that failed events have somewhere to go")
 		}
 	}
 	var batch BatchEnricher
 	if cfg.enrichBatch > 1 {
 		b, ok := enr.(BatchEnricher)
 		if !ok && enr != nil {
-			cfg.invalid("WithEnrichBatch(%d) needs an enricher that implements BatchEnricher; %T does not", cfg.enrichBatch, enr)
+			cfg.invalid(fmt.Sprintf("WithEnrichBatch(%d)", cfg.enrichBatch), fmt.Sprintf("needs an enricher that implements BatchEnricher; %T does not", enr), "leave the option out")
 		}
 		batch = b
 	}
@@ -76,13 +76,13 @@ func New(src Source, enr Enricher, sink Sink, opts ...Option) (*Pipeline, error)
 	if cfg.maxInFlight == 0 {
 		cfg.maxInFlight = max(4*minWindow, 64)
 	} else if cfg.maxInFlight < minWindow {
-		cfg.invalid("WithMaxInFlight(%d) is below concurrency × enricher batch (%d): workers would sit idle", cfg.maxInFlight, minWindow)
+		cfg.invalid(fmt.Sprintf("WithMaxInFlight(%d)", cfg.maxInFlight), fmt.Sprintf("below concurrency × enricher batch (%d): workers would sit idle", minWindow), "raise it or lower WithConcurrency")
 	}
 	if cfg.maxDeliveries == -2 {
 		cfg.maxDeliveries = cfg.retries + 1
 	}
-	if len(cfg.errs) > 0 {
-		return nil, errors.Join(cfg.errs...)
+	if err := cfg.errs.Err(); err != nil {
+		return nil, err
 	}
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
