@@ -44,7 +44,3 @@ type BatchEnricher interface {
 	Enricher
 	EnrichBatch(ctx context.Context, in []*Message) []BatchResult
 }
-
-// DefaultEnrichmentKey is the top-level key under which the JSON enrichers
-// (jsonenrich and openai) store the model's answer unless told otherwise.
-const DefaultEnrichmentKey = "ai_enrichment"

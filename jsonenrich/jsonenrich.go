@@ -20,7 +20,7 @@ import (
 
 // DefaultKey ("ai_enrichment") is the top-level field under which an
 // [Enricher] adds the model's answer.
-const DefaultKey = sluice.DefaultEnrichmentKey
+const DefaultKey = "ai_enrichment"
 
 // Field is one text extracted from an event: its dot path and its text.
 type Field struct {

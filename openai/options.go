@@ -12,6 +12,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/optcheck"
+	"github.com/sluicehq/sluice/jsonenrich"
 )
 
 // DefaultBaseURL is OpenAI's API base URL.
@@ -59,7 +60,7 @@ func defaultConfig() config {
 		timeout:   DefaultTimeout,
 		maxBody:   DefaultMaxResponseBytes,
 		maxBatch:  DefaultMaxBatch,
-		key:       sluice.DefaultEnrichmentKey,
+		key:       jsonenrich.DefaultKey,
 		now:       time.Now,
 		errs:      optcheck.New("openai", sluice.ErrInvalidConfig),
 	}
@@ -261,7 +262,7 @@ func WithOutputMode(m OutputMode) Option {
 }
 
 // WithEnrichmentKey sets the top-level key the enrichment is stored under.
-// The default is sluice.DefaultEnrichmentKey ("ai_enrichment").
+// The default is jsonenrich.DefaultKey ("ai_enrichment").
 func WithEnrichmentKey(key string) Option {
 	return func(c *config) {
 		if key == "" {
