@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/sluicehq/sluice"
 )
@@ -105,8 +106,74 @@ func validPath(p string) error {
 // the order given. A path segment selects an object key, or an array element
 // when it is a number ("items.0.text"). Every error is [sluice.Permanent] and says
 // what is wrong: value is not valid JSON or not an object, or a field is
-// missing, not a string, or empty.
+// missing, not a string, or empty. As with encoding/json, when an object
+// repeats a key the last copy counts, and a text's invalid UTF-8 and lone
+// surrogate escapes become U+FFFD.
 func Extract(value []byte, paths []string) ([]Field, error) {
+	if out, ok := extract(value, paths); ok {
+		return out, nil
+	}
+	return extractSlow(value, paths)
+}
+
+// extract is Extract in one validating pass over value and a skip to each
+// field. It returns false wherever Extract fails, and may return false
+// elsewhere too; extractSlow then decides and words the error.
+func extract(value []byte, paths []string) ([]Field, bool) {
+	var w walker
+	if !w.init(value, paths) {
+		return extractSkipping(value, paths)
+	}
+	i := skipWS(value, 0)
+	if i == len(value) || value[i] != '{' {
+		return nil, false
+	}
+	all := uint(1)<<len(paths) - 1
+	if end := w.value(i, 0, 0, all); end < 0 || skipWS(value, end) != len(value) {
+		return nil, false
+	}
+	out := make([]Field, 0, len(paths))
+	for p, path := range paths {
+		r := w.res[p]
+		if r[0] < 0 || value[r[0]] != '"' {
+			return nil, false
+		}
+		s, ok := text(value[r[0]:r[1]])
+		if !ok || strings.TrimSpace(s) == "" {
+			return nil, false
+		}
+		out = append(out, Field{Path: path, Text: s})
+	}
+	return out, true
+}
+
+// extractSkipping is extract for more paths, or longer ones, than the
+// walker takes: it validates value, then skips to each field.
+func extractSkipping(value []byte, paths []string) ([]Field, bool) {
+	start, ok := validObject(value)
+	if !ok {
+		return nil, false
+	}
+	out := make([]Field, 0, len(paths))
+	for _, p := range paths {
+		if validPath(p) != nil {
+			return nil, false
+		}
+		raw, ok := find(value, start, p)
+		if !ok || raw[0] != '"' {
+			return nil, false
+		}
+		s, ok := text(raw)
+		if !ok || strings.TrimSpace(s) == "" {
+			return nil, false
+		}
+		out = append(out, Field{Path: p, Text: s})
+	}
+	return out, true
+}
+
+// extractSlow is Extract by way of encoding/json, which words its errors.
+func extractSlow(value []byte, paths []string) ([]Field, error) {
 	root, err := object(value)
 	if err != nil {
 		return nil, err
@@ -210,6 +277,104 @@ func jsonKind(raw []byte) string {
 // It fails, with a [sluice.Permanent] error, if value is not a JSON object or
 // answer is not valid JSON.
 func Merge(value []byte, key string, answer json.RawMessage) ([]byte, error) {
+	if out, ok := merge(value, key, answer); ok {
+		return out, nil
+	}
+	return mergeSlow(value, key, answer)
+}
+
+// merge is Merge in one validating pass over value's top-level members. It
+// returns false wherever Merge fails; mergeSlow then words the error.
+func merge(value []byte, key string, answer json.RawMessage) ([]byte, bool) {
+	if !validJSON(answer) {
+		return nil, false
+	}
+	answer = bytes.TrimSpace(answer)
+	i := skipWS(value, 0)
+	if i == len(value) || value[i] != '{' {
+		return nil, false
+	}
+	// Spans of the key's existing values, as in mergeSlow.
+	var buf [4][2]int
+	spans := buf[:0]
+	members := 0
+	i = skipWS(value, i+1)
+	if i < len(value) && value[i] == '}' {
+		i++
+	} else {
+		for {
+			if i >= len(value) || value[i] != '"' {
+				return nil, false
+			}
+			end := validString(value, i)
+			if end < 0 {
+				return nil, false
+			}
+			match := keyIs(value[i+1:end-1], key)
+			if i = skipWS(value, end); i >= len(value) || value[i] != ':' {
+				return nil, false
+			}
+			i = skipWS(value, i+1)
+			if end = validValue(value, i, 1); end < 0 {
+				return nil, false
+			}
+			members++
+			if match {
+				spans = append(spans, [2]int{i, end})
+			}
+			if i = skipWS(value, end); i >= len(value) {
+				return nil, false
+			}
+			if value[i] == '}' {
+				i++
+				break
+			}
+			if value[i] != ',' {
+				return nil, false
+			}
+			i = skipWS(value, i+1)
+		}
+	}
+	if skipWS(value, i) != len(value) {
+		return nil, false
+	}
+	if len(spans) > 0 {
+		out := make([]byte, 0, len(value)+len(spans)*len(answer))
+		last := 0
+		for _, sp := range spans {
+			out = append(out, value[last:sp[0]]...)
+			out = append(out, answer...)
+			last = sp[1]
+		}
+		return append(out, value[last:]...), true
+	}
+	closing := i - 1
+	out := make([]byte, 0, len(value)+len(key)+len(answer)+4)
+	out = append(out, value[:closing]...)
+	if members > 0 {
+		out = append(out, ',')
+	}
+	out = appendKey(out, key)
+	out = append(out, ':')
+	out = append(out, answer...)
+	return append(out, value[closing:]...), true
+}
+
+// appendKey appends json.Marshal(key), without its cost for plain ASCII.
+func appendKey(out []byte, key string) []byte {
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(key)
+			return append(out, q...)
+		}
+	}
+	out = append(out, '"')
+	out = append(out, key...)
+	return append(out, '"')
+}
+
+// mergeSlow is Merge by way of encoding/json, which words its errors.
+func mergeSlow(value []byte, key string, answer json.RawMessage) ([]byte, error) {
 	if !json.Valid(answer) {
 		return nil, sluice.Permanent(fmt.Errorf("enrichment answer is not valid JSON: %.200q", answer))
 	}
