@@ -96,7 +96,18 @@ func validValue(d []byte, i, depth int) int {
 				}
 				i = skipWS(d, i+1)
 			}
-			if i = validValue(d, i, depth); i < 0 {
+			// Strings and numbers, the most common values, without a call.
+			switch {
+			case i >= len(d):
+				return -1
+			case d[i] == '"':
+				i = validString(d, i)
+			case d[i] == '-' || '0' <= d[i] && d[i] <= '9':
+				i = validNumber(d, i)
+			default:
+				i = validValue(d, i, depth)
+			}
+			if i < 0 {
 				return -1
 			}
 			if i = skipWS(d, i); i >= len(d) {
@@ -536,7 +547,7 @@ func getu4(s []byte) rune {
 // Limits of the single-pass walk; Extract falls back to validating first
 // and then skipping to each field when paths exceed them.
 const (
-	walkPaths = 8
+	walkPaths = 4
 	walkSegs  = 6
 )
 
@@ -661,7 +672,17 @@ func (w *walker) value(i, depth, level int, active uint) int {
 				}
 			}
 		}
-		end := w.value(i, depth, level+1, deeper)
+		var end int
+		switch {
+		case deeper != 0:
+			end = w.value(i, depth, level+1, deeper)
+		case i >= len(d):
+			return -1
+		case d[i] == '"':
+			end = validString(d, i)
+		default:
+			end = validValue(d, i, depth)
+		}
 		if end < 0 {
 			return -1
 		}

@@ -1,6 +1,7 @@
 package jsonenrich
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -43,3 +44,37 @@ func BenchmarkMergeOnly(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkPieces(b *testing.B) {
+	ans := []byte(`{"task":"sentiment","model":"gpt-4o-mini","result":{"label":"positive","score":0.82},"hash":"sha256:4f1c2a9be0d7318e5a6b"}`)
+	b.Run("answer", func(b *testing.B) {
+		for b.Loop() {
+			validJSON(ans)
+		}
+	})
+	b.Run("alloc", func(b *testing.B) {
+		for b.Loop() {
+			out := make([]byte, 0, 1280)
+			out = append(out, benchDoc...)
+			sink = out
+		}
+	})
+	b.Run("unquote", func(b *testing.B) {
+		raw := benchDoc[bytes.Index(benchDoc, []byte(`"I have`)):]
+		raw = raw[:skipString(raw, 0)]
+		for b.Loop() {
+			s, _ := text(raw)
+			ssink = s
+		}
+	})
+	b.Run("walk", func(b *testing.B) {
+		for b.Loop() {
+			var w walker
+			w.init(benchDoc, []string{"review.title", "review.body"})
+			w.value(0, 0, 0, 3)
+		}
+	})
+}
+
+var sink []byte
+var ssink string
