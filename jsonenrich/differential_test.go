@@ -169,4 +169,3 @@ func FuzzDifferential(f *testing.F) {
 		same(t, value, []string{p1, p2}, jsonenrich.DefaultKey, answer)
 	})
 }
-

@@ -116,9 +116,9 @@ func Extract(value []byte, paths []string) ([]Field, error) {
 	return extractSlow(value, paths)
 }
 
-// extract is Extract in one validating pass over value and a skip to each
-// field. It returns false wherever Extract fails, and may return false
-// elsewhere too; extractSlow then decides and words the error.
+// extract is Extract in one pass over value that validates it and finds
+// the fields (see walker). It returns false wherever Extract fails, and may
+// return false elsewhere too; extractSlow then decides and words the error.
 func extract(value []byte, paths []string) ([]Field, bool) {
 	var w walker
 	if !w.init(value, paths) {

@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/testutil"
+	"github.com/sluicehq/sluice/jsonenrich"
 	"github.com/sluicehq/sluice/llmtest"
 )
 
@@ -125,4 +127,48 @@ func BenchmarkDirectCalls64(b *testing.B) {
 	eps := float64(b.N) / time.Since(start).Seconds()
 	b.ReportMetric(eps, "events/s")
 	b.ReportMetric(100*eps/1280, "%of1280")
+}
+
+// BenchmarkEventJSON is the per-event JSON work of Enrich without the HTTP
+// call: extracting two text fields from a 1 KiB event, rendering the
+// model's input and request, validating and hashing its answer, and merging
+// the enrichment into the event.
+func BenchmarkEventJSON(b *testing.B) {
+	e, err := New("llmtest", Sentiment(), []string{"review.title", "review.body"}, WithBaseURL("http://127.0.0.1:1"), WithLogger(testutil.Quiet()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	event := []byte(`{"id":"evt_01J9Z4X7Q2KX8M3V6B5N0R1T2Y","type":"review.created","created_at":"2026-11-29T18:42:07.314Z","source":{"app":"storefront","version":"4.12.3","region":"eu-west-1"},` +
+		`"customer":{"id":48213377,"name":"Ana Kovač","tier":"gold","since":"2019-03-14","locale":"hr-HR"},` +
+		`"product":{"sku":"PH-X200-128-BLK","name":"Phone X200 128 GB","category":["electronics","phones"],"price":{"amount":499.99,"currency":"EUR"},"attributes":{"color":"black","storage_gb":128,"refurbished":false}},` +
+		`"review":{"title":"Great phone, but the charger is missing","rating":4,"verified":true,` +
+		`"body":"I have used it for three weeks now. The screen is bright and sharp, battery lasts a full day, and the camera is better than I expected in low light. Two things bother me: there is no charger in the box, and the \"fast charging\" only works with a 45 W adapter that costs extra.\nStill, for the price it is a very good phone.",` +
+		`"helpful_votes":12,"images":[{"url":"https://cdn.example.com/r/8812/1.jpg","w":1024,"h":768}]},` +
+		`"order":{"id":"ord_7731","channel":"web","lines":3},"flags":{"spam_score":0.02,"language":"en","moderation":null}}`)
+	answer := json.RawMessage(`{"label":"positive","score":0.82}`)
+	b.SetBytes(int64(len(event)))
+	b.ReportAllocs()
+	for b.Loop() {
+		fields, err := jsonenrich.Extract(event, e.paths)
+		if err != nil {
+			b.Fatal(err)
+		}
+		user, err := e.task.input(fields)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.body(call{name: e.task.Name, schema: e.schema.JSON(), user: user, maxTokens: e.cfg.maxTokens}, OutputJSONSchema); err != nil {
+			b.Fatal(err)
+		}
+		if err := e.schema.Validate(answer); err != nil {
+			b.Fatal(err)
+		}
+		enr, err := e.enrichment("llmtest", answer)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := jsonenrich.Merge(event, e.cfg.key, enr); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
