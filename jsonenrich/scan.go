@@ -366,6 +366,10 @@ func find(d []byte, i int, path string) ([]byte, bool) {
 // keyIs reports whether the JSON string body raw (without its quotes)
 // decodes to key.
 func keyIs(raw []byte, key string) bool {
+	// A first byte that stands for itself and differs rules a key out.
+	if len(raw) > 0 && len(key) > 0 && raw[0] != key[0] && raw[0] != '\\' && raw[0] < utf8.RuneSelf {
+		return false
+	}
 	for _, c := range raw {
 		if c == '\\' || c >= utf8.RuneSelf {
 			u, ok := unquote(raw)
