@@ -14,10 +14,12 @@ import (
 
 // The fast path of Extract and Merge: one validating pass over the event
 // with the grammar of encoding/json's scanner (RFC 8259; invalid UTF-8 is
-// accepted inside strings; at most 10000 nested arrays and objects), then
-// plain skips to the members a path names. Strings are decoded as
-// encoding/json decodes them. Whenever the fast path meets something it
-// does not accept, the slow path runs instead and words the error.
+// accepted inside strings; at most 10000 nested arrays and objects). For
+// Extract the pass finds the paths' values on the way (walker); with more
+// or longer paths than the walker takes, plain skips over the validated
+// event find them (find). Strings are decoded as encoding/json decodes
+// them. Whenever the fast path meets something it does not accept, the
+// slow path runs instead and words the error.
 
 // maxDepth is encoding/json's limit on nested arrays and objects.
 const maxDepth = 10000

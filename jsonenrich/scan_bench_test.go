@@ -1,13 +1,14 @@
 package jsonenrich
 
 import (
-	"bytes"
 	"encoding/json"
 	"testing"
 )
 
 var benchDoc = []byte(`{"id":"evt_01J9Z4X7Q2KX8M3V6B5N0R1T2Y","type":"review.created","created_at":"2026-11-29T18:42:07.314Z","source":{"app":"storefront","version":"4.12.3","region":"eu-west-1"},"customer":{"id":48213377,"name":"Ana Kovač","tier":"gold","since":"2019-03-14","locale":"hr-HR"},"product":{"sku":"PH-X200-128-BLK","name":"Phone X200 128 GB","category":["electronics","phones"],"price":{"amount":499.99,"currency":"EUR"},"attributes":{"color":"black","storage_gb":128,"refurbished":false}},"review":{"title":"Great phone, but the charger is missing","rating":4,"verified":true,"body":"I have used it for three weeks now. The screen is bright and sharp, battery lasts a full day, and the camera is better than I expected in low light. Two things bother me: there is no charger in the box, and the \"fast charging\" only works with a 45 W adapter that costs extra.\nStill, for the price it is a very good phone.","helpful_votes":12,"images":[{"url":"https://cdn.example.com/r/8812/1.jpg","w":1024,"h":768}]},"order":{"id":"ord_7731","channel":"web","lines":3},"flags":{"spam_score":0.02,"language":"en","moderation":null}}`)
 
+// BenchmarkValidJSON and BenchmarkStdValid compare the validating pass with
+// json.Valid on the event of BenchmarkExtractMerge.
 func BenchmarkValidJSON(b *testing.B) {
 	b.SetBytes(int64(len(benchDoc)))
 	for b.Loop() {
@@ -44,37 +45,3 @@ func BenchmarkMergeOnly(b *testing.B) {
 		}
 	}
 }
-
-func BenchmarkPieces(b *testing.B) {
-	ans := []byte(`{"task":"sentiment","model":"gpt-4o-mini","result":{"label":"positive","score":0.82},"hash":"sha256:4f1c2a9be0d7318e5a6b"}`)
-	b.Run("answer", func(b *testing.B) {
-		for b.Loop() {
-			validJSON(ans)
-		}
-	})
-	b.Run("alloc", func(b *testing.B) {
-		for b.Loop() {
-			out := make([]byte, 0, 1280)
-			out = append(out, benchDoc...)
-			sink = out
-		}
-	})
-	b.Run("unquote", func(b *testing.B) {
-		raw := benchDoc[bytes.Index(benchDoc, []byte(`"I have`)):]
-		raw = raw[:skipString(raw, 0)]
-		for b.Loop() {
-			s, _ := text(raw)
-			ssink = s
-		}
-	})
-	b.Run("walk", func(b *testing.B) {
-		for b.Loop() {
-			var w walker
-			w.init(benchDoc, []string{"review.title", "review.body"})
-			w.value(0, 0, 0, 3)
-		}
-	})
-}
-
-var sink []byte
-var ssink string
