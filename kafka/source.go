@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,9 @@ type Source struct {
 
 	probeMu sync.Mutex
 	probe   *probe // the latest round trip for Lag and Ready
+	// staleMetadata makes the next lag probe refresh the cluster metadata
+	// first: a broker did not answer, or a partition's leader is unknown.
+	staleMetadata atomic.Bool
 
 	commitMu sync.Mutex // serialises marking and committing
 
@@ -454,69 +458,233 @@ func (p *probe) finished() bool {
 	}
 }
 
+// lag computes the lag of every partition of the source's topics in a
+// number of round trips that does not grow with the number of partitions:
+//
+//   - one OffsetFetch to the group coordinator for the committed offsets,
+//     while, at the same time, one ListOffsets (latest) goes to each
+//     partition leader for the high watermarks of all the partitions it
+//     leads;
+//   - then, only if some partitions have no committed offset, one
+//     ListOffsets (earliest) to each leader of those partitions.
+//
+// A partition whose leader is unknown in the cached metadata, or whose
+// leader answers that it no longer leads it, is asked again once, after
+// a metadata refresh, from its new leader. A leader that does not answer
+// at all is not retried in this probe (a black-holed broker would double
+// its time); its connection is closed and the next probe starts with a
+// metadata refresh.
+//
+// Partitions that still fail are -1 in ByPartition, and Total is then -1.
+// lag returns an error only when not a single partition answered, or the
+// committed offsets could not be read: a partition in a leader election
+// does not make the whole source unreachable. The error then names each
+// failing partition (the first few).
 func (s *Source) lag() (sluice.Lag, error) {
+	if s.staleMetadata.Swap(false) {
+		if err := s.prober.RefreshMetadata(s.topics...); err != nil {
+			s.staleMetadata.Store(true)
+			return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: metadata: %w", err)
+		}
+	}
 	want := map[string][]int32{}
+	var parts []topicPartition
 	for _, t := range s.topics {
 		ps, err := s.prober.Partitions(t)
 		if err != nil {
 			return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: partitions of %s: %w", t, err)
 		}
 		want[t] = ps
+		for _, p := range ps {
+			parts = append(parts, topicPartition{t, p})
+		}
 	}
-	resp, err := s.admin.ListConsumerGroupOffsets(s.group, want)
-	if err != nil {
-		return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: committed offsets: %w", err)
+
+	var (
+		resp *sarama.OffsetFetchResponse
+		ferr error
+		wg   sync.WaitGroup
+	)
+	wg.Go(func() { resp, ferr = s.admin.ListConsumerGroupOffsets(s.group, want) })
+	high := s.listOffsets(parts, sarama.OffsetNewest)
+	wg.Wait()
+	if ferr != nil {
+		return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: committed offsets: %w", ferr)
 	}
 	if resp.Err != sarama.ErrNoError {
 		return sluice.Lag{Total: -1}, fmt.Errorf("kafka: lag: committed offsets: %w", resp.Err)
 	}
-	lag := sluice.Lag{ByPartition: map[string]int64{}}
-	known := 0
-	var firstErr error
-	for t, ps := range want {
-		for _, p := range ps {
-			key := t + "/" + strconv.FormatInt(int64(p), 10)
-			n, err := s.partitionLag(resp, t, p)
-			if err != nil {
-				s.log.Debug("kafka: lag unknown", "partition", key, "err", err)
-				lag.ByPartition[key] = -1
-				lag.Total = -1
-				if firstErr == nil {
-					firstErr = fmt.Errorf("kafka: lag of %s: %w", key, err)
-				}
-				continue
-			}
-			known++
-			lag.ByPartition[key] = n
-			if lag.Total >= 0 {
-				lag.Total += n
-			}
+
+	from := make(map[topicPartition]offsetAt, len(parts))
+	var fromOldest []topicPartition
+	for _, tp := range parts {
+		if high[tp].err != nil {
+			continue
+		}
+		b := resp.GetBlock(tp.topic, tp.partition)
+		switch {
+		case b != nil && b.Err != sarama.ErrNoError:
+			from[tp] = offsetAt{err: fmt.Errorf("committed offset: %w", b.Err)}
+		case b != nil && b.Offset >= 0:
+			from[tp] = offsetAt{off: b.Offset}
+		default:
+			fromOldest = append(fromOldest, tp)
 		}
 	}
-	if known == 0 && firstErr != nil {
-		return lag, firstErr // not a single partition answered
+	if len(fromOldest) > 0 {
+		for tp, o := range s.listOffsets(fromOldest, sarama.OffsetOldest) {
+			from[tp] = o
+		}
 	}
+
+	lag := sluice.Lag{ByPartition: make(map[string]int64, len(parts))}
+	var failed []string
+	for _, tp := range parts {
+		key := tp.topic + "/" + strconv.FormatInt(int64(tp.partition), 10)
+		err := high[tp].err
+		if err == nil {
+			err = from[tp].err
+		}
+		if err != nil {
+			lag.ByPartition[key] = -1
+			lag.Total = -1
+			failed = append(failed, key+": "+err.Error())
+			continue
+		}
+		n := max(high[tp].off-from[tp].off, 0)
+		lag.ByPartition[key] = n
+		if lag.Total >= 0 {
+			lag.Total += n
+		}
+	}
+	if len(failed) == 0 {
+		return lag, nil
+	}
+	slices.Sort(failed)
+	summary := strings.Join(failed[:min(len(failed), 3)], "; ")
+	if len(failed) > 3 {
+		summary += fmt.Sprintf("; and %d more", len(failed)-3)
+	}
+	if len(failed) == len(parts) {
+		return lag, fmt.Errorf("kafka: lag unknown on all %d partitions: %s", len(parts), summary)
+	}
+	s.log.Debug("kafka: lag unknown on some partitions", "failed", len(failed), "of", len(parts), "errors", summary)
 	return lag, nil
 }
 
-func (s *Source) partitionLag(resp *sarama.OffsetFetchResponse, t string, p int32) (int64, error) {
-	hw, err := s.prober.GetOffset(t, p, sarama.OffsetNewest)
-	if err != nil {
-		return 0, err
+// offsetAt is an offset read from the cluster, or why it could not be.
+type offsetAt struct {
+	off int64
+	err error
+}
+
+// listOffsets reads the offset at time at (sarama.OffsetNewest or
+// OffsetOldest) of each of parts, with one ListOffsets request per
+// partition leader, all leaders at once. Partitions whose leader is
+// unknown or has moved are retried once after a metadata refresh.
+func (s *Source) listOffsets(parts []topicPartition, at int64) map[topicPartition]offsetAt {
+	out := make(map[topicPartition]offsetAt, len(parts))
+	retry := s.listOffsetsOnce(parts, at, out)
+	if len(retry) == 0 {
+		return out
 	}
-	committed := int64(-1)
-	if b := resp.GetBlock(t, p); b != nil {
-		if b.Err != sarama.ErrNoError {
-			return 0, b.Err
+	var topics []string
+	for _, tp := range retry {
+		if !slices.Contains(topics, tp.topic) {
+			topics = append(topics, tp.topic)
 		}
-		committed = b.Offset
 	}
-	if committed < 0 {
-		if committed, err = s.prober.GetOffset(t, p, sarama.OffsetOldest); err != nil {
-			return 0, err
+	if err := s.prober.RefreshMetadata(topics...); err != nil {
+		s.staleMetadata.Store(true)
+		return out // the first errors stand
+	}
+	if again := s.listOffsetsOnce(retry, at, out); len(again) > 0 {
+		s.staleMetadata.Store(true)
+	}
+	return out
+}
+
+// listOffsetsOnce does one round of listOffsets, records an answer or an
+// error for each partition in out, and returns the partitions worth asking
+// again after a metadata refresh.
+func (s *Source) listOffsetsOnce(parts []topicPartition, at int64, out map[topicPartition]offsetAt) (retry []topicPartition) {
+	writable := map[string][]int32{} // partitions with a leader, by topic
+	byLeader := map[*sarama.Broker][]topicPartition{}
+	for _, tp := range parts {
+		ps, ok := writable[tp.topic]
+		if !ok {
+			ps, _ = s.prober.WritablePartitions(tp.topic)
+			writable[tp.topic] = ps
 		}
+		if _, found := slices.BinarySearch(ps, tp.partition); !found {
+			out[tp] = offsetAt{err: fmt.Errorf("leader: %w", sarama.ErrLeaderNotAvailable)}
+			retry = append(retry, tp)
+			continue
+		}
+		b, err := s.prober.Leader(tp.topic, tp.partition)
+		if err != nil {
+			out[tp] = offsetAt{err: fmt.Errorf("leader: %w", err)}
+			retry = append(retry, tp)
+			continue
+		}
+		byLeader[b] = append(byLeader[b], tp)
 	}
-	return max(hw-committed, 0), nil
+
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	version := s.prober.Config().Version
+	for b, tps := range byLeader {
+		wg.Go(func() {
+			req := sarama.NewOffsetRequest(version)
+			for _, tp := range tps {
+				req.AddBlock(tp.topic, tp.partition, at, 1)
+			}
+			resp, err := b.GetAvailableOffsets(req)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				// As sarama's own GetOffset does: drop the connection, so
+				// that the next request dials again.
+				_ = b.Close()
+				s.staleMetadata.Store(true)
+				for _, tp := range tps {
+					out[tp] = offsetAt{err: fmt.Errorf("list offsets from broker %d: %w", b.ID(), err)}
+				}
+				return
+			}
+			for _, tp := range tps {
+				blk := resp.GetBlock(tp.topic, tp.partition)
+				switch {
+				case blk == nil:
+					out[tp] = offsetAt{err: fmt.Errorf("list offsets from broker %d: %w", b.ID(), sarama.ErrIncompleteResponse)}
+				case blk.Err != sarama.ErrNoError:
+					out[tp] = offsetAt{err: fmt.Errorf("list offsets from broker %d: %w", b.ID(), blk.Err)}
+					if leaderMoved(blk.Err) {
+						retry = append(retry, tp)
+					}
+				case len(blk.Offsets) == 0:
+					out[tp] = offsetAt{err: fmt.Errorf("list offsets from broker %d: %w", b.ID(), sarama.ErrOffsetOutOfRange)}
+				default:
+					out[tp] = offsetAt{off: blk.Offsets[0]}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return retry
+}
+
+// leaderMoved reports whether a partition error of ListOffsets means that
+// the metadata named the wrong leader, or one still being elected.
+func leaderMoved(err sarama.KError) bool {
+	switch err {
+	case sarama.ErrNotLeaderForPartition, sarama.ErrLeaderNotAvailable, sarama.ErrUnknownTopicOrPartition,
+		sarama.ErrFencedLeaderEpoch, sarama.ErrUnknownLeaderEpoch, sarama.ErrOffsetNotAvailable, sarama.ErrReplicaNotAvailable:
+		return true
+	}
+	return false
 }
 
 // Close stops consuming, commits what finished and leaves the group (a
