@@ -408,6 +408,14 @@ const readyProbeReuse = 5 * time.Second
 // with no committed offset counts from its oldest retained offset. It
 // waits for the cluster only until ctx ends, then returns an error matching
 // [ErrUnreachable]: give it a deadline, as the pipeline's health probes do.
+//
+// One probe costs one OffsetFetch and one ListOffsets per partition leader
+// (plus one more per leader of the partitions with no committed offset),
+// however many partitions there are. A partition whose lag could not be
+// read is -1 in ByPartition and makes Total -1; Lag then still returns the
+// others without an error, and errs only when no partition answered (the
+// error names the failing partitions), so that one partition in a leader
+// election does not make the source look unreachable.
 func (s *Source) Lag(ctx context.Context) (sluice.Lag, error) {
 	return s.clusterLag(ctx)
 }
