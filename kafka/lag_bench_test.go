@@ -160,19 +160,16 @@ func commitAll(tb testing.TB, bs []string, group, topic string, partitions int32
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var poms []sarama.PartitionOffsetManager
 	for p := range partitions {
 		pom, err := om.ManagePartition(topic, p)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		pom.MarkOffset(at, "")
-		poms = append(poms, pom)
 	}
 	om.Commit()
-	for _, pom := range poms {
-		_ = pom.Close()
-	}
+	// Closing the offset manager commits and releases every partition
+	// manager; closing those one by one first waits on the manager's loop.
 	if err := om.Close(); err != nil {
 		tb.Fatal(err)
 	}
