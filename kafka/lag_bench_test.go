@@ -175,10 +175,10 @@ func commitAll(tb testing.TB, bs []string, group, topic string, partitions int32
 	}
 }
 
-// BenchmarkKafkaLag times Source.Lag and counts its requests for a topic
+// BenchmarkLagProbe times Source.Lag and counts its requests for a topic
 // of 4 and one of 1,000 partitions: 2 records in each partition, offset 1
 // committed, so the lag is 1 a partition.
-func BenchmarkKafkaLag(b *testing.B) {
+func BenchmarkLagProbe(b *testing.B) {
 	bs := brokers(b)
 	for _, parts := range []int32{4, 1000} {
 		b.Run(strconv.Itoa(int(parts))+"-partitions", func(b *testing.B) {
