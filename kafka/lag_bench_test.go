@@ -2,7 +2,7 @@ package kafka
 
 // The cost of one lag probe on a real broker:
 //
-//	KAFKA_BROKERS=127.0.0.1:9092 go test -run '^$' -bench KafkaLag -benchtime 50x ./kafka
+//	KAFKA_BROKERS=127.0.0.1:9092 go test -run '^$' -bench LagProbe -benchtime 50x ./kafka
 //
 // For a topic of 4 and of 1,000 partitions, each with a committed offset,
 // it reports the time of one Source.Lag and the Kafka requests it sent, by
