@@ -101,56 +101,65 @@ func (w *batchWriter) flush(r *runner, batch []*item) {
 // writeRetrying writes items until each is written, rejected for good
 // (reject is called), or the write context ends (the item is abandoned).
 // Failed writes are retried with backoff; a [WriteErrors] narrows the retry
-// to the messages it lists. A [Permanent] error for a whole batch of more
+// to the messages it lists, and any other failure halves how many items the
+// next attempt writes at once. A [Permanent] error for a whole batch of more
 // than one item does not say which item is at fault, so the items are then
 // written one at a time and only those refused for good on their own are
 // rejected.
 func (r *runner) writeRetrying(what string, items []*item, write func(context.Context, []*item) error, reject func(*item, error)) {
 	pending := items
+	chunk := len(items) // most items per write; halved after a failed write
 	singly := false
 	r.retrying(what, func(ctx context.Context) error {
-		if len(pending) == 0 {
-			return nil
-		}
-		if singly {
-			return r.writeSingly(ctx, &pending, write, reject)
-		}
-		err := write(ctx, pending)
-		var we WriteErrors
-		if err == nil {
-			return nil
-		}
-		if !errors.As(err, &we) || len(we) == 0 {
-			if !errors.Is(err, ErrPermanent) {
-				return err
+		for len(pending) > 0 {
+			if singly {
+				return r.writeSingly(ctx, &pending, write, reject)
 			}
-			if len(pending) == 1 {
-				reject(pending[0], err)
-				pending = nil
-				return nil
-			}
-			r.p.log.Warn("sluice: a whole batch was refused for good; writing its events one at a time to find the ones at fault",
-				"component", what, "events", len(pending), "err", err)
-			singly = true
-			return r.writeSingly(ctx, &pending, write, reject)
-		}
-		var again []*item
-		for _, e := range we {
-			if e.Index < 0 || e.Index >= len(pending) {
+			n := min(chunk, len(pending))
+			part := pending[:n]
+			err := write(ctx, part)
+			if err == nil {
+				pending = pending[n:]
 				continue
 			}
-			it := pending[e.Index]
-			if errors.Is(e.Err, ErrPermanent) {
-				reject(it, e.Err)
-			} else {
-				again = append(again, it)
+			var we WriteErrors
+			if errors.As(err, &we) && len(we) > 0 {
+				var again []*item
+				for _, e := range we {
+					if e.Index < 0 || e.Index >= n {
+						continue
+					}
+					it := part[e.Index]
+					if errors.Is(e.Err, ErrPermanent) {
+						reject(it, e.Err)
+					} else {
+						again = append(again, it)
+					}
+				}
+				pending = append(again, pending[n:]...)
+				if len(again) > 0 {
+					return err
+				}
+				continue
 			}
+			if errors.Is(err, ErrPermanent) {
+				if n == 1 {
+					reject(part[0], err)
+					pending = pending[1:]
+					continue
+				}
+				r.p.log.Warn("sluice: a whole batch was refused for good; writing its events one at a time to find the ones at fault",
+					"component", what, "events", n, "err", err)
+				singly = true
+				continue
+			}
+			// A batch too big for a slow link or for a server's limits fails
+			// the same way every time: the next attempt writes half as much
+			// at once, down to one event.
+			chunk = max(1, (n+1)/2)
+			return err
 		}
-		pending = again
-		if len(pending) == 0 {
-			return nil
-		}
-		return err
+		return nil
 	}, func() {
 		for _, it := range pending {
 			it.status = statusAbandoned

@@ -116,3 +116,41 @@ func TestPermanentDeadLetterWriterErrorIsFatal(t *testing.T) {
 	assert.EqualValues(t, 0, src.Committed(0))
 	assert.Empty(t, sink.DeadLetters())
 }
+
+// A batch that fails the same way at its size every time (too big to go
+// through a slow link before the client's timeout, say) must not be
+// retried at that size forever: each failed attempt halves it.
+func TestABatchTooBigToWriteIsSplit(t *testing.T) {
+	src := sluicetest.NewSource("in", 1)
+	values := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
+	for _, v := range values {
+		src.Publish(nil, []byte(v))
+	}
+	src.End()
+	sink := sluicetest.NewSink()
+	var calls atomic.Int32
+	sink.WriteHook = func(_ context.Context, msgs []*sluice.Message) error {
+		if calls.Add(1) > 1000 {
+			panic("the pipeline retries a batch at a size that always fails")
+		}
+		if len(msgs) > 2 {
+			return errors.New("i/o timeout")
+		}
+		return nil
+	}
+	g := newGated()
+	p, err := sluice.New(src, g, sink, sluice.WithWriteBatch(8), sluice.WithWriters(1), sluice.WithConcurrency(8),
+		sluice.WithBackoff(time.Millisecond, time.Millisecond), quiet())
+	require.NoError(t, err)
+	done := start(t, within(t), p)
+	for range values {
+		wait(t, g.started)
+	}
+	for _, v := range values {
+		g.release(v, nil)
+	}
+	require.NoError(t, wait(t, done))
+	assert.Len(t, sink.Messages(), len(values))
+	assert.Empty(t, sink.DeadLetters(), "a transient failure is never a reason to dead-letter")
+	assert.EqualValues(t, len(values), src.Committed(0))
+}
