@@ -116,4 +116,3 @@ func TestPermanentDeadLetterWriterErrorIsFatal(t *testing.T) {
 	assert.EqualValues(t, 0, src.Committed(0))
 	assert.Empty(t, sink.DeadLetters())
 }
-
