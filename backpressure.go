@@ -12,24 +12,26 @@ import (
 // limiter spaces out model calls, and the gate (gate.go) stops everything
 // during a rate-limit pause.
 
-// window counts free in-flight slots. One goroutine (the fetcher) acquires;
-// any goroutine releases.
+// window counts in-flight slots against a limit that the runner may change
+// while the pipeline runs (see windowCtl). One goroutine (the fetcher)
+// acquires; any goroutine releases.
 type window struct {
-	mu   sync.Mutex
-	free int
-	wake chan struct{}
+	mu    sync.Mutex
+	used  int
+	limit int
+	wake  chan struct{}
 }
 
-func newWindow(n int) *window { return &window{free: n, wake: make(chan struct{}, 1)} }
+func newWindow(n int) *window { return &window{limit: n, wake: make(chan struct{}, 1)} }
 
 // acquire takes between 1 and want slots, blocking until at least one is
 // free or ctx is done.
 func (w *window) acquire(ctx context.Context, want int) (int, error) {
 	for {
 		w.mu.Lock()
-		if w.free > 0 {
-			n := min(want, w.free)
-			w.free -= n
+		if free := w.limit - w.used; free > 0 {
+			n := min(want, free)
+			w.used += n
 			w.mu.Unlock()
 			return n, nil
 		}
@@ -47,8 +49,28 @@ func (w *window) release(n int) {
 		return
 	}
 	w.mu.Lock()
-	w.free += n
+	w.used -= n
 	w.mu.Unlock()
+	w.signal()
+}
+
+// setLimit changes the limit. A smaller limit takes effect as events
+// leave: nothing already fetched is dropped.
+func (w *window) setLimit(n int) {
+	w.mu.Lock()
+	w.limit = n
+	w.mu.Unlock()
+	w.signal()
+}
+
+// size returns the current limit.
+func (w *window) size() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.limit
+}
+
+func (w *window) signal() {
 	select {
 	case w.wake <- struct{}{}:
 	default:

@@ -12,7 +12,11 @@ func (r *runner) fetch(ctx context.Context) error {
 		if !r.gate.wait(done) {
 			return ctx.Err()
 		}
-		n, err := r.win.acquire(ctx, p.cfg.fetchBatch)
+		want := p.cfg.fetchBatch
+		if !p.cfg.fetchBatchSet {
+			want = min(max(r.win.size()/4, want), 1024)
+		}
+		n, err := r.win.acquire(ctx, want)
 		if err != nil {
 			return err
 		}

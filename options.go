@@ -15,7 +15,10 @@ type Option func(*config)
 type config struct {
 	concurrency       int
 	maxInFlight       int
+	windowMin         int // resolved in New: the window's bounds; equal when WithMaxInFlight pins it
+	windowMax         int
 	fetchBatch        int
+	fetchBatchSet     bool
 	writeBatch        int
 	writers           int
 	enrichBatch       int
@@ -46,7 +49,7 @@ func defaultConfig() config {
 		concurrency:       8,
 		fetchBatch:        256,
 		writeBatch:        256,
-		writers:           2,
+		writers:           8,
 		enrichBatch:       1,
 		retries:           3,
 		backoffBase:       200 * time.Millisecond,
@@ -80,10 +83,18 @@ func WithConcurrency(n int) Option {
 	}
 }
 
-// WithMaxInFlight caps how many events are fetched but not yet acked, which
-// bounds the pipeline's memory however slow the model is. It must be at
-// least the concurrency times the enricher batch ([WithEnrichBatch]); the
-// default is four times that, and at least 64.
+// WithMaxInFlight pins how many events may be fetched but not yet acked (the
+// window), which bounds the pipeline's memory however slow the model is. It
+// must be at least the concurrency times the enricher batch
+// ([WithEnrichBatch]).
+//
+// By default the window adapts: it starts at four times concurrency × batch
+// (at least 64) and, every 100ms, moves toward the number of events the
+// pipeline retires in one second, at most doubling or halving per step. So a
+// fast enricher and sink get a large window (up to 16384 events, and no more
+// than 64 MiB of event payload at the average event size seen), while slow
+// model calls shrink it back to the minimum, which keeps the events a
+// rebalance or crash redelivers, and the memory held, small.
 func WithMaxInFlight(n int) Option {
 	return func(c *config) {
 		if n < 1 {
@@ -94,8 +105,8 @@ func WithMaxInFlight(n int) Option {
 	}
 }
 
-// WithFetchBatch sets the most messages asked of Source.Fetch at once. The
-// default is 256.
+// WithFetchBatch sets the most messages asked of Source.Fetch at once. By
+// default it follows the window: a quarter of it, between 256 and 1024.
 func WithFetchBatch(n int) Option {
 	return func(c *config) {
 		if n < 1 {
@@ -103,6 +114,7 @@ func WithFetchBatch(n int) Option {
 			return
 		}
 		c.fetchBatch = n
+		c.fetchBatchSet = true
 	}
 }
 
@@ -120,7 +132,9 @@ func WithWriteBatch(n int) Option {
 }
 
 // WithWriters sets how many goroutines write outputs and dead letters and
-// ack at once. The default is 2.
+// ack at once. The default is 8, so that writes to a sink that lingers to
+// fill a batch (such as Kafka's producer) overlap: a write waiting for the
+// broker never leaves the window idle.
 func WithWriters(n int) Option {
 	return func(c *config) {
 		if n < 1 {

@@ -74,9 +74,13 @@ func New(src Source, enr Enricher, sink Sink, opts ...Option) (*Pipeline, error)
 	}
 	minWindow := cfg.concurrency * cfg.enrichBatch
 	if cfg.maxInFlight == 0 {
-		cfg.maxInFlight = max(4*minWindow, 64)
+		cfg.windowMin = max(4*minWindow, 64)
+		cfg.windowMax = max(windowMaxCount, cfg.windowMin)
 	} else if cfg.maxInFlight < minWindow {
 		cfg.invalid(fmt.Sprintf("WithMaxInFlight(%d)", cfg.maxInFlight), fmt.Sprintf("below concurrency × enricher batch (%d): workers would sit idle", minWindow), "raise it or lower WithConcurrency")
+	}
+	if cfg.maxInFlight > 0 {
+		cfg.windowMin, cfg.windowMax = cfg.maxInFlight, cfg.maxInFlight
 	}
 	if cfg.maxDeliveries == -2 {
 		cfg.maxDeliveries = cfg.retries + 1

@@ -36,6 +36,7 @@ type runner struct {
 	written chan []*item    // writers → runner
 
 	win  *window
+	ctl  *windowCtl // nil when WithMaxInFlight pins the window
 	gate gate
 
 	// Shared with workers and writers.
@@ -78,7 +79,7 @@ const (
 )
 
 func newRunner(p *Pipeline) *runner {
-	w := p.cfg.maxInFlight
+	w := p.cfg.windowMax
 	r := &runner{
 		p:       p,
 		fetched: make(chan []*Message),
@@ -86,10 +87,13 @@ func newRunner(p *Pipeline) *runner {
 		results: make(chan *item, w),
 		write:   make(chan *item, w),
 		written: make(chan []*item, w),
-		win:     newWindow(w),
+		win:     newWindow(p.cfg.windowMin),
 		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	r.pool.New = func() any { return new(item) }
+	if p.cfg.windowMin < p.cfg.windowMax {
+		r.ctl = newWindowCtl(p.cfg.windowMin, p.cfg.windowMax)
+	}
 	if p.cfg.keyOrdering {
 		r.keys = make(map[string]*keyQueue)
 	}
@@ -128,7 +132,7 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	p.state.Store(StateRunning)
 	p.log.Info("sluice: pipeline running",
-		"concurrency", p.cfg.concurrency, "max_in_flight", p.cfg.maxInFlight, "retries", p.cfg.retries)
+		"concurrency", p.cfg.concurrency, "window_min", p.cfg.windowMin, "window_max", p.cfg.windowMax, "retries", p.cfg.retries)
 
 	r.loop(ctx, fetcherDone, &fetchErr, cancelFetch)
 
@@ -264,7 +268,16 @@ func (r *runner) onFetched(msgs []*Message) {
 		return
 	}
 	r.outstanding += len(msgs)
-	g := &fetchGroup{at: p.clock.Now().UnixNano(), left: len(msgs)}
+	now := p.clock.Now()
+	if r.ctl != nil {
+		var bytes int64
+		for _, m := range msgs {
+			bytes += msgBytes(m)
+		}
+		r.ctl.onFetched(now, len(msgs), bytes)
+		r.ctl.inFlight(r.outstanding)
+	}
+	g := &fetchGroup{at: now.UnixNano(), left: len(msgs)}
 	r.groups = append(r.groups, g)
 	if len(r.groups) == 1 {
 		p.stats.oldestNs.Store(g.at)
@@ -364,8 +377,9 @@ func (r *runner) onWritten(batch []*item) {
 			fatal = fmt.Errorf("%w: dead-letter writer refused event %s: %w", ErrFatal, it.in.Origin.String(), it.err)
 		}
 	}
+	now := p.clock.Now()
 	if enriched+dead > 0 {
-		p.stats.record(p.clock.Now(), enriched, dead, lats)
+		p.stats.record(now, enriched, dead, lats)
 	}
 	r.lats = lats
 	obs := p.cfg.observers
@@ -382,6 +396,11 @@ func (r *runner) onWritten(batch []*item) {
 		r.retire(it)
 	}
 	p.stats.inFlight.Store(int64(r.outstanding))
+	if r.ctl != nil {
+		if n, ok := r.ctl.retired(now, len(batch)); ok {
+			r.win.setLimit(n)
+		}
+	}
 	if fatal != nil {
 		r.beginStop(fatal)
 	}

@@ -17,7 +17,9 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,9 +65,10 @@ func feed(b *testing.B, bs []string, topic string, n, rate int) {
 		}
 	}()
 	var tick *time.Ticker
-	const burst = 50
+	burst := 50 // events sent per tick: a steady rate, in ticks of at least 5ms
 	if rate > 0 {
-		tick = time.NewTicker(time.Second * burst / time.Duration(rate))
+		burst = max(1, min(burst, rate/200))
+		tick = time.NewTicker(time.Second * time.Duration(burst) / time.Duration(rate))
 		defer tick.Stop()
 	}
 	for i := range n {
@@ -107,141 +110,193 @@ func (l *latencies) report(b *testing.B) {
 // beginning and write every event to out, returning once n are confirmed.
 type passThrough func(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) (finished time.Time)
 
+// tuned is the README's tuning for pass-through: a big pinned window and
+// many writers.
+var tuned = []sluice.Option{sluice.WithConcurrency(16), sluice.WithMaxInFlight(16384), sluice.WithFetchBatch(1024),
+	sluice.WithWriteBatch(1024), sluice.WithWriters(32)}
+
 func runPipeline(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) time.Time {
-	ctx := context.Background()
-	src, err := NewSource(ctx, bs, in+"-g", []string{in}, WithLogger(testutil.Quiet()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer src.Close()
-	prod, err := NewSink(ctx, bs, out, WithLogger(testutil.Quiet()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prod.Close()
-	var written atomic.Int64
-	all := make(chan struct{})
-	sink := sluice.SinkFunc(func(ctx context.Context, msgs []*sluice.Message) error {
-		if err := prod.Write(ctx, msgs); err != nil {
-			return err
+	return pipelineWith(0, nil, tuned...)(b, bs, in, out, n, lat, joined)
+}
+
+func runDefaults(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) time.Time {
+	return pipelineWith(0, nil)(b, bs, in, out, n, lat, joined)
+}
+
+// pipelineWith is a pass-through pipeline with the given options whose
+// enricher takes delay per event; when peak is not nil it records the most
+// events in flight (fetched and not yet acked) seen during the run.
+func pipelineWith(delay time.Duration, peak *atomic.Int64, opts ...sluice.Option) passThrough {
+	return func(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) time.Time {
+		ctx := context.Background()
+		src, err := NewSource(ctx, bs, in+"-g", []string{in}, WithLogger(testutil.Quiet()))
+		if err != nil {
+			b.Fatal(err)
 		}
-		now := time.Now()
-		if lat != nil {
-			for _, m := range msgs {
-				lat.add(m.Timestamp, now)
+		defer src.Close()
+		prod, err := NewSink(ctx, bs, out, WithLogger(testutil.Quiet()))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer prod.Close()
+		var written atomic.Int64
+		all := make(chan struct{})
+		sink := sluice.SinkFunc(func(ctx context.Context, msgs []*sluice.Message) error {
+			if err := prod.Write(ctx, msgs); err != nil {
+				return err
 			}
-		}
-		if written.Add(int64(len(msgs))) >= int64(n) {
-			select {
-			case <-all:
-			default:
-				close(all)
+			now := time.Now()
+			if lat != nil {
+				for _, m := range msgs {
+					lat.add(m.Timestamp, now)
+				}
 			}
+			if written.Add(int64(len(msgs))) >= int64(n) {
+				select {
+				case <-all:
+				default:
+					close(all)
+				}
+			}
+			return nil
+		})
+		enr := sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) {
+			if delay > 0 {
+				time.Sleep(delay)
+			}
+			return m, nil
+		})
+		p, err := sluice.New(src, enr, sink, append([]sluice.Option{sluice.WithDeadLetter(prod), sluice.WithLogger(testutil.Quiet())}, opts...)...)
+		if err != nil {
+			b.Fatal(err)
 		}
-		return nil
-	})
-	p, err := sluice.New(src, sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) { return m, nil }),
-		sink, sluice.WithDeadLetter(prod), sluice.WithLogger(testutil.Quiet()),
-		sluice.WithConcurrency(16), sluice.WithMaxInFlight(16384), sluice.WithFetchBatch(1024), sluice.WithWriteBatch(1024), sluice.WithWriters(32))
-	if err != nil {
-		b.Fatal(err)
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		if peak != nil {
+			stopPeak := make(chan struct{})
+			defer close(stopPeak)
+			go func() {
+				t := time.NewTicker(time.Millisecond)
+				defer t.Stop()
+				for {
+					select {
+					case <-t.C:
+						if v := int64(p.Stats().InFlight); v > peak.Load() {
+							peak.Store(v)
+						}
+					case <-stopPeak:
+						return
+					}
+				}
+			}()
+		}
+		select {
+		case <-src.joined:
+			joined()
+		case err := <-done:
+			b.Fatalf("pipeline stopped: %v", err)
+		}
+		select {
+		case <-all:
+		case err := <-done:
+			b.Fatalf("pipeline stopped: %v", err)
+		}
+		b.StopTimer()
+		end := time.Now()
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		return end
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	select {
-	case <-src.joined:
-		joined()
-	case err := <-done:
-		b.Fatalf("pipeline stopped: %v", err)
-	}
-	select {
-	case <-all:
-	case err := <-done:
-		b.Fatalf("pipeline stopped: %v", err)
-	}
-	b.StopTimer()
-	end := time.Now()
-	cancel()
-	if err := <-done; err != nil {
-		b.Fatal(err)
-	}
-	return end
 }
 
 // runSaramaLoop is the ceiling: a consumer group whose handler hands each
 // message to an async producer with the same settings as Producer, and
 // marks it once the broker acknowledged the output.
 func runSaramaLoop(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) time.Time {
-	cfg := testConfig()
-	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
-	cfg.Producer.Idempotent = true
-	cfg.Net.MaxOpenRequests = 1
-	cfg.Producer.Compression = sarama.CompressionLZ4
-	cfg.Producer.Flush.Frequency = 5 * time.Millisecond
-	cfg.Producer.Return.Errors = true
-	client, err := sarama.NewClient(bs, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer client.Close()
-	prod, err := sarama.NewAsyncProducerFromClient(client)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer prod.Close()
-	cg, err := sarama.NewConsumerGroup(bs, in+"-loop", cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cg.Close()
+	return saramaLoopWith(0, 0)(b, bs, in, out, n, lat, joined)
+}
 
-	all := make(chan struct{})
-	var sess atomic.Pointer[sarama.ConsumerGroupSession]
-	go func() {
-		count := 0
-		for {
-			select {
-			case m, ok := <-prod.Successes():
-				if !ok {
+// saramaLoopWith is the loop with a model of the given delay called with at
+// most conc calls at once (0: no model). Marking may then go out of order,
+// which a real program could not afford; as a ceiling it is fine.
+func saramaLoopWith(delay time.Duration, conc int) passThrough {
+	return func(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) time.Time {
+		cfg := testConfig()
+		cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+		cfg.Producer.Idempotent = true
+		cfg.Net.MaxOpenRequests = 1
+		cfg.Producer.Compression = sarama.CompressionLZ4
+		cfg.Producer.Flush.Frequency = 5 * time.Millisecond
+		cfg.Producer.Return.Errors = true
+		client, err := sarama.NewClient(bs, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer client.Close()
+		prod, err := sarama.NewAsyncProducerFromClient(client)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer prod.Close()
+		cg, err := sarama.NewConsumerGroup(bs, in+"-loop", cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer cg.Close()
+
+		all := make(chan struct{})
+		var sess atomic.Pointer[sarama.ConsumerGroupSession]
+		go func() {
+			count := 0
+			for {
+				select {
+				case m, ok := <-prod.Successes():
+					if !ok {
+						return
+					}
+					src := m.Metadata.(*sarama.ConsumerMessage)
+					if s := sess.Load(); s != nil {
+						(*s).MarkMessage(src, "")
+					}
+					if lat != nil {
+						lat.add(src.Timestamp, time.Now())
+					}
+					if count++; count == n {
+						close(all)
+					}
+				case err, ok := <-prod.Errors():
+					if ok {
+						b.Errorf("loop produce: %v", err)
+					}
 					return
 				}
-				src := m.Metadata.(*sarama.ConsumerMessage)
-				if s := sess.Load(); s != nil {
-					(*s).MarkMessage(src, "")
-				}
-				if lat != nil {
-					lat.add(src.Timestamp, time.Now())
-				}
-				if count++; count == n {
-					close(all)
-				}
-			case err, ok := <-prod.Errors():
-				if ok {
-					b.Errorf("loop produce: %v", err)
-				}
-				return
 			}
+		}()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var once sync.Once
+		joinedC := make(chan struct{})
+		h := loopHandler{prod: prod, out: out, sess: &sess, joined: func() { once.Do(func() { close(joinedC) }) }, delay: delay}
+		if conc > 0 {
+			h.sem = make(chan struct{}, conc)
 		}
-	}()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var once sync.Once
-	joinedC := make(chan struct{})
-	h := loopHandler{prod: prod, out: out, sess: &sess, joined: func() { once.Do(func() { close(joinedC) }) }}
-	go func() {
-		for ctx.Err() == nil {
-			if err := cg.Consume(ctx, []string{in}, h); err != nil && ctx.Err() == nil {
-				b.Errorf("loop consume: %v", err)
-				return
+		go func() {
+			for ctx.Err() == nil {
+				if err := cg.Consume(ctx, []string{in}, h); err != nil && ctx.Err() == nil {
+					b.Errorf("loop consume: %v", err)
+					return
+				}
 			}
-		}
-	}()
-	<-joinedC
-	joined()
-	<-all
-	b.StopTimer()
-	return time.Now()
+		}()
+		<-joinedC
+		joined()
+		<-all
+		b.StopTimer()
+		return time.Now()
+	}
 }
 
 type loopHandler struct {
@@ -249,6 +304,8 @@ type loopHandler struct {
 	out    string
 	sess   *atomic.Pointer[sarama.ConsumerGroupSession]
 	joined func()
+	delay  time.Duration
+	sem    chan struct{}
 }
 
 func (h loopHandler) Setup(s sarama.ConsumerGroupSession) error {
@@ -269,8 +326,18 @@ func (h loopHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Consum
 				hs = append(hs, *h)
 			}
 			hs = append(hs, recordHeaders(nil, sluice.Origin{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})...)
-			h.prod.Input() <- &sarama.ProducerMessage{Topic: h.out, Key: sarama.ByteEncoder(m.Key),
+			pm := &sarama.ProducerMessage{Topic: h.out, Key: sarama.ByteEncoder(m.Key),
 				Value: sarama.ByteEncoder(m.Value), Headers: hs, Metadata: m}
+			if h.sem == nil {
+				h.prod.Input() <- pm
+				continue
+			}
+			h.sem <- struct{}{}
+			go func() {
+				time.Sleep(h.delay)
+				h.prod.Input() <- pm
+				<-h.sem
+			}()
 		case <-s.Context().Done():
 			return nil
 		}
@@ -283,6 +350,7 @@ var variants = []struct {
 }{
 	{"sarama-loop", runSaramaLoop},
 	{"pipeline", runPipeline},
+	{"defaults", runDefaults},
 }
 
 // BenchmarkKafkaThroughput drains a backlog of b.N events. The clock runs
@@ -298,10 +366,78 @@ func BenchmarkKafkaThroughput(b *testing.B) {
 			b.ResetTimer()
 			b.StopTimer() // the group join is not counted
 			var start time.Time
-			end := v.run(b, bs, in, out, b.N, nil, func() { start = time.Now(); b.StartTimer() })
+			run := v.run
+			var peak atomic.Int64
+			if v.name == "defaults" {
+				run = pipelineWith(0, &peak)
+			}
+			end := run(b, bs, in, out, b.N, nil, func() { start = time.Now(); b.StartTimer() })
 			b.ReportMetric(float64(b.N)/end.Sub(start).Seconds(), "events/s")
+			if v.name == "defaults" {
+				// Events fetched and not yet acked: what a rebalance or a
+				// crash redelivers at most, besides what was acked but not
+				// yet committed (one commit interval).
+				b.ReportMetric(float64(peak.Load()), "peak-in-flight")
+			}
 		})
 	}
+}
+
+// BenchmarkKafkaModel drains a backlog of b.N events through a model of
+// fixed latency: 20ms with 256 calls at once (the loop holds 256 in
+// flight; the pipeline sets only WithConcurrency(256)), and 5ms with the
+// pipeline's defaults, whose rate sets the load of BenchmarkKafkaLatency.
+// littles-% is events/s against the Little's-law bound concurrency/latency.
+func BenchmarkKafkaModel(b *testing.B) {
+	bs := brokers(b)
+	cases := []struct {
+		name  string
+		delay time.Duration
+		conc  int
+		run   passThrough
+	}{
+		{"20ms-c256/sarama-loop", 20 * time.Millisecond, 256, saramaLoopWith(20*time.Millisecond, 256)},
+		{"20ms-c256/defaults", 20 * time.Millisecond, 256, pipelineWith(20*time.Millisecond, nil, sluice.WithConcurrency(256))},
+		{"5ms/defaults", 5 * time.Millisecond, 8, pipelineWith(5*time.Millisecond, nil)},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			in := createTopic(b, bs, "bench-model-in", benchPartitions)
+			out := createTopic(b, bs, "bench-model-out", benchPartitions)
+			feed(b, bs, in, b.N, 0)
+			b.ResetTimer()
+			b.StopTimer()
+			var start time.Time
+			end := c.run(b, bs, in, out, b.N, nil, func() { start = time.Now(); b.StartTimer() })
+			rate := float64(b.N) / end.Sub(start).Seconds()
+			b.ReportMetric(rate, "events/s")
+			b.ReportMetric(100*rate/(float64(c.conc)/c.delay.Seconds()), "littles-%")
+		})
+	}
+}
+
+// BenchmarkKafkaLatencyModel feeds b.N events at SLUICE_LATENCY_RATE
+// events/s (default 800: half of the 1,600/s that 8 calls of 5ms allow)
+// through a pipeline with defaults and a 5ms model, and reports end-to-end
+// latency percentiles: input record timestamp to the broker's
+// acknowledgement of the output record.
+func BenchmarkKafkaLatencyModel(b *testing.B) {
+	bs := brokers(b)
+	rate := 800
+	if v, err := strconv.Atoi(os.Getenv("SLUICE_LATENCY_RATE")); err == nil && v > 0 {
+		rate = v
+	}
+	in := createTopic(b, bs, "bench-latm-in", benchPartitions)
+	out := createTopic(b, bs, "bench-latm-out", benchPartitions)
+	var lat latencies
+	fed := make(chan struct{})
+	b.ResetTimer()
+	pipelineWith(5*time.Millisecond, nil)(b, bs, in, out, b.N, &lat, func() {
+		go func() { defer close(fed); feed(b, bs, in, b.N, rate) }()
+	})
+	<-fed
+	lat.report(b)
+	b.ReportMetric(float64(rate), "load-ev/s")
 }
 
 // BenchmarkKafkaLatency feeds b.N events at a fixed rate while the
