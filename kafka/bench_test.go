@@ -16,8 +16,12 @@ package kafka
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +49,22 @@ func benchValue(i int) []byte {
 // feed writes n events to topic, at rate events/s or as fast as possible
 // when rate is 0, each stamped with its send time.
 func feed(b *testing.B, bs []string, topic string, n, rate int) {
+	feedValues(b, bs, topic, n, rate, benchValue)
+}
+
+// randomValue is a 1 KiB JSON event whose payload is random hex, which
+// compresses about 2:1 like typical JSON rather than 100:1 like benchValue.
+func randomValue(i int) []byte {
+	head := fmt.Sprintf(`{"id":%d,"kind":"click","payload":"`, i)
+	buf := make([]byte, (1024-len(head)-2)/2)
+	for j := range buf {
+		buf[j] = byte(rand.Uint32())
+	}
+	return []byte(head + hex.EncodeToString(buf) + `"}`)
+}
+
+// feedValues is feed with the event values made by value.
+func feedValues(b *testing.B, bs []string, topic string, n, rate int, value func(int) []byte) {
 	cfg := testConfig()
 	cfg.Producer.Compression = sarama.CompressionLZ4
 	cfg.Producer.Flush.Frequency = 2 * time.Millisecond
@@ -76,7 +96,7 @@ func feed(b *testing.B, bs []string, topic string, n, rate int) {
 			<-tick.C
 		}
 		p.Input() <- &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(fmt.Sprint(i)),
-			Value: sarama.ByteEncoder(benchValue(i)), Timestamp: time.Now()}
+			Value: sarama.ByteEncoder(value(i)), Timestamp: time.Now()}
 	}
 	<-done
 	_ = p.Close()
@@ -459,4 +479,83 @@ func BenchmarkKafkaLatency(b *testing.B) {
 			lat.report(b)
 		})
 	}
+}
+
+// BenchmarkKafkaMemory measures the resident memory of a pipeline with
+// defaults in front of a backlog of 200,000 1 KiB events and a model that
+// takes 60s per call: once the window has filled, it reports VmRSS (rss-MB),
+// the Go heap in use (heap-MB) and the events in flight. Run it with
+// -benchtime 1x. The events' payloads are random hex, which compresses like
+// typical JSON: the Kafka consumer's read-ahead is bounded in compressed
+// bytes, so with benchValue's 100:1 payloads it holds ~25 MB per partition
+// once decompressed, whatever the pipeline's window.
+func BenchmarkKafkaMemory(b *testing.B) {
+	bs := brokers(b)
+	const backlog = 200_000
+	in := createTopic(b, bs, "bench-mem-in", benchPartitions)
+	out := createTopic(b, bs, "bench-mem-out", benchPartitions)
+	feedValues(b, bs, in, backlog, 0, randomValue)
+	runtime.GC()
+	debug.FreeOSMemory()
+	ctx := context.Background()
+	src, err := NewSource(ctx, bs, in+"-g", []string{in}, WithLogger(testutil.Quiet()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	sink, err := NewSink(ctx, bs, out, WithLogger(testutil.Quiet()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	release := make(chan struct{})
+	model := sluice.EnricherFunc(func(ctx context.Context, m *sluice.Message) (*sluice.Message, error) {
+		select { // a 60s model call, cut short when the benchmark is done
+		case <-time.After(60 * time.Second):
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return m, nil
+	})
+	p, err := sluice.New(src, model, sink, sluice.WithLogger(testutil.Quiet()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(runCtx) }()
+	b.ResetTimer()
+	for p.Stats().InFlight < 64 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // the source's read-ahead fills too
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.ReportMetric(float64(vmRSS(b))/(1<<20), "rss-MB")
+	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MB")
+	b.ReportMetric(float64(p.Stats().InFlight), "in-flight")
+	b.StopTimer()
+	close(release)
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+}
+
+// vmRSS reads the resident set size of this process from /proc.
+func vmRSS(b *testing.B) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skipf("no /proc/self/status: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	b.Skip("no VmRSS in /proc/self/status")
+	return 0
 }
