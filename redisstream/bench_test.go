@@ -3,7 +3,11 @@ package redisstream_test
 import (
 	"context"
 	"errors"
+	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -128,11 +132,28 @@ func benchSluice(b *testing.B, pipeOpts ...sluice.Option) {
 	start := time.Now()
 	runErr := make(chan error, 1)
 	go func() { runErr <- p.Run(ctx) }()
+	var peak atomic.Int64
+	stopPeak := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				if v := p.Stats().InFlight; v > peak.Load() {
+					peak.Store(v)
+				}
+			case <-stopPeak:
+				return
+			}
+		}
+	}()
 	select {
 	case <-obs.done:
 	case err := <-runErr:
 		b.Fatalf("Run returned early: %v", err)
 	}
+	close(stopPeak)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	cancel()
@@ -141,6 +162,9 @@ func benchSluice(b *testing.B, pipeOpts ...sluice.Option) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(float64(b.N)/float64(max(reads.n.Load(), 1)), "events/read")
+	// Events read and not yet acked: at most what a crash leaves pending for
+	// another consumer to claim.
+	b.ReportMetric(float64(peak.Load()), "peak-in-flight")
 }
 
 // readCounter counts XREADGROUP calls.
@@ -159,4 +183,99 @@ func (h *readCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (h *readCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return next
+}
+
+// BenchmarkRedisLatencyModel adds b.N 1 KiB events at SLUICE_LATENCY_RATE
+// events/s (default 800: half of the 1,600/s that the default 8 calls of 5ms
+// allow) while a pipeline with defaults and a 5ms model passes them on, and
+// reports end-to-end latency percentiles: the input entry's ID time to the
+// reply of the output's XADD.
+func BenchmarkRedisLatencyModel(b *testing.B) {
+	rate := 800
+	if v, err := strconv.Atoi(os.Getenv("SLUICE_LATENCY_RATE")); err == nil && v > 0 {
+		rate = v
+	}
+	c := newClient(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	in, out := uniq(b, c, "in"), uniq(b, c, "out")
+	if err := c.XGroupCreateMkStream(ctx, in, "g", "0").Err(); err != nil {
+		b.Fatal(err)
+	}
+	src, err := redisstream.NewSource(ctx, in, "g", redisstream.WithClient(c), redisstream.WithConsumer("sluice"),
+		redisstream.WithLogger(testutil.Logger(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	rsink, err := redisstream.NewSink(ctx, out, redisstream.WithClient(c), redisstream.WithLogger(testutil.Logger(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	lats := make([]time.Duration, 0, b.N)
+	all := make(chan struct{})
+	sink := sluice.SinkFunc(func(ctx context.Context, msgs []*sluice.Message) error {
+		if err := rsink.Write(ctx, msgs); err != nil {
+			return err
+		}
+		now := time.Now()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range msgs {
+			lats = append(lats, now.Sub(m.Timestamp))
+		}
+		if len(lats) >= b.N {
+			select {
+			case <-all:
+			default:
+				close(all)
+			}
+		}
+		return nil
+	})
+	model := sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) {
+		time.Sleep(5 * time.Millisecond)
+		return m, nil
+	})
+	p, err := sluice.New(src, model, sink, sluice.WithDeadLetter(rsink), sluice.WithLogger(testutil.Logger(b)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	runErr := make(chan error, 1)
+	go func() { runErr <- p.Run(ctx) }()
+	b.ResetTimer()
+	go func() { // the feeder: a steady rate, in ticks of 5ms
+		per := max(1, rate/200)
+		tick := time.NewTicker(time.Second * time.Duration(per) / time.Duration(rate))
+		defer tick.Stop()
+		for i := 0; i < b.N; i += per {
+			<-tick.C
+			pipe := c.Pipeline()
+			for range min(per, b.N-i) {
+				pipe.XAdd(ctx, &redis.XAddArgs{Stream: in, Values: []any{"payload", benchPayload, "trace", "bench"}})
+			}
+			if _, err := pipe.Exec(ctx); err != nil && ctx.Err() == nil {
+				b.Error(err)
+				return
+			}
+		}
+	}()
+	select {
+	case <-all:
+	case err := <-runErr:
+		b.Fatalf("Run returned early: %v", err)
+	}
+	b.StopTimer()
+	cancel()
+	if err := <-runErr; err != nil && !errors.Is(err, context.Canceled) {
+		b.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(lats)
+	q := func(p float64) float64 { return float64(lats[int(p*float64(len(lats)-1))]) / 1e6 }
+	b.ReportMetric(q(0.50), "p50-ms")
+	b.ReportMetric(q(0.99), "p99-ms")
+	b.ReportMetric(float64(rate), "load-ev/s")
 }
