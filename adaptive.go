@@ -35,6 +35,7 @@ type windowCtl struct {
 	period   time.Duration
 
 	limit    int
+	grow     bool      // slow start: the last period's rate wanted a bigger window
 	from     time.Time // start of the current period; zero before the first event
 	done     int       // events retired in the current period
 	bytes    int64     // payload bytes of all events fetched so far
@@ -45,7 +46,7 @@ type windowCtl struct {
 func newWindowCtl(minN, maxN int) *windowCtl {
 	return &windowCtl{
 		min: minN, max: max(minN, maxN), maxBytes: windowMaxBytes,
-		target: windowDrainTarget, period: windowPeriod, limit: minN,
+		target: windowDrainTarget, period: windowPeriod, limit: minN, grow: true,
 	}
 }
 
@@ -63,25 +64,31 @@ func (c *windowCtl) inFlight(n int) { c.peakUsed = max(c.peakUsed, n) }
 
 // retired records n events leaving the pipeline at now and returns the
 // new limit when it changed.
+//
+// Within a period, while the last period's rate asked for a bigger window
+// (and in the first period), each retired event adds one slot, as TCP's
+// slow start does: the window doubles every round trip of an event through
+// the pipeline, so a fast pipeline reaches its size in a few round trips
+// rather than a few periods. At the end of each period the limit moves
+// toward rate × target, at most halving or doubling.
 func (c *windowCtl) retired(now time.Time, n int) (int, bool) {
+	old := c.limit
 	c.done += n
 	if c.from.IsZero() {
 		c.from = now
 	}
-	elapsed := now.Sub(c.from)
-	if elapsed < c.period {
-		return c.limit, false
+	if c.grow {
+		c.limit = min(c.limit+n, c.cap())
 	}
-	rate := float64(c.done) / elapsed.Seconds()
-	c.from, c.done = now, 0
-	want := int(rate * c.target.Seconds())
-	next := min(max(want, c.limit/2), 2*c.limit)
-	next = min(max(next, c.min), c.cap())
-	if next == c.limit {
-		return c.limit, false
+	if elapsed := now.Sub(c.from); elapsed >= c.period {
+		rate := float64(c.done) / elapsed.Seconds()
+		c.from, c.done = now, 0
+		want := int(rate * c.target.Seconds())
+		next := min(max(want, c.limit/2), 2*c.limit)
+		c.limit = min(max(next, c.min), c.cap())
+		c.grow = want > c.limit
 	}
-	c.limit = next
-	return next, true
+	return c.limit, c.limit != old
 }
 
 // cap is the largest limit allowed: the count cap, and the byte cap at the

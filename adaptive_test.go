@@ -18,12 +18,31 @@ func TestWindowCtlGrowsWhileResultsAreFast(t *testing.T) {
 	c := newWindowCtl(64, 16384)
 	now := time.Unix(0, 0)
 	c.onFetched(now, 64, 64*1024)
-	// Each period the whole window leaves in 5ms: a rate far above what the
-	// window allows, so the limit doubles each period up to the cap.
+	// Slow start: the whole window comes back every 5ms, so the limit
+	// doubles every round trip, up to the cap, within the first period.
 	want := []int{128, 256, 512, 1024, 2048, 4096, 8192, 16384, 16384}
 	for i, w := range want {
-		if got := step(c, &now, c.limit*20); got != w {
-			t.Fatalf("period %d: limit %d, want %d", i, got, w)
+		now = now.Add(5 * time.Millisecond)
+		if got, _ := c.retired(now, c.limit); got != w {
+			t.Fatalf("round trip %d: limit %d, want %d", i, got, w)
+		}
+	}
+	// At 16384 events per 5ms the rate asks for far more than the cap.
+	if got := step(c, &now, 16384*20); got != 16384 {
+		t.Fatalf("after a period: limit %d, want the cap 16384", got)
+	}
+}
+
+func TestWindowCtlGrowsByPeriodsToo(t *testing.T) {
+	c := newWindowCtl(64, 16384)
+	c.grow = false
+	now := time.Unix(0, 0)
+	c.onFetched(now, 64, 64*1024)
+	// Without slow start the limit at most doubles per period.
+	want := []int{128, 256, 512, 1024}
+	for i, w := range want {
+		if got := step(c, &now, c.limit*20); got < w {
+			t.Fatalf("period %d: limit %d, want at least %d", i, got, w)
 		}
 	}
 }
@@ -88,15 +107,20 @@ func TestWindowCtlByteCap(t *testing.T) {
 	}
 }
 
-func TestWindowCtlWaitsForAFullPeriod(t *testing.T) {
+func TestWindowCtlShrinksOnlyAtTheEndOfAPeriod(t *testing.T) {
 	c := newWindowCtl(64, 16384)
+	c.limit, c.grow = 4096, false
 	now := time.Unix(0, 0)
 	c.onFetched(now, 1, 1)
 	for range 10 {
 		now = now.Add(c.period / 20)
-		if _, changed := c.retired(now, 1000); changed {
+		if _, changed := c.retired(now, 1); changed {
 			t.Fatal("limit changed before a full period had passed")
 		}
+	}
+	now = now.Add(c.period)
+	if l, _ := c.retired(now, 1); l != 2048 {
+		t.Fatalf("limit %d at the end of a slow period, want 2048 (halved)", l)
 	}
 }
 

@@ -48,7 +48,7 @@ func defaultConfig() config {
 		errs:              optcheck.New("sluice", ErrInvalidConfig),
 		concurrency:       8,
 		fetchBatch:        256,
-		writeBatch:        256,
+		writeBatch:        1024,
 		writers:           8,
 		enrichBatch:       1,
 		retries:           3,
