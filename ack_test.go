@@ -153,3 +153,35 @@ func TestInFlightWindowIsBoundedWhenEnricherStalls(t *testing.T) {
 	assert.Nil(t, src.violation.Load(), "window exceeded")
 	assert.Len(t, sink.Messages(), 200)
 }
+
+// With the adaptive default the window stays at its minimum, 4 × concurrency
+// and at least 64, while the model does not answer.
+func TestDefaultWindowStaysAtMinimumWhileEnricherStalls(t *testing.T) {
+	inner := sluicetest.NewSource("in", 4)
+	for i := range 500 {
+		inner.Publish(nil, fmt.Appendf(nil, "e%d", i))
+	}
+	inner.End()
+	src := &windowSpy{Source: inner, window: 64, fetches: make(chan int64, 1024)}
+	stall := make(chan struct{})
+	started := make(chan struct{}, 512)
+	enr := sluice.EnricherFunc(func(ctx context.Context, in *sluice.Message) (*sluice.Message, error) {
+		started <- struct{}{}
+		<-stall
+		return in, nil
+	})
+	sink := sluicetest.NewSink()
+	p, err := sluice.New(src, enr, sink, sluice.WithConcurrency(2), quiet())
+	require.NoError(t, err)
+	done := start(t, within(t), p)
+
+	wait(t, started)
+	wait(t, started)
+	for wait(t, src.fetches) < 64 {
+	}
+	assert.EqualValues(t, 64, src.fetched.Load()-src.acked.Load(), "the window is full at its minimum")
+	assert.Nil(t, src.violation.Load(), "window exceeded while stalled")
+	close(stall)
+	require.NoError(t, wait(t, done))
+	assert.Len(t, sink.Messages(), 500)
+}

@@ -89,8 +89,10 @@ func WithConcurrency(n int) Option {
 // ([WithEnrichBatch]).
 //
 // By default the window adapts: it starts at four times concurrency × batch
-// (at least 64) and, every 100ms, moves toward the number of events the
-// pipeline retires in one second, at most doubling or halving per step. So a
+// (at least 64), grows by one slot per retired event while results come back
+// fast (doubling every round trip), and every 100ms moves toward the number
+// of events the pipeline retires in one second, at most doubling or halving
+// per step. The steps follow the pipeline's clock ([WithClock]). So a
 // fast enricher and sink get a large window (up to 16384 events, and no more
 // than 64 MiB of event payload at the average event size seen), while slow
 // model calls shrink it back to the minimum, which keeps the events a
@@ -120,7 +122,7 @@ func WithFetchBatch(n int) Option {
 
 // WithWriteBatch sets the most messages passed to one Sink.Write, Ack or
 // WriteDeadLetters call. Writers take whatever is ready without waiting, so
-// small batches cost no latency. The default is 256.
+// small batches cost no latency. The default is 1024.
 func WithWriteBatch(n int) Option {
 	return func(c *config) {
 		if n < 1 {

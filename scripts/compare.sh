@@ -14,10 +14,19 @@ sluice_bench() {
     return 1
   }
   printf '%s\n' "$out" | grep '^Benchmark' >&2 || true
-  printf '%s\n' "$out" | awk '/^Benchmark/ {
+  printf '%s\n' "$out" | awk -v r="$SLUICE_ROUND" '/^Benchmark/ {
       name = $1; sub(/-[0-9]+$/, "", name)
-      for (i = 3; i + 1 <= NF; i += 2) print name, $(i + 1), $i
+      for (i = 3; i + 1 <= NF; i += 2) print name, $(i + 1), $i, r
     }' >>"$SLUICE_RESULTS"
+}
+
+# sluice_ratio A B METRIC: the median over rounds of B's value divided by
+# A's in the same round (runs of one round are side by side, so their ratio
+# is steadier than the ratio of medians when the machine's load changes).
+sluice_ratio() {
+  awk -v a="$1" -v b="$2" -v m="$3" '$2 == m && $1 == a { va[$4] = $3 } $2 == m && $1 == b { vb[$4] = $3 }
+    END { for (r in va) if (r in vb && va[r] > 0) print vb[r] / va[r] }' "$SLUICE_RESULTS" | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # sluice_median NAME METRIC: the median of the values recorded.
@@ -41,6 +50,7 @@ sluice_compare() {
   local r rate
   for ((r = 1; r <= runs; r++)); do
     sluice_log "round $r of $runs"
+    SLUICE_ROUND=$r
     sluice_bench "$tmp/kafka.test" kafka 'KafkaThroughput/(sarama-loop|defaults)$' 200000x
     sluice_bench "$tmp/redis.test" redisstream 'PassThrough/(HandLoop|SluiceDefaults)$' 100000x
     sluice_bench "$tmp/kafka.test" kafka 'KafkaModel/' 50000x
@@ -51,7 +61,7 @@ sluice_compare() {
     sluice_bench "$tmp/kafka.test" kafka 'KafkaMemory$' 1x
   done
 
-  local kl kd rl rd ml md m5 bound
+  local kl kd rl rd ml md m5 bound kr rr mr
   kl=$(sluice_median BenchmarkKafkaThroughput/sarama-loop events/s)
   kd=$(sluice_median BenchmarkKafkaThroughput/defaults events/s)
   rl=$(sluice_median BenchmarkPassThrough/HandLoop events/s)
@@ -59,16 +69,21 @@ sluice_compare() {
   ml=$(sluice_median BenchmarkKafkaModel/20ms-c256/sarama-loop events/s)
   md=$(sluice_median BenchmarkKafkaModel/20ms-c256/defaults events/s)
   m5=$(sluice_median BenchmarkKafkaModel/5ms/defaults events/s)
+  kr=$(sluice_ratio BenchmarkKafkaThroughput/sarama-loop BenchmarkKafkaThroughput/defaults events/s)
+  rr=$(sluice_ratio BenchmarkPassThrough/HandLoop BenchmarkPassThrough/SluiceDefaults events/s)
+  mr=$(sluice_ratio BenchmarkKafkaModel/20ms-c256/sarama-loop BenchmarkKafkaModel/20ms-c256/defaults events/s)
   bound=12800
   echo
-  echo "Medians of $runs interleaved runs ($(nproc) cores); ratios are the result."
+  echo "Medians of $runs interleaved runs ($(nproc) cores). Ratios, the result, are the medians of each round's"
+  echo "Sluice/loop ratio (the loop and Sluice run side by side in every round)."
   echo
-  awk -v kl="$kl" -v kd="$kd" -v rl="$rl" -v rd="$rd" -v ml="$ml" -v md="$md" -v b="$bound" 'BEGIN {
+  awk -v kl="$kl" -v kd="$kd" -v rl="$rl" -v rd="$rd" -v ml="$ml" -v md="$md" -v b="$bound" \
+    -v kr="$kr" -v rr="$rr" -v mr="$mr" 'BEGIN {
     print "| case | raw client loop | Sluice, defaults | ratio |"
     print "| --- | --- | --- | --- |"
-    printf "| Kafka pass-through, 200,000 events | %.0f ev/s | %.0f ev/s | **%.2fx** |\n", kl, kd, kd / kl
-    printf "| Redis pass-through, 100,000 events | %.0f ev/s | %.0f ev/s | **%.2fx** |\n", rl, rd, rd / rl
-    printf "| Kafka, 20 ms model, 256 in flight | %.0f ev/s (%.1f %% of %d) | %.0f ev/s (**%.1f %%** of %d) | %.2fx |\n", ml, 100 * ml / b, b, md, 100 * md / b, b, md / ml
+    printf "| Kafka pass-through, 200,000 events | %.0f ev/s | %.0f ev/s | **%.2fx** |\n", kl, kd, kr
+    printf "| Redis pass-through, 100,000 events | %.0f ev/s | %.0f ev/s | **%.2fx** |\n", rl, rd, rr
+    printf "| Kafka, 20 ms model, 256 in flight | %.0f ev/s (%.1f %% of %d) | %.0f ev/s (**%.1f %%** of %d) | %.2fx |\n", ml, 100 * ml / b, b, md, 100 * md / b, b, mr
   }'
   echo
   awk -v m5="$m5" \
