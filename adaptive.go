@@ -13,7 +13,7 @@ const (
 	// clock time.
 	windowPeriod = 100 * time.Millisecond
 	// windowMaxCount and windowMaxBytes cap the adaptive window.
-	windowMaxCount = 16384
+	windowMaxCount = 32768
 	windowMaxBytes = 64 << 20
 )
 

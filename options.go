@@ -93,7 +93,7 @@ func WithConcurrency(n int) Option {
 // fast (doubling every round trip), and every 100ms moves toward the number
 // of events the pipeline retires in one second, at most doubling or halving
 // per step. The steps follow the pipeline's clock ([WithClock]). So a
-// fast enricher and sink get a large window (up to 16384 events, and no more
+// fast enricher and sink get a large window (up to 32768 events, and no more
 // than 64 MiB of event payload at the average event size seen), while slow
 // model calls shrink it back to the minimum, which keeps the events a
 // rebalance or crash redelivers, and the memory held, small.
