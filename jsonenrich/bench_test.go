@@ -41,16 +41,16 @@ func BenchmarkExtractMerge(b *testing.B) {
 }
 
 // BenchmarkExtractMergeReference is BenchmarkExtractMerge with the previous
-// implementation (reference_test.go), for a comparison in one run.
+// implementation (the slow path, see export_test.go), for a comparison in one run.
 func BenchmarkExtractMergeReference(b *testing.B) {
 	b.SetBytes(int64(len(benchEvent)))
 	b.ReportAllocs()
 	for b.Loop() {
-		fields, err := refExtract(benchEvent, benchPaths)
+		fields, err := jsonenrich.ReferenceExtract(benchEvent, benchPaths)
 		if err != nil || len(fields) != 2 {
 			b.Fatal(fields, err)
 		}
-		out, err := refMerge(benchEvent, jsonenrich.DefaultKey, benchAnswer)
+		out, err := jsonenrich.ReferenceMerge(benchEvent, jsonenrich.DefaultKey, benchAnswer)
 		if err != nil || len(out) <= len(benchEvent) {
 			b.Fatal(err)
 		}

@@ -13,18 +13,18 @@ import (
 	"github.com/sluicehq/sluice/jsonenrich"
 )
 
-// same runs Extract and Merge and their reference (reference_test.go) on
+// same runs Extract and Merge and their reference (the slow path, see export_test.go) on
 // one input and fails unless they agree: the same fields or the same error
 // message, the same output bytes or the same error message.
 func same(t *testing.T, value []byte, paths []string, key string, answer []byte) {
 	t.Helper()
 	got, gerr := jsonenrich.Extract(value, paths)
-	want, werr := refExtract(value, paths)
+	want, werr := jsonenrich.ReferenceExtract(value, paths)
 	if fmt.Sprint(gerr) != fmt.Sprint(werr) || !equalFields(got, want) {
 		t.Fatalf("Extract(%q, %q):\n got %q, %v\nwant %q, %v", value, paths, got, gerr, want, werr)
 	}
 	out, gerr := jsonenrich.Merge(value, key, answer)
-	ref, werr := refMerge(value, key, answer)
+	ref, werr := jsonenrich.ReferenceMerge(value, key, answer)
 	if fmt.Sprint(gerr) != fmt.Sprint(werr) || !bytes.Equal(out, ref) || (out == nil) != (ref == nil) {
 		t.Fatalf("Merge(%q, %q, %q):\n got %q, %v\nwant %q, %v", value, key, answer, out, gerr, ref, werr)
 	}
