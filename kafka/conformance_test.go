@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"testing"
@@ -96,6 +97,10 @@ func publish(t testing.TB, bs []string, topic string, msgs []*sluice.Message) {
 		}
 	}
 	if err := p.SendMessages(recs); err != nil {
+		var perrs sarama.ProducerErrors
+		if errors.As(err, &perrs) && len(perrs) > 0 {
+			t.Fatalf("publish: %v (first: %v)", err, perrs[0].Err)
+		}
 		t.Fatalf("publish: %v", err)
 	}
 }

@@ -21,7 +21,15 @@ func testConfig() *sarama.Config {
 	// writes a test input twice.
 	cfg.Producer.Idempotent = true
 	cfg.Net.MaxOpenRequests = 1
-	cfg.Producer.Retry.Max = 10
+	// A partition's leader may refuse writes for several seconds after a
+	// broker restart or a new topic even though the metadata names it: ride
+	// that out (about 30 s) rather than fail the test's input. Retries of an
+	// idempotent producer keep their sequence numbers, so they never
+	// duplicate.
+	cfg.Producer.Retry.Max = 60
+	cfg.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration {
+		return min(100*time.Millisecond<<min(retries, 3), 500*time.Millisecond)
+	}
 	return cfg
 }
 
