@@ -8,29 +8,9 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/jsonkeys"
 	"github.com/sluicehq/sluice/jsonenrich"
 )
-
-// topKeys returns the top-level keys of a JSON object in document order.
-func topKeys(value []byte) []string {
-	dec := json.NewDecoder(bytes.NewReader(value))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil
-	}
-	var keys []string
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return keys
-		}
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
-			return keys
-		}
-		keys = append(keys, t.(string))
-	}
-	return keys
-}
 
 // hasDuplicates reports whether a key other than except repeats.
 func hasDuplicates(keys []string, except string) bool {
@@ -80,7 +60,7 @@ func FuzzExtractMerge(f *testing.F) {
 		if !json.Valid(out) {
 			t.Fatalf("Merge(%q, %q) = %q: not valid JSON", value, answer, out)
 		}
-		before := topKeys(value)
+		before := jsonkeys.Of(value)
 		if hasDuplicates(before, key) {
 			// A member other than the key repeated at the top level: which
 			// copy wins is up to the decoder, so the checks below do not

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/sluicehq/sluice/internal/jsonkeys"
 )
 
 // ErrSchema matches every error [ParseSchema] returns.
@@ -87,7 +89,7 @@ func parseSchema(raw json.RawMessage, at string) (*Schema, error) {
 				}
 				s.properties[name] = sub
 			}
-			s.order = objectKeys(v)
+			s.order = jsonkeys.Of(v)
 		case "required":
 			if err := json.Unmarshal(v, &s.required); err != nil {
 				return nil, fmt.Errorf("%w: %s.required must be a list of names", ErrSchema, at)
@@ -143,27 +145,6 @@ func parseSchema(raw json.RawMessage, at string) (*Schema, error) {
 		}
 	}
 	return s, nil
-}
-
-// objectKeys returns the keys of a JSON object in document order.
-func objectKeys(raw json.RawMessage) []string {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := dec.Token(); err != nil {
-		return nil
-	}
-	var keys []string
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return keys
-		}
-		var skip json.RawMessage
-		if dec.Decode(&skip) != nil {
-			return keys
-		}
-		keys = append(keys, t.(string))
-	}
-	return keys
 }
 
 // JSON returns the schema as compact JSON.
