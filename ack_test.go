@@ -152,6 +152,9 @@ func TestInFlightWindowIsBoundedWhenEnricherStalls(t *testing.T) {
 	require.NoError(t, wait(t, done))
 	assert.Nil(t, src.violation.Load(), "window exceeded")
 	assert.Len(t, sink.Messages(), 200)
+	st := p.Stats()
+	assert.EqualValues(t, 8, st.PeakInFlight, "the peak is the full window")
+	assert.Zero(t, st.InFlight)
 }
 
 // With the adaptive default the window stays at its minimum, 4 × concurrency

@@ -34,13 +34,12 @@ type windowCtl struct {
 	target   time.Duration
 	period   time.Duration
 
-	limit    int
-	grow     bool      // slow start: the last period's rate wanted a bigger window
-	from     time.Time // start of the current period; zero before the first event
-	done     int       // events retired in the current period
-	bytes    int64     // payload bytes of all events fetched so far
-	fetched  int64     // events fetched so far
-	peakUsed int       // most events in flight at once
+	limit   int
+	grow    bool      // slow start: the last period's rate wanted a bigger window
+	from    time.Time // start of the current period; zero before the first event
+	done    int       // events retired in the current period
+	bytes   int64     // payload bytes of all events fetched so far
+	fetched int64     // events fetched so far
 }
 
 func newWindowCtl(minN, maxN int) *windowCtl {
@@ -58,9 +57,6 @@ func (c *windowCtl) onFetched(now time.Time, n int, bytes int64) {
 	c.fetched += int64(n)
 	c.bytes += bytes
 }
-
-// inFlight records how many events are in flight, for the peak.
-func (c *windowCtl) inFlight(n int) { c.peakUsed = max(c.peakUsed, n) }
 
 // retired records n events leaving the pipeline at now and returns the
 // new limit when it changed.

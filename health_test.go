@@ -72,7 +72,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "ok", body["status"])
 	for _, k := range []string{"consumer_lag", "lag_by_partition", "enrichment_success_rate", "processed",
-		"enriched", "dead_lettered", "retried", "rate_limit_pauses", "in_flight", "success_rate_window"} {
+		"enriched", "dead_lettered", "retried", "rate_limit_pauses", "in_flight", "peak_in_flight", "success_rate_window"} {
 		assert.Contains(t, body, k)
 	}
 	assert.EqualValues(t, 2, body["processed"])

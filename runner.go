@@ -275,7 +275,6 @@ func (r *runner) onFetched(msgs []*Message) {
 			bytes += msgBytes(m)
 		}
 		r.ctl.onFetched(now, len(msgs), bytes)
-		r.ctl.inFlight(r.outstanding)
 	}
 	g := &fetchGroup{at: now.UnixNano(), left: len(msgs)}
 	r.groups = append(r.groups, g)
@@ -292,7 +291,7 @@ func (r *runner) onFetched(msgs []*Message) {
 		}
 		r.dispatch(it)
 	}
-	p.stats.inFlight.Store(int64(r.outstanding))
+	p.stats.setInFlight(r.outstanding)
 }
 
 // rejectEarly marks for the dead letters an event that must not be
@@ -395,7 +394,7 @@ func (r *runner) onWritten(batch []*item) {
 		}
 		r.retire(it)
 	}
-	p.stats.inFlight.Store(int64(r.outstanding))
+	p.stats.setInFlight(r.outstanding)
 	if r.ctl != nil {
 		if n, ok := r.ctl.retired(now, len(batch)); ok {
 			r.win.setLimit(n)

@@ -67,6 +67,10 @@ type Counts struct {
 	RateLimitPauses uint64 `json:"rate_limit_pauses"`
 	// InFlight is the number of events fetched but not yet acked.
 	InFlight int64 `json:"in_flight"`
+	// PeakInFlight is the most events in flight at once since the pipeline
+	// was created: what a rebalance or a crash would have delivered again
+	// at worst, besides what was acked but not yet committed.
+	PeakInFlight int64 `json:"peak_in_flight"`
 }
 
 // Stats is a snapshot of a pipeline's counters and timings; [Health] is
@@ -107,7 +111,7 @@ const latencySamples = 2048
 // stats holds the counters behind [Stats].
 type stats struct {
 	received, enriched, dead, retried, rateLimited, pauses atomic.Uint64
-	inFlight                                               atomic.Int64
+	inFlight, peakInFlight                                 atomic.Int64
 	oldestNs                                               atomic.Int64 // fetch time of the oldest unfinished event; 0 when none
 
 	writeMu       sync.Mutex
@@ -154,6 +158,15 @@ func (s *stats) record(now time.Time, enriched, dead uint64, lats []time.Duratio
 }
 
 // setErr records the error that stopped the pipeline.
+// setInFlight records how many events are in flight, and the peak. Only the
+// runner's goroutine calls it.
+func (s *stats) setInFlight(n int) {
+	s.inFlight.Store(int64(n))
+	if int64(n) > s.peakInFlight.Load() {
+		s.peakInFlight.Store(int64(n))
+	}
+}
+
 func (s *stats) setErr(err error) {
 	s.mu.Lock()
 	s.err = err.Error()
@@ -216,6 +229,7 @@ func (s *stats) snapshot(now time.Time, window time.Duration) Stats {
 			RateLimited:     s.rateLimited.Load(),
 			RateLimitPauses: s.pauses.Load(),
 			InFlight:        s.inFlight.Load(),
+			PeakInFlight:    s.peakInFlight.Load(),
 		},
 		Window: window,
 	}

@@ -179,8 +179,8 @@ func runDefaults(b *testing.B, bs []string, in, out string, n int, lat *latencie
 }
 
 // pipelineWith is a pass-through pipeline with the given options whose
-// enricher calls model for each event (nil: no model); when peak is not nil it records the most
-// events in flight (fetched and not yet acked) seen during the run.
+// enricher calls model for each event (nil: no model); when peak is not nil it receives the most
+// events in flight (fetched and not yet acked) during the run.
 func pipelineWith(model *benchModel, peak *atomic.Int64, opts ...sluice.Option) passThrough {
 	return func(b *testing.B, bs []string, in, out string, n int, lat *latencies, joined func()) time.Time {
 		ctx := context.Background()
@@ -226,24 +226,6 @@ func pipelineWith(model *benchModel, peak *atomic.Int64, opts ...sluice.Option) 
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() { done <- p.Run(runCtx) }()
-		if peak != nil {
-			stopPeak := make(chan struct{})
-			defer close(stopPeak)
-			go func() {
-				t := time.NewTicker(time.Millisecond)
-				defer t.Stop()
-				for {
-					select {
-					case <-t.C:
-						if v := int64(p.Stats().InFlight); v > peak.Load() {
-							peak.Store(v)
-						}
-					case <-stopPeak:
-						return
-					}
-				}
-			}()
-		}
 		select {
 		case <-src.joined:
 			joined()
@@ -257,6 +239,9 @@ func pipelineWith(model *benchModel, peak *atomic.Int64, opts ...sluice.Option) 
 		}
 		b.StopTimer()
 		end := time.Now()
+		if peak != nil {
+			peak.Store(p.Stats().PeakInFlight)
+		}
 		cancel()
 		if err := <-done; err != nil {
 			b.Fatal(err)

@@ -131,28 +131,11 @@ func benchSluice(b *testing.B, pipeOpts ...sluice.Option) {
 	start := time.Now()
 	runErr := make(chan error, 1)
 	go func() { runErr <- p.Run(ctx) }()
-	var peak atomic.Int64
-	stopPeak := make(chan struct{})
-	go func() {
-		t := time.NewTicker(time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				if v := p.Stats().InFlight; v > peak.Load() {
-					peak.Store(v)
-				}
-			case <-stopPeak:
-				return
-			}
-		}
-	}()
 	select {
 	case <-obs.done:
 	case err := <-runErr:
 		b.Fatalf("Run returned early: %v", err)
 	}
-	close(stopPeak)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	cancel()
@@ -163,7 +146,7 @@ func benchSluice(b *testing.B, pipeOpts ...sluice.Option) {
 	b.ReportMetric(float64(b.N)/float64(max(reads.n.Load(), 1)), "events/read")
 	// Events read and not yet acked: at most what a crash leaves pending for
 	// another consumer to claim.
-	b.ReportMetric(float64(peak.Load()), "peak-in-flight")
+	b.ReportMetric(float64(p.Stats().PeakInFlight), "peak-in-flight")
 }
 
 // readCounter counts XREADGROUP calls.
