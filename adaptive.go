@@ -15,6 +15,10 @@ const (
 	// windowMaxCount and windowMaxBytes cap the adaptive window.
 	windowMaxCount = 32768
 	windowMaxBytes = 64 << 20
+	// slowStartGain is how many times over the window grows per round trip
+	// of an event while the rate asks for more: each retired event adds
+	// slowStartGain-1 slots.
+	slowStartGain = 4
 )
 
 // windowCtl sizes the in-flight window from what the pipeline does: every
@@ -62,10 +66,11 @@ func (c *windowCtl) onFetched(now time.Time, n int, bytes int64) {
 // new limit when it changed.
 //
 // Within a period, while the last period's rate asked for a bigger window
-// (and in the first period), each retired event adds one slot, as TCP's
-// slow start does: the window doubles every round trip of an event through
-// the pipeline, so a fast pipeline reaches its size in a few round trips
-// rather than a few periods. At the end of each period the limit moves
+// (and in the first period), each retired event adds slowStartGain-1 slots,
+// in the manner of TCP's slow start: the window grows fourfold every round
+// trip of an event through the pipeline, so a fast pipeline reaches its size
+// in a few round trips (five from 64 to 32,768) rather than a few periods.
+// A slow model retires nothing for a while, so it does not grow the window. At the end of each period the limit moves
 // toward rate × target, at most halving or doubling.
 func (c *windowCtl) retired(now time.Time, n int) (int, bool) {
 	old := c.limit
@@ -74,7 +79,7 @@ func (c *windowCtl) retired(now time.Time, n int) (int, bool) {
 		c.from = now
 	}
 	if c.grow {
-		c.limit = min(c.limit+n, c.cap())
+		c.limit = min(c.limit+(slowStartGain-1)*n, c.cap())
 	}
 	if elapsed := now.Sub(c.from); elapsed >= c.period {
 		rate := float64(c.done) / elapsed.Seconds()

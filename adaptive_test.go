@@ -19,8 +19,9 @@ func TestWindowCtlGrowsWhileResultsAreFast(t *testing.T) {
 	now := time.Unix(0, 0)
 	c.onFetched(now, 64, 64*1024)
 	// Slow start: the whole window comes back every 5ms, so the limit
-	// doubles every round trip, up to the cap, within the first period.
-	want := []int{128, 256, 512, 1024, 2048, 4096, 8192, 16384, 16384}
+	// grows fourfold every round trip, up to the cap, within the first
+	// period.
+	want := []int{256, 1024, 4096, 16384, 16384}
 	for i, w := range want {
 		now = now.Add(5 * time.Millisecond)
 		if got, _ := c.retired(now, c.limit); got != w {
