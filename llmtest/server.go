@@ -74,8 +74,8 @@ func (s *Server) Close() {
 }
 
 // Handler is the fake server as an [http.Handler]. It serves
-// POST /v1/chat/completions and GET /v1/models (also without the /v1
-// prefix). Its methods are safe for concurrent use.
+// POST /v1/chat/completions, GET /v1/models and GET /stats (the [Stats] as
+// JSON), each also with or without the /v1 prefix. Its methods are safe for concurrent use.
 type Handler struct {
 	cfg     config
 	limiter *rate.Limiter
@@ -160,26 +160,29 @@ func (h *Handler) Inject(faults ...Fault) {
 // Stats counts what the server has seen.
 type Stats struct {
 	// Total counts completion requests.
-	Total int64
+	Total int64 `json:"total"`
 	// ByStatus counts completion responses by HTTP status. Hangs and
 	// resets have no status.
-	ByStatus map[int]int64
+	ByStatus map[int]int64 `json:"by_status"`
 	// ByFormat counts completion requests by response_format type:
 	// "json_schema", "json_object", or "none".
-	ByFormat map[string]int64
+	ByFormat map[string]int64 `json:"by_format"`
 	// MaxConcurrent is the most completion requests held at once,
 	// including the ones refused for the concurrency limit.
-	MaxConcurrent int64
+	MaxConcurrent int64 `json:"max_concurrent"`
 	// Completions counts 200 answers; BatchCompletions counts those that
 	// answered a batch, and BatchItems the events they were asked about.
-	Completions      int64
-	BatchCompletions int64
-	BatchItems       int64
+	Completions      int64 `json:"completions"`
+	BatchCompletions int64 `json:"batch_completions"`
+	BatchItems       int64 `json:"batch_items"`
+	// Events counts the events answered: one per single completion, and
+	// each event of a batch.
+	Events int64 `json:"events"`
 	// Hangs and Resets count injected or random hangs and resets.
-	Hangs  int64
-	Resets int64
+	Hangs  int64 `json:"hangs"`
+	Resets int64 `json:"resets"`
 	// ModelLists counts GET /v1/models requests.
-	ModelLists int64
+	ModelLists int64 `json:"model_lists"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -195,6 +198,7 @@ func (h *Handler) Stats() Stats {
 	for k, v := range h.stats.ByFormat {
 		s.ByFormat[k] = v
 	}
+	s.Events = s.Completions - s.BatchCompletions + s.BatchItems
 	return s
 }
 
@@ -281,6 +285,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.completion(w, r)
+	case "/stats":
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			h.fail(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "use GET for /stats", nil)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(h.Stats())
 	case "/models":
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)

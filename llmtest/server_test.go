@@ -254,3 +254,29 @@ func equal(a, b []int) bool {
 	}
 	return true
 }
+
+func TestStatsEndpoint(t *testing.T) {
+	srv := llmtest.NewServer()
+	defer srv.Close()
+	body := `{"model":"m","messages":[{"role":"system","content":"Task: sentiment"},{"role":"user","content":"{\"text\":\"great\"}"}]}`
+	resp, err := http.Post(srv.BaseURL()+"/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, path := range []string{"/stats", "/v1/stats"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %v", path, resp.StatusCode, err)
+		}
+		if st["completions"] != 1.0 || st["events"] != 1.0 {
+			t.Errorf("%s: %v, want 1 completion and 1 event", path, st)
+		}
+	}
+}

@@ -39,6 +39,7 @@ type Enricher struct {
 	log      *slog.Logger
 	mode     atomic.Int32 // OutputMode in use; moves down under OutputAuto
 	prompts  [2][2]string // system prompts by [batch][schema in prompt]
+	cache    *cacheState  // nil without WithCache
 }
 
 var (
@@ -95,6 +96,9 @@ func New(model string, task Task, textFields []string, opts ...Option) (*Enriche
 		}
 	}
 	e.endpoint = cfg.baseURL + "/chat/completions"
+	if cfg.cache != nil {
+		e.cache = &cacheState{c: cfg.cache}
+	}
 	e.lim = newLimiter(cfg.maxConc, cfg.adaptive)
 	e.log = cfg.logger
 	if e.log == nil {
@@ -161,6 +165,13 @@ func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, _ *slu
 	if err != nil {
 		return nil, err
 	}
+	var key string
+	if e.cache != nil {
+		key = e.cacheKey(user)
+		if enr, ok := e.cached(ctx, key); ok {
+			return enr, nil
+		}
+	}
 	c := call{name: e.task.Name, schema: e.schema.JSON(), user: user, maxTokens: e.cfg.maxTokens}
 	var last error
 	for attempt := 1; attempt <= 2; attempt++ {
@@ -169,7 +180,11 @@ func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, _ *slu
 			if verr := e.schema.Validate(ans); verr != nil {
 				err = invalid("the answer does not match the %s schema: %v", e.task.Name, verr)
 			} else {
-				return e.enrichment(model, ans)
+				enr, err := e.enrichment(model, ans)
+				if err == nil && e.cache != nil {
+					e.store(ctx, key, enr)
+				}
+				return enr, err
 			}
 		}
 		if !errors.Is(err, ErrInvalidAnswer) {
@@ -283,7 +298,15 @@ func (e *Enricher) EnrichBatch(ctx context.Context, in []*sluice.Message) []slui
 			res[i].Err = err
 			continue
 		}
-		todo = append(todo, pending{i: i, input: input})
+		p := pending{i: i, input: input}
+		if e.cache != nil {
+			p.key = e.cacheKey(input)
+			if enr, ok := e.cached(ctx, p.key); ok {
+				res[i].Msg, res[i].Err = e.merged(m, enr)
+				continue
+			}
+		}
+		todo = append(todo, p)
 	}
 	for chunk := range slices.Chunk(todo, e.cfg.maxBatch) {
 		e.batch(ctx, in, chunk, res)
@@ -294,6 +317,16 @@ func (e *Enricher) EnrichBatch(ctx context.Context, in []*sluice.Message) []slui
 type pending struct {
 	i     int
 	input json.RawMessage
+	key   string // in the cache; empty without one
+}
+
+// merged is in with enr stored under the enrichment key.
+func (e *Enricher) merged(in *sluice.Message, enr json.RawMessage) (*sluice.Message, error) {
+	out, err := jsonenrich.Merge(in.Value, e.cfg.key, enr)
+	if err != nil {
+		return nil, err
+	}
+	return in.WithValue(out), nil
 }
 
 func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pending, res []sluice.BatchResult) {
@@ -356,12 +389,11 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 		}
 		enr, err := e.enrichment(model, a)
 		if err == nil {
-			var out []byte
-			out, err = jsonenrich.Merge(in[p.i].Value, e.cfg.key, enr)
-			if err == nil {
-				res[p.i].Msg = in[p.i].WithValue(out)
-				continue
+			if e.cache != nil {
+				e.store(ctx, p.key, enr)
 			}
+			res[p.i].Msg, res[p.i].Err = e.merged(in[p.i], enr)
+			continue
 		}
 		res[p.i].Err = err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/enrichcache"
 	"github.com/sluicehq/sluice/internal/optcheck"
 	"github.com/sluicehq/sluice/jsonenrich"
 )
@@ -49,6 +50,7 @@ type config struct {
 	key         string
 	logger      *slog.Logger
 	httpClient  *http.Client
+	cache       enrichcache.Cache
 	now         func() time.Time
 	errs        optcheck.Errors
 }
@@ -281,6 +283,23 @@ func WithLogger(l *slog.Logger) Option {
 			return
 		}
 		c.logger = l
+	}
+}
+
+// WithCache puts c in front of the model: an event whose model, task
+// prompt, output schema and extracted texts were answered before gets the
+// stored enrichment, byte for byte (the same ai_enrichment, hash included),
+// without a call. Answers are stored once validated; failed calls are not.
+// The cache's errors never fail an event: they count as misses and are
+// logged at most every 10 seconds. Use [enrichcache.NewMemory] in one
+// process, or rediscache for a fleet of instances.
+func WithCache(c enrichcache.Cache) Option {
+	return func(cfg *config) {
+		if c == nil {
+			cfg.reject("WithCache(nil)", "the cache is nil", "leave the option out to call the model for every event")
+			return
+		}
+		cfg.cache = c
 	}
 }
 
