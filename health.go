@@ -61,6 +61,19 @@ type Health struct {
 	LatencyMs map[string]float64 `json:"latency_ms"`
 	// Error is the error that stopped the pipeline, if any.
 	Error string `json:"error,omitempty"`
+	// Parts holds the figures of the source, enricher and sinks that
+	// implement [HealthReporter], by the name each reports.
+	Parts map[string]any `json:"parts,omitempty"`
+}
+
+// HealthReporter is an optional interface of a [Source], [Enricher], [Sink]
+// or [DeadLetterWriter] with figures of its own for the health document,
+// such as an enrichment cache's hit ratio: HealthReport returns a name and
+// a JSON-encodable value, shown under [Health].Parts[name], or an empty
+// name for nothing. It is called on every health probe, so it must be cheap
+// and safe for concurrent use.
+type HealthReporter interface {
+	HealthReport() (name string, v any)
 }
 
 // Health status values; see [Health.Status].
@@ -138,6 +151,18 @@ func (p *Pipeline) Health(ctx context.Context) Health {
 		}
 	} else {
 		h.LagError = fmt.Sprintf("source %T does not report lag", p.src)
+	}
+	for _, part := range []any{p.src, p.enr, p.sink, p.dlq} {
+		hr, ok := part.(HealthReporter)
+		if !ok {
+			continue
+		}
+		if name, v := hr.HealthReport(); name != "" {
+			if h.Parts == nil {
+				h.Parts = map[string]any{}
+			}
+			h.Parts[name] = v
+		}
 	}
 	if st.State == StatePaused && !st.PausedUntil.IsZero() {
 		h.PausedUntil = st.PausedUntil.UTC().Format(time.RFC3339Nano)

@@ -317,3 +317,28 @@ func TestLivenessAfterAnErrorStop(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.Contains(t, body["reason"], "rejected the key")
 }
+
+// reportingEnricher is an enricher with figures of its own.
+type reportingEnricher struct {
+	sluice.EnricherFunc
+	name string
+}
+
+func (r reportingEnricher) HealthReport() (string, any) {
+	return r.name, map[string]int{"hits": 3}
+}
+
+func TestHealthShowsThePartsReports(t *testing.T) {
+	src := sluicetest.NewSource("in", 1)
+	noop := sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) { return m, nil })
+	p, err := sluice.New(src, reportingEnricher{EnricherFunc: noop, name: "model"}, sluicetest.NewSink(), quiet())
+	require.NoError(t, err)
+	_, body := getJSON(t, p.Handler(), "/healthz")
+	assert.Equal(t, map[string]any{"model": map[string]any{"hits": 3.0}}, body["parts"])
+
+	// An empty name reports nothing, and no parts key is shown.
+	p, err = sluice.New(src, reportingEnricher{EnricherFunc: noop}, sluicetest.NewSink(), quiet())
+	require.NoError(t, err)
+	_, body = getJSON(t, p.Handler(), "/healthz")
+	assert.NotContains(t, body, "parts")
+}

@@ -3,6 +3,7 @@ package openai
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -192,5 +193,24 @@ func TestWithCacheNil(t *testing.T) {
 	_, err := New("m", Sentiment(), []string{"text"}, WithCache(nil))
 	if !errors.Is(err, sluice.ErrInvalidConfig) || !strings.Contains(err.Error(), "WithCache(nil)") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestHealthReportShowsTheCache(t *testing.T) {
+	e, _ := newTest(t, Sentiment(), nil, WithCache(memCache(t)))
+	for range 3 {
+		if _, err := e.Enrich(bg(), event("great")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name, v := e.HealthReport()
+	b, _ := json.Marshal(v)
+	if name != "model" || !strings.Contains(string(b), `"cache":{"hits":2,"misses":1,`) || !strings.Contains(string(b), `"hit_ratio":0.666`) {
+		t.Errorf("%s: %s", name, b)
+	}
+	plain, _ := newTest(t, Sentiment(), nil)
+	_, v = plain.HealthReport()
+	if b, _ := json.Marshal(v); strings.Contains(string(b), "cache") {
+		t.Errorf("no cache, yet %s", b)
 	}
 }

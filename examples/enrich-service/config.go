@@ -63,6 +63,9 @@ type config struct {
 	RedisTLS      bool
 	RedisCAFile   string
 
+	// The enrichment cache.
+	Cache cacheConfig
+
 	apiKey        string
 	redisPassword string
 	kafkaSASLPass string
@@ -113,6 +116,11 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.RedisUser, "redis-user", "", "Redis ACL `user` (password from "+envRedisPassword+")")
 	fs.BoolVar(&c.RedisTLS, "redis-tls", false, "connect to Redis with TLS (implied by -redis-ca-file)")
 	fs.StringVar(&c.RedisCAFile, "redis-ca-file", "", "PEM `file` of the CAs that sign the Redis server's certificate (default: system roots)")
+	c.Cache.Size = defaultCacheSize
+	fs.StringVar(&c.Cache.Kind, "cache", "memory", "enrichment `cache`: memory (in this process), redis (shared by instances, with a TTL) or off; a hit skips the model call")
+	fs.Var(&c.Cache.Size, "cache-size", "most `bytes` the memory cache holds, such as 64MiB")
+	fs.DurationVar(&c.Cache.TTL, "cache-ttl", defaultCacheTTL, "how long the redis cache keeps an answer")
+	fs.StringVar(&c.Cache.RedisAddr, "cache-redis-addr", "", "Redis `host:port` of the redis cache (default: -redis-addr; user, password and TLS as for -redis-addr)")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	fs.Usage = envflag.Usage(fs, envPrefix, "sluice-enrich [flags]", "version")
 
@@ -132,6 +140,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	c.kafkaSASLPass = os.Getenv(envKafkaSASLPassword)
 	c.KafkaTLS = c.KafkaTLS || c.KafkaCAFile != "" || c.KafkaCertFile != "" || c.KafkaKeyFile != ""
 	c.RedisTLS = c.RedisTLS || c.RedisCAFile != ""
+	if c.Cache.RedisAddr == "" {
+		c.Cache.RedisAddr = c.RedisAddr
+	}
 	if c.showVersion {
 		return c, nil
 	}
@@ -186,6 +197,7 @@ func (c *config) validate() error {
 	if len(c.Fields) == 0 {
 		bad("-fields: empty")
 	}
+	c.Cache.validate(bad)
 	if c.Concurrency < 1 {
 		bad("-concurrency %d: must be at least 1", c.Concurrency)
 	}
@@ -254,6 +266,13 @@ func (c *config) redacted() map[string]any {
 	}
 	if c.Task == "translate" {
 		m["language"] = c.Language
+	}
+	m["cache"] = c.Cache.Kind
+	switch c.Cache.Kind {
+	case "memory":
+		m["cache_size"] = c.Cache.Size.String()
+	case "redis":
+		m["cache_redis_addr"], m["cache_ttl"] = c.Cache.RedisAddr, c.Cache.TTL.String()
 	}
 	if c.Source == "kafka" {
 		m["brokers"] = c.Brokers

@@ -89,3 +89,59 @@ func TestConfigConnectionSecurity(t *testing.T) {
 		t.Errorf("missing password: %v", err)
 	}
 }
+
+func TestConfigCache(t *testing.T) {
+	c, err := parseConfig(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cache.Kind != "memory" || c.Cache.Size != 64<<20 || c.Cache.RedisAddr != c.RedisAddr {
+		t.Errorf("default cache %+v", c.Cache)
+	}
+	c, err = parseConfig([]string{"-cache", "redis", "-cache-redis-addr", "10.0.0.1:6380", "-cache-ttl", "2h", "-cache-size", "512KiB"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cache.Kind != "redis" || c.Cache.RedisAddr != "10.0.0.1:6380" || c.Cache.TTL.String() != "2h0m0s" || c.Cache.Size != 512<<10 {
+		t.Errorf("cache %+v", c.Cache)
+	}
+	if d := fmt.Sprint(c.redacted()); !strings.Contains(d, "cache:redis") || !strings.Contains(d, "cache_ttl:2h0m0s") {
+		t.Errorf("redacted config: %s", d)
+	}
+
+	_, err = parseConfig([]string{"-cache", "disk", "-cache-ttl", "0s"}, io.Discard)
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), `-cache "disk"`) {
+		t.Errorf("bad -cache: %v", err)
+	}
+	_, err = parseConfig([]string{"-cache", "redis", "-cache-ttl", "10ms"}, io.Discard)
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "-cache-ttl") {
+		t.Errorf("bad -cache-ttl: %v", err)
+	}
+	_, err = parseConfig([]string{"-cache-size", "12XB"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "not a size") {
+		t.Errorf("bad -cache-size: %v", err)
+	}
+	_, err = parseConfig([]string{"-cache-size", "0"}, io.Discard)
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "-cache-size") {
+		t.Errorf("zero -cache-size: %v", err)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"64MiB": 64 << 20, "1GiB": 1 << 30, "512 KiB": 512 << 10, "1000": 1000, "10B": 10} {
+		var b byteSize
+		if err := b.Set(in); err != nil || int64(b) != want {
+			t.Errorf("%q: %d %v, want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5MiB", "MiB", "99999999999GiB"} {
+		var b byteSize
+		if err := b.Set(in); err == nil {
+			t.Errorf("%q accepted as %d", in, b)
+		}
+	}
+	b := byteSize(64 << 20)
+	if b.String() != "64MiB" {
+		t.Errorf("String %q", b.String())
+	}
+}

@@ -40,6 +40,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/enrichcache"
 	"github.com/sluicehq/sluice/metrics"
 	"github.com/sluicehq/sluice/openai"
 )
@@ -98,7 +99,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
-	enr, err := newEnricher(cfg, log)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cache, closeCache, err := newCache(cfg, reg, log)
+	if err != nil {
+		return exitUsage, err
+	}
+	defer closeCache()
+	enr, err := newEnricher(cfg, cache, log)
 	if err != nil {
 		return exitUsage, err
 	}
@@ -110,8 +118,6 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	}
 	defer ps.close(log)
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opts := []sluice.Option{
 		sluice.WithConcurrency(cfg.Concurrency),
 		sluice.WithRetries(cfg.Retries),
@@ -175,7 +181,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	}
 }
 
-func newEnricher(cfg *config, log *slog.Logger) (*openai.Enricher, error) {
+func newEnricher(cfg *config, cache enrichcache.Cache, log *slog.Logger) (*openai.Enricher, error) {
 	var task openai.Task
 	switch cfg.Task {
 	case "sentiment":
@@ -194,6 +200,9 @@ func newEnricher(cfg *config, log *slog.Logger) (*openai.Enricher, error) {
 	}
 	if cfg.apiKey != "" {
 		opts = append(opts, openai.WithAPIKeyEnv(envAPIKey))
+	}
+	if cache != nil {
+		opts = append(opts, openai.WithCache(cache))
 	}
 	return openai.New(cfg.Model, task, cfg.Fields, opts...)
 }
