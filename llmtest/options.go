@@ -17,6 +17,7 @@ type Option func(*config)
 
 type config struct {
 	latency        Latency
+	perEvent       time.Duration
 	maxConcurrency int
 	rps            float64
 	burst          int
@@ -100,6 +101,21 @@ func WithLatency(l Latency) Option {
 			return
 		}
 		c.latency = l
+	}
+}
+
+// WithPerEventLatency adds d to a completion's latency for each event it
+// answers: a single call takes WithLatency's time plus d, and a batch of n
+// events plus n×d, the way a real model's time grows with the text it reads
+// and writes while the fixed cost of a call (queueing, the prompt, the
+// round trip) is paid once.
+func WithPerEventLatency(d time.Duration) Option {
+	return func(c *config) {
+		if d < 0 {
+			c.reject(optcheck.Call("WithPerEventLatency", d), "the duration is negative", "pass 0 or more")
+			return
+		}
+		c.perEvent = d
 	}
 }
 

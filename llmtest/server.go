@@ -455,7 +455,7 @@ func (h *Handler) completion(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, h.cfg.errorStatus, "server_error", "", "The server had an error while processing your request. Sorry about that!", nil)
 		return
 	}
-	if d := h.delay(); d > 0 {
+	if d := h.delay() + time.Duration(h.events(&req))*h.cfg.perEvent; d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
@@ -469,6 +469,34 @@ func (h *Handler) completion(w http.ResponseWriter, r *http.Request) {
 	malformed := (injected && fault.Malformed) || h.chance(h.cfg.malformedRate)
 	truncated := (injected && fault.Truncated) || h.chance(h.cfg.truncateRate)
 	h.answer(w, &req, format, malformed, truncated, fault.Header)
+}
+
+// events is how many events a completion request asks about: the ids of a
+// batch, or one. It is counted only when the per-event latency needs it.
+func (h *Handler) events(req *request) int {
+	if h.cfg.perEvent == 0 {
+		return 0
+	}
+	var system, user string
+	for _, m := range req.Messages {
+		switch m.Role {
+		case "system", "developer":
+			system += contentText(m.Content) + "\n"
+		case "user":
+			user = contentText(m.Content)
+		}
+	}
+	var name string
+	if rf := req.ResponseFormat; rf != nil && rf.JSONSchema != nil {
+		name = rf.JSONSchema.Name
+	}
+	if _, batch := detectTask(name, system); batch {
+		var ins map[string]json.RawMessage
+		if json.Unmarshal([]byte(user), &ins) == nil {
+			return len(ins)
+		}
+	}
+	return 1
 }
 
 func (h *Handler) answer(w http.ResponseWriter, req *request, format string, malformed, truncated bool, extra http.Header) {

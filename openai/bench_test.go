@@ -2,6 +2,7 @@ package openai
 
 import (
 	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,5 +171,38 @@ func BenchmarkEventJSON(b *testing.B) {
 		if _, err := jsonenrich.Merge(event, e.cfg.key, enr); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkBatching runs b.N events through 8 calls at once against a model
+// whose call costs 20ms plus 2ms per event it answers, for batches of 1, 4,
+// 8 and 16 events per call (WithEnrichBatch and WithMaxBatch), and reports
+// model calls per event and events/s. Answers are the same whatever the
+// batch: the fake answers each event on its own text.
+//
+//	go test -run '^$' -bench Batching -benchtime 4000x ./openai
+func BenchmarkBatching(b *testing.B) {
+	for _, n := range []int{1, 4, 8, 16} {
+		b.Run(fmt.Sprintf("batch=%d", n), func(b *testing.B) {
+			srv := llmtest.NewServer(llmtest.WithLatency(llmtest.Fixed(20*time.Millisecond)), llmtest.WithPerEventLatency(2*time.Millisecond))
+			defer srv.Close()
+			e, err := New("llmtest", Sentiment(), []string{"text"}, WithBaseURL(srv.BaseURL()), WithMaxBatch(n), WithLogger(testutil.Quiet()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			b.ResetTimer()
+			res := runPipeline(b, e, b.N, 8, n)
+			b.StopTimer()
+			if res.dead > 0 {
+				b.Fatalf("%d events dead-lettered: %s", res.dead, res.letters[0].Reason)
+			}
+			st := srv.Stats()
+			if st.Events != int64(b.N) {
+				b.Fatalf("the model answered %d events for %d", st.Events, b.N)
+			}
+			b.ReportMetric(float64(st.Completions)/float64(b.N), "calls/event")
+			b.ReportMetric(float64(b.N)/res.elapsed.Seconds(), "events/s")
+		})
 	}
 }
