@@ -16,8 +16,13 @@
 //
 // # Structured output
 //
+// Schemas are JSON Schema (draft 2020-12 unless $schema names another),
+// compiled and enforced by a full validator, so a custom task may use every
+// keyword OpenAI's strict mode accepts (anyOf, $defs and $ref within the
+// schema, const, pattern, format, minItems, ...) and more.
+//
 // By default the Enricher asks for response_format json_schema (strict when
-// the schema allows it). When a server rejects that with 400 or 422, it
+// the schema keeps to strict mode's rules, see [Schema.Strict]). When a server rejects that with 400 or 422, it
 // falls back to json_object and then to the prompt alone, which always
 // spells out the schema; see [OutputMode]. Whatever the server did, the
 // answer is parsed (a Markdown code fence or surrounding prose is tolerated)

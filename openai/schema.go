@@ -5,172 +5,195 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/sluicehq/sluice/internal/jsonkeys"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
 )
 
 // ErrSchema matches every error [ParseSchema] returns.
 var ErrSchema = errors.New("openai: unsupported or malformed JSON schema")
 
-// Schema is a compiled JSON schema of the subset that structured outputs
-// use: type (one name or a list, including "null"), properties, required,
-// additionalProperties (a boolean or a schema), enum, items, minimum and
-// maximum. Annotations (description, title, $schema, default, examples,
-// format) are accepted and ignored; any other keyword is refused, so that
-// a schema is never silently checked less strictly than it reads.
+// Schema is a compiled JSON Schema (draft 2020-12 unless the schema names
+// another with $schema), checked by a full validator: every keyword of the
+// draft is enforced, including those OpenAI's strict structured outputs
+// accept (anyOf, $defs and $ref, const, pattern, format, minItems, ...).
+// A $ref may point only inside the schema itself; references to files or
+// URLs are refused.
 type Schema struct {
-	raw        json.RawMessage
-	types      []string
-	properties map[string]*Schema
-	order      []string // property names in schema order
-	required   []string
-	addlBool   *bool
-	addl       *Schema
-	enum       []string // canonical JSON of each allowed value
-	items      *Schema
-	minimum    *float64
-	maximum    *float64
+	raw      json.RawMessage
+	compiled *jsonschema.Schema
+	strict   bool
+	object   bool // the top level says "type": "object"
 }
 
-var annotations = map[string]bool{
-	"description": true, "title": true, "$schema": true, "default": true,
-	"examples": true, "format": true, "$id": true, "$comment": true,
-}
-
-var knownTypes = map[string]bool{
-	"object": true, "array": true, "string": true, "number": true,
-	"integer": true, "boolean": true, "null": true,
-}
-
-// ParseSchema compiles a JSON schema.
+// ParseSchema compiles a JSON schema. Besides what the validator checks, a
+// "required" list must name properties the object declares.
 func ParseSchema(raw json.RawMessage) (*Schema, error) {
-	return parseSchema(raw, "$")
+	doc, err := decodeNumbers(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: $ is %v", ErrSchema, err)
+	}
+	root, ok := doc.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: $ is not a JSON object", ErrSchema)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.UseLoader(noExternalRefs{})
+	const loc = "sluice:///schema.json"
+	if err := c.AddResource(loc, doc); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrSchema, err)
+	}
+	compiled, err := c.Compile(loc)
+	if err != nil {
+		var sve *jsonschema.SchemaValidationError
+		var ve *jsonschema.ValidationError
+		if errors.As(err, &sve) && errors.As(sve.Err, &ve) {
+			leaf := firstLeaf(ve)
+			return nil, fmt.Errorf("%w: %s: %s", ErrSchema, instancePath(leaf.InstanceLocation), leaf.ErrorKind.LocalizedString(printer))
+		}
+		return nil, fmt.Errorf("%w: %s", ErrSchema, strings.ReplaceAll(err.Error(), loc, "$"))
+	}
+	if err := checkSchema(root, "$"); err != nil {
+		return nil, err
+	}
+	return &Schema{raw: compact(raw), compiled: compiled, strict: strictOK(root, true), object: root["type"] == "object"}, nil
 }
 
-func parseSchema(raw json.RawMessage, at string) (*Schema, error) {
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return nil, fmt.Errorf("%w: %s is not a JSON object", ErrSchema, at)
+func decodeNumbers(doc []byte) (any, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("not valid JSON: %w", err)
 	}
-	s := &Schema{raw: compact(raw)}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+	if _, err := dec.Token(); err == nil {
+		return nil, errors.New("not valid JSON: more than one value")
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		v := m[k]
-		switch k {
-		case "type":
-			var one string
-			if json.Unmarshal(v, &one) == nil {
-				s.types = []string{one}
-			} else if err := json.Unmarshal(v, &s.types); err != nil || len(s.types) == 0 {
-				return nil, fmt.Errorf("%w: %s.type must be a type name or a list of them", ErrSchema, at)
-			}
-			for _, t := range s.types {
-				if !knownTypes[t] {
-					return nil, fmt.Errorf("%w: %s.type %q is not a JSON schema type", ErrSchema, at, t)
+	return v, nil
+}
+
+// noExternalRefs refuses every $ref that leaves the schema.
+type noExternalRefs struct{}
+
+func (noExternalRefs) Load(url string) (any, error) {
+	return nil, fmt.Errorf("$ref %q leaves the schema; only references inside it (#/$defs/...) are allowed", url)
+}
+
+// subschemas calls fn for each subschema of s with its path.
+func subschemas(s map[string]any, at string, fn func(sub map[string]any, at string) bool) bool {
+	visit := func(v any, at string) bool {
+		m, ok := v.(map[string]any)
+		return !ok || fn(m, at)
+	}
+	for _, k := range []string{"properties", "$defs", "definitions", "patternProperties"} {
+		if m, ok := s[k].(map[string]any); ok {
+			for _, name := range slices.Sorted(maps.Keys(m)) {
+				p := at + "." + name
+				if k != "properties" {
+					p = at + "." + k + "." + name
 				}
-			}
-		case "properties":
-			var props map[string]json.RawMessage
-			if err := json.Unmarshal(v, &props); err != nil || props == nil {
-				return nil, fmt.Errorf("%w: %s.properties must be an object", ErrSchema, at)
-			}
-			s.properties = make(map[string]*Schema, len(props))
-			for name, ps := range props {
-				sub, err := parseSchema(ps, at+"."+name)
-				if err != nil {
-					return nil, err
+				if !visit(m[name], p) {
+					return false
 				}
-				s.properties[name] = sub
-			}
-			s.order = jsonkeys.Of(v)
-		case "required":
-			if err := json.Unmarshal(v, &s.required); err != nil {
-				return nil, fmt.Errorf("%w: %s.required must be a list of names", ErrSchema, at)
-			}
-		case "additionalProperties":
-			var b bool
-			if json.Unmarshal(v, &b) == nil {
-				s.addlBool = &b
-				continue
-			}
-			sub, err := parseSchema(v, at+".additionalProperties")
-			if err != nil {
-				return nil, err
-			}
-			s.addl = sub
-		case "enum":
-			var vals []json.RawMessage
-			if err := json.Unmarshal(v, &vals); err != nil || len(vals) == 0 {
-				return nil, fmt.Errorf("%w: %s.enum must be a non-empty list", ErrSchema, at)
-			}
-			for _, e := range vals {
-				c, err := Canonical(e)
-				if err != nil {
-					return nil, fmt.Errorf("%w: %s.enum: %v", ErrSchema, at, err)
-				}
-				s.enum = append(s.enum, string(c))
-			}
-		case "items":
-			sub, err := parseSchema(v, at+"[]")
-			if err != nil {
-				return nil, err
-			}
-			s.items = sub
-		case "minimum", "maximum":
-			var f float64
-			if err := json.Unmarshal(v, &f); err != nil {
-				return nil, fmt.Errorf("%w: %s.%s must be a number", ErrSchema, at, k)
-			}
-			if k == "minimum" {
-				s.minimum = &f
-			} else {
-				s.maximum = &f
-			}
-		default:
-			if !annotations[k] {
-				return nil, fmt.Errorf("%w: %s uses keyword %q; supported are type, properties, required, additionalProperties, enum, items, minimum and maximum", ErrSchema, at, k)
 			}
 		}
 	}
-	for _, r := range s.required {
-		if _, ok := s.properties[r]; !ok && s.properties != nil {
-			return nil, fmt.Errorf("%w: %s.required names %q, which is not in properties", ErrSchema, at, r)
+	for _, k := range []string{"items", "additionalProperties", "not", "contains", "if", "then", "else"} {
+		if v, ok := s[k]; ok && !visit(v, at+"."+k) {
+			return false
 		}
 	}
-	return s, nil
+	for _, k := range []string{"anyOf", "oneOf", "allOf", "prefixItems"} {
+		if l, ok := s[k].([]any); ok {
+			for i, v := range l {
+				if !visit(v, fmt.Sprintf("%s.%s[%d]", at, k, i)) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// checkSchema reports what the draft allows but no answer could meet: a
+// "required" list naming a property the object does not declare, or an
+// empty enum.
+func checkSchema(s map[string]any, at string) error {
+	var err error
+	var walk func(m map[string]any, at string) bool
+	walk = func(m map[string]any, at string) bool {
+		if e, ok := m["enum"].([]any); ok && len(e) == 0 {
+			err = fmt.Errorf("%w: %s.enum must be a non-empty list: no value would match", ErrSchema, at)
+			return false
+		}
+		props, hasProps := m["properties"].(map[string]any)
+		if req, ok := m["required"].([]any); ok && hasProps {
+			for _, r := range req {
+				name, _ := r.(string)
+				if _, ok := props[name]; !ok {
+					err = fmt.Errorf("%w: %s.required names %q, which is not in properties", ErrSchema, at, name)
+					return false
+				}
+			}
+		}
+		return subschemas(m, at, walk)
+	}
+	walk(s, at)
+	return err
+}
+
+// strictKeywords are the keywords OpenAI's strict structured outputs accept.
+var strictKeywords = map[string]bool{
+	"type": true, "properties": true, "required": true, "additionalProperties": true, "items": true,
+	"enum": true, "const": true, "anyOf": true, "$defs": true, "$ref": true, "description": true,
+	"title": true, "$schema": true, "$id": true, "$comment": true, "default": true, "examples": true,
+	"pattern": true, "format": true, "minimum": true, "maximum": true, "exclusiveMinimum": true,
+	"exclusiveMaximum": true, "multipleOf": true, "minItems": true, "maxItems": true,
+}
+
+// strictOK reports whether s meets the rules of strict structured outputs:
+// only the keywords they know; every object lists all its properties as
+// required and forbids additional properties; the root is an object, not an
+// anyOf.
+func strictOK(s map[string]any, root bool) bool {
+	for k := range s {
+		if !strictKeywords[k] {
+			return false
+		}
+	}
+	if root {
+		if _, ok := s["anyOf"]; ok {
+			return false
+		}
+	}
+	if props, ok := s["properties"].(map[string]any); ok || s["type"] == "object" {
+		if s["additionalProperties"] != false {
+			return false
+		}
+		req, _ := s["required"].([]any)
+		if len(req) != len(props) {
+			return false
+		}
+	}
+	return subschemas(s, "", func(sub map[string]any, _ string) bool { return strictOK(sub, false) })
 }
 
 // JSON returns the schema as compact JSON.
 func (s *Schema) JSON() json.RawMessage { return s.raw }
 
 // Strict reports whether the schema meets the rules of OpenAI's strict
-// structured outputs: every object lists all its properties as required and
-// forbids additional properties.
-func (s *Schema) Strict() bool {
-	if s.is("object") || s.properties != nil {
-		if s.addlBool == nil || *s.addlBool || len(s.required) != len(s.properties) {
-			return false
-		}
-		for _, p := range s.properties {
-			if !p.Strict() {
-				return false
-			}
-		}
-	}
-	if s.items != nil && !s.items.Strict() {
-		return false
-	}
-	return true
-}
-
-func (s *Schema) is(t string) bool { return slices.Contains(s.types, t) }
+// structured outputs: only the keywords strict mode knows, every object
+// lists all its properties as required and forbids additional properties,
+// and the root is an object.
+func (s *Schema) Strict() bool { return s.strict }
 
 // ValidationError is a value that does not match a schema: where (a path
 // like "$.entities[2].type") and what is wrong.
@@ -189,22 +212,36 @@ func (s *Schema) Validate(doc json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	return s.validate(v, "$")
+	err = s.compiled.Validate(v)
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	leaf := firstLeaf(ve)
+	return &ValidationError{Path: instancePath(leaf.InstanceLocation), Problem: problem(leaf.ErrorKind, valueAt(v, leaf.InstanceLocation))}
 }
 
-func decodeNumbers(doc []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("not valid JSON: %w", err)
+// valueAt is the value of doc at a JSON pointer's tokens, or nil.
+func valueAt(doc any, tokens []string) any {
+	for _, t := range tokens {
+		switch x := doc.(type) {
+		case map[string]any:
+			doc = x[t]
+		case []any:
+			i, err := strconv.Atoi(t)
+			if err != nil || i < 0 || i >= len(x) {
+				return nil
+			}
+			doc = x[i]
+		default:
+			return nil
+		}
 	}
-	if _, err := dec.Token(); err == nil {
-		return nil, errors.New("not valid JSON: more than one value")
-	}
-	return v, nil
+	return doc
 }
 
+// kindOf names the JSON type of a decoded value, telling integers from
+// other numbers.
 func kindOf(v any) string {
 	switch x := v.(type) {
 	case nil:
@@ -226,80 +263,73 @@ func kindOf(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-func (s *Schema) validate(v any, at string) error {
-	fail := func(format string, args ...any) error {
-		return &ValidationError{Path: at, Problem: fmt.Sprintf(format, args...)}
+// firstLeaf is the first most specific cause of a validation error.
+func firstLeaf(ve *jsonschema.ValidationError) *jsonschema.ValidationError {
+	for len(ve.Causes) > 0 {
+		ve = ve.Causes[0]
 	}
-	if len(s.types) > 0 {
-		k := kindOf(v)
-		ok := s.is(k) || (k == "integer" && s.is("number"))
-		if !ok && k == "number" && s.is("integer") {
-			// 2.0 is an integer in JSON schema.
-			if f, err := v.(json.Number).Float64(); err == nil && f == float64(int64(f)) {
-				ok = true
-			}
-		}
-		if !ok {
-			return fail("is %s, want %s", aKind(k), strings.Join(s.types, " or "))
-		}
-	}
-	if s.enum != nil {
-		c, _ := json.Marshal(v)
-		c, _ = Canonical(c)
-		if !slices.Contains(s.enum, string(c)) {
-			return fail("%s is not one of %s", truncate(string(c), 60), strings.Join(s.enum, ", "))
+	return ve
+}
+
+// instancePath spells a JSON pointer's tokens as $.a.b[2].
+func instancePath(tokens []string) string {
+	var b strings.Builder
+	b.WriteString("$")
+	for _, t := range tokens {
+		if _, err := strconv.Atoi(t); err == nil {
+			b.WriteString("[" + t + "]")
+		} else {
+			b.WriteString("." + t)
 		}
 	}
-	switch x := v.(type) {
-	case json.Number:
-		f, err := x.Float64()
-		if err != nil {
-			return fail("number %s is out of range", x)
+	return b.String()
+}
+
+var printer = message.NewPrinter(language.English)
+
+// problem words the common mismatches as answers go wrong, and the rest as
+// the validator does.
+func problem(k jsonschema.ErrorKind, got any) string {
+	switch k := k.(type) {
+	case *kind.Type:
+		return fmt.Sprintf("is %s, want %s", aKind(kindOf(got)), strings.Join(k.Want, " or "))
+	case *kind.Enum:
+		want := make([]string, len(k.Want))
+		for i, w := range k.Want {
+			want[i] = canonicalValue(w)
 		}
-		if s.minimum != nil && f < *s.minimum {
-			return fail("%s is below the minimum %v", x, *s.minimum)
-		}
-		if s.maximum != nil && f > *s.maximum {
-			return fail("%s is above the maximum %v", x, *s.maximum)
-		}
-	case []any:
-		if s.items != nil {
-			for i, e := range x {
-				if err := s.items.validate(e, fmt.Sprintf("%s[%d]", at, i)); err != nil {
-					return err
-				}
-			}
-		}
-	case map[string]any:
-		for _, r := range s.required {
-			if _, ok := x[r]; !ok {
-				return fail("required property %q is missing", r)
-			}
-		}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			sub := x[k]
-			if ps, ok := s.properties[k]; ok {
-				if err := ps.validate(sub, at+"."+k); err != nil {
-					return err
-				}
-				continue
-			}
-			if s.addlBool != nil && !*s.addlBool {
-				return fail("property %q is not allowed", k)
-			}
-			if s.addl != nil {
-				if err := s.addl.validate(sub, at+"."+k); err != nil {
-					return err
-				}
-			}
-		}
+		return fmt.Sprintf("%s is not one of %s", truncate(canonicalValue(k.Got), 60), strings.Join(want, ", "))
+	case *kind.Const:
+		return fmt.Sprintf("%s is not %s", truncate(canonicalValue(k.Got), 60), canonicalValue(k.Want))
+	case *kind.Required:
+		return fmt.Sprintf("required property %q is missing", k.Missing[0])
+	case *kind.AdditionalProperties:
+		return fmt.Sprintf("property %q is not allowed", k.Properties[0])
+	case *kind.Minimum:
+		return fmt.Sprintf("%s is below the minimum %s", ratString(k.Got), ratString(k.Want))
+	case *kind.Maximum:
+		return fmt.Sprintf("%s is above the maximum %s", ratString(k.Got), ratString(k.Want))
 	}
-	return nil
+	return k.LocalizedString(printer)
+}
+
+func canonicalValue(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	if c, err := Canonical(b); err == nil {
+		return string(c)
+	}
+	return string(b)
+}
+
+func ratString(r *big.Rat) string {
+	if r.IsInt() {
+		return r.Num().String()
+	}
+	f, _ := r.Float64()
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
 func aKind(kind string) string {

@@ -44,7 +44,7 @@ func TestSchemaValidate(t *testing.T) {
 		{`{"label":"a","score":0,"x":1}`, `$: property "x" is not allowed`},
 		{`{"label":"a","score":0,"tags":[{"t":"x"},{"u":"y"}]}`, `$.tags[1]: required property "t" is missing`},
 		{`{"label":"a","score":0,"tags":{}}`, `$.tags: is an object, want array`},
-		{`{"label":"a","score":0,"maybe":1}`, `$.maybe: is an integer, want string or null`},
+		{`{"label":"a","score":0,"maybe":1}`, `$.maybe: is an integer, want null or string`},
 		{`{"label":"a","score":0,"meta":{"k":"yes"}}`, `$.meta.k: is a string, want boolean`},
 		{`{"label":null,"score":0}`, `$.label: is null, want string`},
 		{`[1]`, `$: is an array, want object`},
@@ -69,17 +69,67 @@ func TestSchemaValidate(t *testing.T) {
 func TestParseSchemaErrors(t *testing.T) {
 	for doc, want := range map[string]string{
 		`[]`:                                     "not a JSON object",
-		`{"type":"thing"}`:                       `"thing" is not a JSON schema type`,
-		`{"type":[]}`:                            "type must be",
-		`{"pattern":"x"}`:                        `keyword "pattern"`,
-		`{"properties":{"a":{"anyOf":[]}}}`:      `$.a uses keyword "anyOf"`,
-		`{"enum":[]}`:                            "non-empty list",
-		`{"minimum":"0"}`:                        "must be a number",
-		`{"properties":{"a":{}},"required":[1]}`: "list of names",
-		`{"properties":{"a":{}},"required":["b"]}`: `names "b", which is not in properties`,
+		`{"type":"thing"}`:                       `$.type: value must be one of 'array', 'boolean'`,
+		`{"type":[]}`:                            "$.type: value must be one of",
+		`{"properties":{"a":{"anyOf":[]}}}`:      `$.properties.a.anyOf: minItems: got 0, want 1`,
+		`{"enum":[]}`:                            "$.enum must be a non-empty list",
+		`{"minimum":"0"}`:                        "$.minimum: got string, want number",
+		`{"properties":{"a":{}},"required":[1]}`: "$.required[0]: got number, want string",
+		`{"properties":{"a":{}},"required":["b"]}`:                `$.required names "b", which is not in properties`,
+		`{"properties":{"a":{"properties":{},"required":["x"]}}}`: `$.a.required names "x"`,
+		`{"$ref":"file:///etc/passwd"}`:                           "leaves the schema",
+		`{"$ref":"https://example.com/schema.json"}`:              "leaves the schema",
+		`{"properties":{"a":{"$ref":"#/$defs/missing"}}}`:         "missing",
+		`{"type":"string","pattern":"("}`:                         "pattern",
 	} {
 		_, err := ParseSchema(json.RawMessage(doc))
 		if !errors.Is(err, ErrSchema) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v, want %q", doc, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: the error takes more than one line: %v", doc, err)
+		}
+	}
+}
+
+// What strict structured outputs accept, the validator enforces.
+func TestSchemaKeywordsOfStrictMode(t *testing.T) {
+	schema := json.RawMessage(`{
+		"type": "object",
+		"$defs": {"tag": {"type": "string", "pattern": "^[a-z]+$"}},
+		"properties": {
+			"kind":  {"const": "review"},
+			"tags":  {"type": "array", "items": {"$ref": "#/$defs/tag"}, "minItems": 1, "maxItems": 3},
+			"score": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+			"when":  {"type": "string", "format": "date"}
+		},
+		"required": ["kind", "tags", "score", "when"],
+		"additionalProperties": false
+	}`)
+	s, err := ParseSchema(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Strict() {
+		t.Error("a schema of strict mode's keywords is not strict")
+	}
+	for doc, want := range map[string]string{
+		`{"kind":"review","tags":["a"],"score":1e20,"when":"2026-12-02"}`: "",
+		`{"kind":"review","tags":["a","b"],"score":null,"when":"x"}`:      "",
+		`{"kind":"other","tags":["a"],"score":1,"when":"x"}`:              `$.kind: "other" is not "review"`,
+		`{"kind":"review","tags":[],"score":1,"when":"x"}`:                "$.tags: minItems",
+		`{"kind":"review","tags":["a","b","c","d"],"score":1,"when":"x"}`: "$.tags: maxItems",
+		`{"kind":"review","tags":["A"],"score":1,"when":"x"}`:             "$.tags[0]:",
+		`{"kind":"review","tags":["a"],"score":1.5,"when":"x"}`:           "$.score",
+	} {
+		err := s.Validate(json.RawMessage(doc))
+		if want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", doc, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want %q", doc, err, want)
 		}
 	}
@@ -100,6 +150,9 @@ func TestSchemaStrict(t *testing.T) {
 		`{"type":"object","properties":{"a":{"type":"string"}},"required":[],"additionalProperties":false}`:                                             false,
 		`{"type":"object","properties":{"a":{"type":"string"}},"required":["a"]}`:                                                                       false,
 		`{"type":"object","properties":{"a":{"type":"array","items":{"type":"object","properties":{}}}},"required":["a"],"additionalProperties":false}`: false,
+		`{"anyOf":[{"type":"object"}]}`: false,
+		`{"type":"object","properties":{"a":{"oneOf":[{"type":"string"}]}},"required":["a"],"additionalProperties":false}`:                                                             false,
+		`{"type":"object","$defs":{"o":{"type":"object","properties":{"x":{"type":"string"}}}},"properties":{"a":{"$ref":"#/$defs/o"}},"required":["a"],"additionalProperties":false}`: false,
 	} {
 		s, err := ParseSchema(json.RawMessage(doc))
 		if err != nil {

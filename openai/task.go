@@ -103,7 +103,7 @@ func (t Task) compile(paths []string) (*Schema, error) {
 	s, err := ParseSchema(raw)
 	if err != nil {
 		bad("schema: %w", err)
-	} else if !s.is("object") {
+	} else if !s.object {
 		bad("schema: the top level must be of type object")
 	}
 	if len(errs) > 0 {
