@@ -122,3 +122,23 @@ func (e *RateLimitError) Unwrap() error { return e.Err }
 
 // Is makes errors.Is(err, ErrRateLimited) true.
 func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
+
+// PauseError is what an enricher returns when it must not call the model
+// before Until for a reason of its own, such as a token or spending budget
+// used up for the hour. The pipeline pauses consumption until then (at
+// most 24 hours) and retries the event afterwards, as for a rate limit: the
+// event's retry budget is not spent, nothing is acked or dead-lettered for
+// it, and health says "paused" with Reason. Unlike a rate limit, a planned
+// pause is not a refusal by the API, so it never counts toward
+// [WithMaxRateLimitDuration].
+type PauseError struct {
+	// Until is when calls may start again.
+	Until time.Time
+	// Reason says why, in one line, for logs and health.
+	Reason string
+}
+
+// Error implements error.
+func (e *PauseError) Error() string {
+	return fmt.Sprintf("paused until %s: %s", e.Until.UTC().Format(time.RFC3339), e.Reason)
+}

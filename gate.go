@@ -83,18 +83,47 @@ func (r *runner) pause(now time.Time, rl *RateLimitError, origin Origin) {
 	if left := r.limitedFrom.Add(p.cfg.maxRateLimited).Sub(now); d > left {
 		d = left
 	}
-	until := now.Add(d)
+	ra := rl.RetryAfter
+	if ra <= 0 {
+		ra = p.cfg.defaultRetryAfter
+	}
+	r.pauseUntil(now, now.Add(d), jitterWindow(min(ra, maxRetryAfter), p.cfg.pauseJitter), "",
+		func(d time.Duration) {
+			p.log.Warn("sluice: rate limited; pausing consumption", "pause", d, "origin", origin.String(), "err", rl)
+		})
+}
+
+// onPlannedPause handles an enricher's [PauseError]: the event goes back to
+// the workers without spending its retry budget, and consumption pauses
+// until the enricher's time, outside any rate-limit streak.
+func (r *runner) onPlannedPause(it *item, pe *PauseError) {
+	p := r.p
+	now := p.clock.Now()
+	r.limitedFrom = time.Time{} // planned, not refused: no rate-limit deadline runs
+	it.attempts--
+	// A time already past still pauses a moment, so that an enricher that
+	// keeps asking cannot spin the workers.
+	until := now.Add(min(max(pe.Until.Sub(now), minPlannedPause), maxRetryAfter))
+	r.pauseUntil(now, until, p.cfg.pauseJitter, pe.Reason, func(d time.Duration) {
+		p.log.Warn("sluice: the enricher asked for a pause; pausing consumption", "pause", d, "until", until, "reason", pe.Reason)
+	})
+	r.work <- it
+}
+
+// pauseUntil shuts the gate and pauses the source until until, or extends
+// a pause under way; spread is the jitter window workers resume over, and
+// reason (empty for a rate limit) what health says. announce logs a new
+// pause.
+func (r *runner) pauseUntil(now, until time.Time, spread time.Duration, reason string, announce func(time.Duration)) {
+	p := r.p
 	if !until.After(r.pausedUntil) {
 		return
 	}
 	extending := r.resume != nil
 	r.pausedUntil = until
-	ra := rl.RetryAfter
-	if ra <= 0 {
-		ra = p.cfg.defaultRetryAfter
-	}
-	r.spread.Store(int64(jitterWindow(min(ra, maxRetryAfter), p.cfg.pauseJitter)))
-	p.stats.setPausedUntil(until)
+	r.spread.Store(int64(max(spread, 0)))
+	p.stats.setPausedUntil(until, reason)
+	d := until.Sub(now)
 	if extending {
 		r.resume.Stop()
 	} else {
@@ -102,7 +131,7 @@ func (r *runner) pause(now time.Time, rl *RateLimitError, origin Origin) {
 		for _, o := range p.cfg.observers {
 			o.RateLimited(d)
 		}
-		p.log.Warn("sluice: rate limited; pausing consumption", "pause", d, "origin", origin.String(), "err", rl)
+		announce(d)
 		r.gate.close()
 		p.state.Store(StatePaused)
 		if ps, ok := p.src.(Pauser); ok {
@@ -110,7 +139,7 @@ func (r *runner) pause(now time.Time, rl *RateLimitError, origin Origin) {
 		}
 	}
 	// Armed last, so that a test that sees the timer sees the pause too.
-	r.resume = p.clock.NewTimer(until.Sub(now))
+	r.resume = p.clock.NewTimer(d)
 }
 
 // stopIfLimitedTooLong stops the pipeline with [ErrRateLimited] once rate
@@ -170,6 +199,9 @@ func pauseFor(e *RateLimitError, defaultRA, jitter time.Duration, rnd *rand.Rand
 // server asked for. In practice the rate-limit deadline
 // ([WithMaxRateLimitDuration]) cuts pauses much shorter.
 const maxRetryAfter = 24 * time.Hour
+
+// minPlannedPause is the shortest pause a [PauseError] causes.
+const minPlannedPause = 10 * time.Millisecond
 
 // jitterWindow is the spread of random delays for a pause of ra: the
 // configured jitter, or max(ra/5, 10ms) by default.

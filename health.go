@@ -24,7 +24,8 @@ type Health struct {
 	//   - "stalled": the oldest unfinished event has been in the pipeline
 	//     longer than the stall threshold, or writes have kept failing (see
 	//     Reason and [WithStallThreshold]);
-	//   - "paused": inside a rate-limit pause (see PausedUntil);
+	//   - "paused": inside a rate-limit pause, or a pause an enricher asked
+	//     for with a [PauseError] (see PausedUntil and Reason);
 	//   - "ok".
 	//
 	// The handler answers 200 for "ok" and "paused", 503 otherwise.
@@ -187,6 +188,9 @@ func (p *Pipeline) Health(ctx context.Context) Health {
 		h.Status = HealthStalled
 		h.Reason = fmt.Sprintf("the oldest unfinished event has been in the pipeline for %s (stall threshold %s)",
 			st.OldestInFlight.Round(time.Second), stall)
+	case st.State == StatePaused && st.PauseReason != "":
+		h.Status = HealthPaused
+		h.Reason = st.PauseReason + "; consumption paused"
 	case st.State == StatePaused:
 		h.Status = HealthPaused
 		h.Reason = "rate limited by the model's API; consumption paused"

@@ -120,7 +120,7 @@ func (p *Pipeline) Stats() Stats {
 	st := p.stats.snapshot(p.clock.Now(), p.cfg.statsWindow)
 	st.State = p.State()
 	if st.State != StatePaused {
-		st.PausedUntil = time.Time{}
+		st.PausedUntil, st.PauseReason = time.Time{}, ""
 	}
 	return st
 }

@@ -332,6 +332,7 @@ func (r *runner) onResult(it *item) {
 	}
 	err := it.err
 	var rl *RateLimitError
+	var pe *PauseError
 	switch {
 	case errors.Is(err, ErrFatal):
 		p.log.Error("sluice: fatal enrichment error; stopping", "origin", it.in.Origin.String(), "err", err)
@@ -342,6 +343,8 @@ func (r *runner) onResult(it *item) {
 		r.deadLetter(it, err)
 	case errors.As(err, &rl):
 		r.onRateLimited(it, rl)
+	case errors.As(err, &pe):
+		r.onPlannedPause(it, pe)
 	default:
 		r.limitedFrom = time.Time{}
 		if it.attempts > p.cfg.retries {

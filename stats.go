@@ -89,6 +89,9 @@ type Stats struct {
 	// PausedUntil is when the current rate-limit pause ends, if paused. It
 	// can lie a moment in the past while the pipeline is resuming.
 	PausedUntil time.Time `json:"paused_until,omitzero"`
+	// PauseReason says why, when the pause is an enricher's [PauseError]
+	// rather than a rate limit.
+	PauseReason string `json:"pause_reason,omitempty"`
 	// LatencyP50, LatencyP90 and LatencyP99 are percentiles of enrichment
 	// latency over the most recent events.
 	LatencyP50 time.Duration `json:"latency_p50_ns"`
@@ -119,13 +122,14 @@ type stats struct {
 	writeFailFrom time.Time // when the current run of failures began
 	writeErr      string    // the latest write error
 
-	mu       sync.Mutex
-	lat      [latencySamples]time.Duration
-	latN     int // samples written so far
-	buckets  []bucket
-	bucketNs int64
-	err      string
-	paused   time.Time
+	mu          sync.Mutex
+	lat         [latencySamples]time.Duration
+	latN        int // samples written so far
+	buckets     []bucket
+	bucketNs    int64
+	err         string
+	paused      time.Time
+	pauseReason string
 }
 
 type bucket struct {
@@ -173,10 +177,12 @@ func (s *stats) setErr(err error) {
 	s.mu.Unlock()
 }
 
-// setPausedUntil records when the current rate-limit pause ends.
-func (s *stats) setPausedUntil(t time.Time) {
+// setPausedUntil records when the current pause ends, and why when it is
+// not a rate limit.
+func (s *stats) setPausedUntil(t time.Time, reason string) {
 	s.mu.Lock()
 	s.paused = t
+	s.pauseReason = reason
 	s.mu.Unlock()
 }
 
@@ -247,6 +253,7 @@ func (s *stats) snapshot(now time.Time, window time.Duration) Stats {
 	lat := slices.Clone(s.lat[:n])
 	st.Err = s.err
 	st.PausedUntil = s.paused // kept by Pipeline.Stats only while paused
+	st.PauseReason = s.pauseReason
 	s.mu.Unlock()
 	if ns := s.oldestNs.Load(); ns != 0 {
 		st.OldestInFlight = max(now.Sub(time.Unix(0, ns)), 0)
