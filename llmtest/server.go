@@ -183,6 +183,10 @@ type Stats struct {
 	Resets int64 `json:"resets"`
 	// ModelLists counts GET /v1/models requests.
 	ModelLists int64 `json:"model_lists"`
+	// PromptTokens and CompletionTokens add up the usage the answers
+	// reported.
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
 }
 
 // Stats returns a snapshot of the counters.
@@ -569,7 +573,7 @@ func (h *Handler) answer(w http.ResponseWriter, req *request, format string, mal
 		"usage": map[string]int{
 			"prompt_tokens":     (len(system) + len(user)) / 4,
 			"completion_tokens": len(text) / 4,
-			"total_tokens":      (len(system) + len(user) + len(text)) / 4,
+			"total_tokens":      (len(system)+len(user))/4 + len(text)/4,
 		},
 	}
 	for k, vs := range extra {
@@ -580,6 +584,8 @@ func (h *Handler) answer(w http.ResponseWriter, req *request, format string, mal
 	h.rateHeaders(w.Header(), 0)
 	h.count(func(s *Stats) {
 		s.Completions++
+		s.PromptTokens += int64((len(system) + len(user)) / 4)
+		s.CompletionTokens += int64(len(text) / 4)
 		if batch {
 			s.BatchCompletions++
 			s.BatchItems += int64(items)

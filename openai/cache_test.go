@@ -210,7 +210,7 @@ func TestHealthReportShowsTheCache(t *testing.T) {
 	}
 	plain, _ := newTest(t, Sentiment(), nil)
 	_, v = plain.HealthReport()
-	if b, _ := json.Marshal(v); strings.Contains(string(b), "cache") {
+	if b, _ := json.Marshal(v); strings.Contains(string(b), `"cache":`) {
 		t.Errorf("no cache, yet %s", b)
 	}
 }

@@ -93,6 +93,7 @@ type jsonSchema struct {
 // chatResponse is the part of a completion response the Enricher reads.
 type chatResponse struct {
 	Model   string `json:"model"`
+	Usage   *Usage `json:"usage"`
 	Choices []struct {
 		Message struct {
 			Content *string `json:"content"`

@@ -40,6 +40,7 @@ type Enricher struct {
 	mode     atomic.Int32 // OutputMode in use; moves down under OutputAuto
 	prompts  [2][2]string // system prompts by [batch][schema in prompt]
 	cache    *cacheState  // nil without WithCache
+	meter    *meter
 }
 
 var (
@@ -99,6 +100,11 @@ func New(model string, task Task, textFields []string, opts ...Option) (*Enriche
 	if cfg.cache != nil {
 		e.cache = &cacheState{c: cfg.cache}
 	}
+	if cfg.budget != nil && cfg.budget.USD > 0 && cfg.prices == nil {
+		errs = append(errs, fmt.Errorf("openai: WithBudget(USD: %v): a budget in dollars needs prices; add WithPrices: %w", cfg.budget.USD, sluice.ErrInvalidConfig))
+		return nil, errors.Join(errs...)
+	}
+	e.meter = &meter{prices: cfg.prices, budget: cfg.budget, now: func() time.Time { return e.cfg.now() }}
 	e.lim = newLimiter(cfg.maxConc, cfg.adaptive)
 	e.log = cfg.logger
 	if e.log == nil {
@@ -147,7 +153,15 @@ func (e *Enricher) Close() error {
 // sluice.Permanent; HTTP errors are classified as described in the package
 // documentation.
 func (e *Enricher) Enrich(ctx context.Context, in *sluice.Message) (*sluice.Message, error) {
-	return e.json.Enrich(ctx, in)
+	if e.cfg.usageHeader == "" {
+		return e.json.Enrich(ctx, in)
+	}
+	eu := &eventUsage{}
+	out, err := e.json.Enrich(context.WithValue(ctx, eventUsageKey{}, eu), in)
+	if err != nil {
+		return nil, err
+	}
+	return e.withUsageHeader(out, eu.u), nil
 }
 
 // call is one request's shape.
@@ -155,6 +169,7 @@ type call struct {
 	name      string
 	schema    json.RawMessage
 	batch     bool
+	events    int // the events the call answers
 	user      json.RawMessage
 	maxTokens int
 }
@@ -172,10 +187,11 @@ func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, _ *slu
 			return enr, nil
 		}
 	}
-	c := call{name: e.task.Name, schema: e.schema.JSON(), user: user, maxTokens: e.cfg.maxTokens}
+	c := call{name: e.task.Name, schema: e.schema.JSON(), events: 1, user: user, maxTokens: e.cfg.maxTokens}
 	var last error
 	for attempt := 1; attempt <= 2; attempt++ {
-		ans, model, err := e.ask(ctx, c)
+		ans, model, u, err := e.ask(ctx, c)
+		addEventUsage(ctx, u)
 		if err == nil {
 			if verr := e.schema.Validate(ans); verr != nil {
 				err = invalid("the answer does not match the %s schema: %v", e.task.Name, verr)
@@ -209,15 +225,19 @@ func (e *Enricher) enrichment(model string, ans json.RawMessage) (json.RawMessag
 	return marshal(Enrichment{Task: e.task.Name, Model: model, Result: canon, Hash: hash})
 }
 
-// ask sends one call and returns the answer object. Under OutputAuto it
-// falls back to a simpler output mode when the server rejects
-// response_format, and asks again.
-func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, error) {
+// ask sends one call and returns the answer object and the call's usage.
+// Under OutputAuto it falls back to a simpler output mode when the server
+// rejects response_format, and asks again. With a [Budget] that is spent it
+// returns a [sluice.PauseError] without calling.
+func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, Usage, error) {
 	for {
+		if err := e.meter.check(); err != nil {
+			return nil, "", Usage{}, err
+		}
 		mode := e.OutputMode()
 		body, err := e.body(c, mode)
 		if err != nil {
-			return nil, "", sluice.Permanent(err)
+			return nil, "", Usage{}, sluice.Permanent(err)
 		}
 		resp, err := e.post(ctx, body)
 		if err != nil {
@@ -228,15 +248,20 @@ func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, er
 				}
 				continue
 			}
-			return nil, "", err
+			return nil, "", Usage{}, err
 		}
+		var u Usage
+		if resp.Usage != nil {
+			u = *resp.Usage
+		}
+		e.meter.call(u, c.events)
 		ans, err := readAnswer(resp)
 		if err != nil {
 			// The answer is quoted in the error; keep the key out of it.
 			msg := strings.TrimPrefix(err.Error(), ErrInvalidAnswer.Error()+": ")
 			err = invalid("%s", e.cfg.apiKey.scrub(msg))
 		}
-		return ans, resp.Model, err
+		return ans, resp.Model, u, err
 	}
 }
 
@@ -302,7 +327,7 @@ func (e *Enricher) EnrichBatch(ctx context.Context, in []*sluice.Message) []slui
 		if e.cache != nil {
 			p.key = e.cacheKey(input)
 			if enr, ok := e.cached(ctx, p.key); ok {
-				res[i].Msg, res[i].Err = e.merged(m, enr)
+				res[i].Msg, res[i].Err = e.merged(m, enr, Usage{})
 				continue
 			}
 		}
@@ -320,13 +345,18 @@ type pending struct {
 	key   string // in the cache; empty without one
 }
 
-// merged is in with enr stored under the enrichment key.
-func (e *Enricher) merged(in *sluice.Message, enr json.RawMessage) (*sluice.Message, error) {
+// merged is in with enr stored under the enrichment key, and the usage
+// header when asked for.
+func (e *Enricher) merged(in *sluice.Message, enr json.RawMessage, u Usage) (*sluice.Message, error) {
 	out, err := jsonenrich.Merge(in.Value, e.cfg.key, enr)
 	if err != nil {
 		return nil, err
 	}
-	return in.WithValue(out), nil
+	m := in.WithValue(out)
+	if e.cfg.usageHeader != "" {
+		m = e.withUsageHeader(m, u)
+	}
+	return m, nil
 }
 
 func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pending, res []sluice.BatchResult) {
@@ -359,10 +389,12 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 		name:      e.task.Name,
 		schema:    batchSchema(ids, e.schema.JSON()),
 		batch:     true,
+		events:    len(chunk),
 		user:      user.Bytes(),
 		maxTokens: e.cfg.maxTokens * len(chunk),
 	}
-	ans, model, err := e.ask(ctx, c)
+	ans, model, u, err := e.ask(ctx, c)
+	shares := u.split(len(chunk))
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrInvalidAnswer), errors.Is(err, sluice.ErrPermanent):
@@ -392,7 +424,7 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 			if e.cache != nil {
 				e.store(ctx, p.key, enr)
 			}
-			res[p.i].Msg, res[p.i].Err = e.merged(in[p.i], enr)
+			res[p.i].Msg, res[p.i].Err = e.merged(in[p.i], enr, shares[k])
 			continue
 		}
 		res[p.i].Err = err

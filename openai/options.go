@@ -51,6 +51,9 @@ type config struct {
 	logger      *slog.Logger
 	httpClient  *http.Client
 	cache       enrichcache.Cache
+	prices      *Prices
+	budget      *Budget
+	usageHeader string
 	now         func() time.Time
 	errs        optcheck.Errors
 }
@@ -300,6 +303,53 @@ func WithCache(c enrichcache.Cache) Option {
 			return
 		}
 		cfg.cache = c
+	}
+}
+
+// WithPrices sets what the model costs, in US dollars per million tokens,
+// so that the Enricher reports the cost of each event (in the usage header,
+// see [WithUsageHeader]) and in total ([Enricher.Usage], health), and so
+// that a [Budget] can bound spending.
+func WithPrices(p Prices) Option {
+	return func(c *config) {
+		for name, v := range map[string]float64{"Prompt": p.Prompt, "CachedPrompt": p.CachedPrompt, "Completion": p.Completion} {
+			if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+				c.reject(fmt.Sprintf("WithPrices(%s: %v)", name, v), "a price is negative or not a number", "pass US dollars per million tokens, such as 0.15")
+				return
+			}
+		}
+		c.prices = &p
+	}
+}
+
+// WithBudget bounds the model's tokens or cost per period; see [Budget].
+// A USD budget needs [WithPrices].
+func WithBudget(b Budget) Option {
+	return func(c *config) {
+		call := fmt.Sprintf("WithBudget(Tokens: %d, USD: %v, Per: %s)", b.Tokens, b.USD, b.Per)
+		switch {
+		case b.Per < time.Minute:
+			c.reject(call, "the period is shorter than a minute", "pass Per: time.Hour or 24 * time.Hour")
+		case b.Tokens < 0 || b.USD < 0 || math.IsNaN(b.USD) || (b.Tokens == 0 && b.USD == 0):
+			c.reject(call, "it bounds nothing", "set Tokens, USD or both to a positive value")
+		default:
+			c.budget = &b
+		}
+	}
+}
+
+// WithUsageHeader adds a header named name to every enriched event, holding
+// the event's model usage as JSON: {"prompt_tokens":…,"completion_tokens":…}
+// plus "cached_tokens" when the provider reports them and "cost_usd" with
+// [WithPrices]. A batched call's usage is split evenly among its events; a
+// cache hit shows 0 tokens.
+func WithUsageHeader(name string) Option {
+	return func(c *config) {
+		if name == "" {
+			c.reject(`WithUsageHeader("")`, "the header name is empty", "pass a name such as \"ai_usage\"")
+			return
+		}
+		c.usageHeader = name
 	}
 }
 
