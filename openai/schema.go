@@ -263,12 +263,42 @@ func kindOf(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-// firstLeaf is the first most specific cause of a validation error.
+// firstLeaf is the most specific cause of a validation error that comes
+// first: the validator walks an object's properties in map order, so its
+// causes come in a different order from run to run, and the one reported is
+// chosen by the answer's path (then the schema's location) instead.
 func firstLeaf(ve *jsonschema.ValidationError) *jsonschema.ValidationError {
-	for len(ve.Causes) > 0 {
-		ve = ve.Causes[0]
+	if len(ve.Causes) == 0 {
+		return ve
 	}
-	return ve
+	var best *jsonschema.ValidationError
+	for _, c := range ve.Causes {
+		if l := firstLeaf(c); best == nil || leafBefore(l, best) {
+			best = l
+		}
+	}
+	return best
+}
+
+// leafBefore orders validation errors by instance location, token by token
+// (array indexes as numbers), then by the schema location.
+func leafBefore(a, b *jsonschema.ValidationError) bool {
+	x, y := a.InstanceLocation, b.InstanceLocation
+	for i := 0; i < len(x) && i < len(y); i++ {
+		if x[i] == y[i] {
+			continue
+		}
+		m, errM := strconv.Atoi(x[i])
+		n, errN := strconv.Atoi(y[i])
+		if errM == nil && errN == nil {
+			return m < n
+		}
+		return x[i] < y[i]
+	}
+	if len(x) != len(y) {
+		return len(x) < len(y)
+	}
+	return a.SchemaURL < b.SchemaURL
 }
 
 // instancePath spells a JSON pointer's tokens as $.a.b[2].

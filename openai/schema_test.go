@@ -200,3 +200,26 @@ func TestCanonicalAndHash(t *testing.T) {
 		t.Errorf("hashes %s, %s", h1, h2)
 	}
 }
+
+// An answer with several mismatches names the same one every time, the
+// first by its path, although the validator meets them in map order.
+func TestSchemaValidateNamesTheSameMismatchEveryTime(t *testing.T) {
+	s, err := ParseSchema(json.RawMessage(`{"type":"object","properties":{
+		"a":{"type":"string"},"b":{"type":"integer"},"c":{"type":"array","items":{"type":"string"}},"d":{"enum":["x"]}},
+		"required":["a","b","c","d"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := json.RawMessage(`{"d":"y","c":["ok",1,2,3,4,5,6,7,8,9,10,11],"b":"no","a":7}`)
+	for i := 0; i < 200; i++ {
+		if err := s.Validate(doc); err == nil || !strings.HasPrefix(err.Error(), "$.a: ") {
+			t.Fatalf("run %d: %v, want the mismatch at $.a", i, err)
+		}
+	}
+	doc = json.RawMessage(`{"a":"","b":1,"d":"x","c":["ok",1,2,3,4,5,6,7,8,9,10,11]}`)
+	for i := 0; i < 200; i++ {
+		if err := s.Validate(doc); err == nil || !strings.HasPrefix(err.Error(), "$.c[1]: ") {
+			t.Fatalf("run %d: %v, want the mismatch at $.c[1]", i, err)
+		}
+	}
+}
