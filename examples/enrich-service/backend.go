@@ -83,6 +83,9 @@ func connectKafka(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 	if c.InstanceID != "" {
 		srcOpts = append(srcOpts, kafka.WithInstanceID(c.InstanceID))
 	}
+	if c.Tuning.StartAt == "newest" {
+		srcOpts = append(srcOpts, kafka.WithStartAt(kafka.Newest))
+	}
 	// Build the sink first: the source starts consuming as soon as it
 	// has joined the group.
 	sink, err := kafka.NewSink(ctx, c.Brokers, c.Output, sinkOpts...)
@@ -210,8 +213,11 @@ func connectRedis(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 	// and acknowledged in one MULTI/EXEC. The client is closed last.
 	// A new group reads the stream from its oldest entry, as a new Kafka
 	// group starts at the oldest offset: that is both adapters' default.
-	src, err := redisstream.NewSource(ctx, c.Input, c.Group,
-		redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithConsumer(consumer))
+	srcOpts := []redisstream.SourceOption{redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithConsumer(consumer)}
+	if c.Tuning.StartAt == "newest" {
+		srcOpts = append(srcOpts, redisstream.WithStartAt(redisstream.Newest))
+	}
+	src, err := redisstream.NewSource(ctx, c.Input, c.Group, srcOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("redis source: %w", err)
 	}

@@ -65,6 +65,8 @@ type config struct {
 
 	// The enrichment cache.
 	Cache cacheConfig
+	// The library's other model and pipeline features.
+	Tuning tuning
 
 	apiKey        string
 	redisPassword string
@@ -94,7 +96,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.DeadLetter, "dead-letter", "dead_letter", "topic or stream for events that cannot be enriched")
 	fs.StringVar(&c.ModelURL, "model-url", "http://127.0.0.1:8081/v1", "base `URL` of an OpenAI-compatible API (the part before /chat/completions); key from "+envAPIKey)
 	fs.StringVar(&c.Model, "model", "gpt-4o-mini", "model `name`")
-	fs.StringVar(&c.Task, "task", "sentiment", "`task`: sentiment, entities, translate or spam")
+	fs.StringVar(&c.Task, "task", "sentiment", "`task`: sentiment, entities, translate, spam or custom (with -task-prompt-file and -task-schema-file)")
 	fs.StringVar(&c.Language, "language", "English", "target language of -task translate")
 	fs.StringVar(&fields, "fields", "text", "comma-separated dot `paths` of the text fields to enrich (e.g. review.title,review.body)")
 	fs.DurationVar(&c.ModelTimeout, "model-timeout", 60*time.Second, "timeout of one model request")
@@ -116,6 +118,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.RedisUser, "redis-user", "", "Redis ACL `user` (password from "+envRedisPassword+")")
 	fs.BoolVar(&c.RedisTLS, "redis-tls", false, "connect to Redis with TLS (implied by -redis-ca-file)")
 	fs.StringVar(&c.RedisCAFile, "redis-ca-file", "", "PEM `file` of the CAs that sign the Redis server's certificate (default: system roots)")
+	c.Tuning.register(fs)
 	c.Cache.Size = defaultCacheSize
 	fs.StringVar(&c.Cache.Kind, "cache", "memory", "enrichment `cache`: memory (in this process), redis (shared by instances, with a TTL) or off; a hit skips the model call")
 	fs.Var(&c.Cache.Size, "cache-size", "most `bytes` the memory cache holds, such as 64MiB")
@@ -190,14 +193,15 @@ func (c *config) validate() error {
 		bad("-model-url %q: need an http(s) URL", redactURL(c.ModelURL))
 	}
 	switch c.Task {
-	case "sentiment", "entities", "translate", "spam":
+	case "sentiment", "entities", "translate", "spam", "custom":
 	default:
-		bad("-task %q: must be sentiment, entities, translate or spam", c.Task)
+		bad("-task %q: must be sentiment, entities, translate, spam or custom", c.Task)
 	}
 	if len(c.Fields) == 0 {
 		bad("-fields: empty")
 	}
 	c.Cache.validate(bad)
+	c.Tuning.validate(c, bad)
 	if c.Concurrency < 1 {
 		bad("-concurrency %d: must be at least 1", c.Concurrency)
 	}
@@ -267,6 +271,7 @@ func (c *config) redacted() map[string]any {
 	if c.Task == "translate" {
 		m["language"] = c.Language
 	}
+	c.Tuning.redacted(m)
 	m["cache"] = c.Cache.Kind
 	switch c.Cache.Kind {
 	case "memory":

@@ -126,6 +126,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 		metrics.Export(reg),
 		sluice.WithLogger(log),
 	}
+	opts = append(opts, cfg.Tuning.pipelineOptions()...)
 	if cfg.RateLimit > 0 {
 		// A burst of one second's worth, so that a quiet spell is not
 		// followed by more than the quota allows in a second.
@@ -192,6 +193,12 @@ func newEnricher(cfg *config, cache enrichcache.Cache, log *slog.Logger) (*opena
 		task = openai.Translate(cfg.Language)
 	case "spam":
 		task = openai.Spam()
+	case "custom":
+		t, err := cfg.Tuning.task()
+		if err != nil {
+			return nil, err
+		}
+		task = t
 	}
 	opts := []openai.Option{
 		openai.WithBaseURL(cfg.ModelURL),
@@ -204,6 +211,7 @@ func newEnricher(cfg *config, cache enrichcache.Cache, log *slog.Logger) (*opena
 	if cache != nil {
 		opts = append(opts, openai.WithCache(cache))
 	}
+	opts = append(opts, cfg.Tuning.openaiOptions(cfg)...)
 	return openai.New(cfg.Model, task, cfg.Fields, opts...)
 }
 
