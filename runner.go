@@ -42,6 +42,7 @@ type runner struct {
 	// Shared with workers and writers.
 	mode      atomic.Int32 // a stopMode
 	lastOK    atomic.Int64 // clock time (UnixNano) of the latest successful enrichment
+	okCount   atomic.Uint64 // successful enrichments so far, for the breaker
 	spread    atomic.Int64 // jitter window of the latest pause, for resuming workers
 	resumedAt atomic.Int64 // clock time (UnixNano) of the latest resume
 
@@ -63,6 +64,7 @@ type runner struct {
 	resume      Timer
 	limitedFrom time.Time       // start of the current rate-limit streak
 	lastRL      *RateLimitError // the streak's latest refusal
+	brk         breaker
 	drain       Timer
 	drainAt     time.Time
 	stopErr     error
@@ -333,11 +335,15 @@ func (r *runner) onResult(it *item) {
 	err := it.err
 	var rl *RateLimitError
 	var pe *PauseError
+	var mis *MisconfiguredError
 	switch {
 	case errors.Is(err, ErrFatal):
 		p.log.Error("sluice: fatal enrichment error; stopping", "origin", it.in.Origin.String(), "err", err)
 		r.beginStop(fmt.Errorf("sluice: enricher: %w", err))
 		r.retire(it)
+	case errors.As(err, &mis):
+		r.limitedFrom = time.Time{}
+		r.onMisconfigured(it, mis)
 	case errors.Is(err, ErrPermanent):
 		r.limitedFrom = time.Time{}
 		r.deadLetter(it, err)
