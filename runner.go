@@ -40,11 +40,11 @@ type runner struct {
 	gate gate
 
 	// Shared with workers and writers.
-	mode      atomic.Int32 // a stopMode
-	lastOK    atomic.Int64 // clock time (UnixNano) of the latest successful enrichment
+	mode      atomic.Int32  // a stopMode
+	lastOK    atomic.Int64  // clock time (UnixNano) of the latest successful enrichment
 	okCount   atomic.Uint64 // successful enrichments so far, for the breaker
-	spread    atomic.Int64 // jitter window of the latest pause, for resuming workers
-	resumedAt atomic.Int64 // clock time (UnixNano) of the latest resume
+	spread    atomic.Int64  // jitter window of the latest pause, for resuming workers
+	resumedAt atomic.Int64  // clock time (UnixNano) of the latest resume
 
 	workCtx     context.Context // enrichment; cancelled at the drain deadline
 	cancelWork  context.CancelFunc
