@@ -66,7 +66,7 @@ func TestClassification(t *testing.T) {
 		{name: "connection reset", fault: &llmtest.Fault{Reset: true}, want: "transient"},
 		{name: "400", fault: &llmtest.Fault{Status: 400, Code: "context_length_exceeded", Body: `{"error":{"message":"This model's maximum context length is 8192 tokens.","type":"invalid_request_error","code":"context_length_exceeded"}}`},
 			want: "permanent", inError: "context_length_exceeded"},
-		{name: "404 unknown model", srv: []llmtest.Option{llmtest.WithModels("other")}, want: "permanent", inError: "model_not_found"},
+		{name: "404 unknown model", srv: []llmtest.Option{llmtest.WithModels("other")}, want: "config", inError: `model_not_found`},
 		{name: "422 TGI validation", fault: &llmtest.Fault{Status: 422, Body: `{"error":"Input validation error: inputs tokens + max_new_tokens must be <= 4096","error_type":"validation"}`},
 			want: "permanent", inError: "Input validation error"},
 		{name: "401", srv: []llmtest.Option{llmtest.WithAPIKey("right")}, opts: []Option{WithAPIKey("wrong-key")},
