@@ -2,7 +2,7 @@ package metrics_test
 
 import (
 	"context"
-		"net/http"
+	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -68,7 +68,6 @@ func TestModelCalls(t *testing.T) {
 		assert.Contains(t, body, want)
 	}
 }
-
 
 // Every series exists from the start, at 0, so that dashboards and alerts
 // see it before the first call; a second registration on one registry and
