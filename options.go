@@ -33,6 +33,7 @@ type config struct {
 	defaultRetryAfter time.Duration
 	pauseJitter       time.Duration // <0: proportional default
 	drainTimeout      time.Duration
+	flushTimeout      time.Duration // 0: drainTimeout
 	breaker           int
 	statsWindow       time.Duration
 	stallAfter        time.Duration
@@ -272,6 +273,23 @@ func WithDrainTimeout(d time.Duration) Option {
 			return
 		}
 		c.drainTimeout = d
+	}
+}
+
+// WithFlushTimeout bounds how long shutdown waits, after the drain, for
+// the acker, sink and dead-letter writer to make what was acked durable
+// (for example, for Kafka offsets to be committed). What is not flushed by
+// then is delivered again. The default is the drain timeout
+// ([WithDrainTimeout]), so a stop can take up to twice that; set both when
+// the stop must fit a grace period (systemd's TimeoutStopSec, Kubernetes'
+// terminationGracePeriodSeconds).
+func WithFlushTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid(fmt.Sprintf("WithFlushTimeout(%s)", d), "must be positive", "leave the option out for the drain timeout")
+			return
+		}
+		c.flushTimeout = d
 	}
 }
 

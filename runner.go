@@ -200,7 +200,11 @@ func timerC(t Timer) <-chan time.Time {
 // flush makes what was acked durable (for example, commits offsets).
 func (r *runner) flush(base context.Context) {
 	p := r.p
-	ctx, cancel := context.WithTimeout(base, p.cfg.drainTimeout)
+	d := p.cfg.flushTimeout
+	if d == 0 {
+		d = p.cfg.drainTimeout
+	}
+	ctx, cancel := context.WithTimeout(base, d)
 	defer cancel()
 	for _, f := range distinct(p.acker, p.sink, p.dlq) {
 		if fl, ok := f.(Flusher); ok {
