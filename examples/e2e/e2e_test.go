@@ -241,6 +241,12 @@ func testEnrichService(t *testing.T, b backend) {
 			t.Errorf("/metrics lacks %s", name)
 		}
 	}
+	// The model-call metrics: every request, its latency and the tokens.
+	for _, name := range []string{"sluice_model_requests_total", "sluice_model_request_duration_seconds_count", "sluice_model_tokens_total"} {
+		if m[name] <= 0 {
+			t.Errorf("/metrics: %s = %v, want it above 0", name, m[name])
+		}
+	}
 	if m["sluice_paused"] != 1 || m["sluice_up"] != 1 || m["sluice_rate_limit_pauses_total"] < 1 {
 		t.Errorf("/metrics during the pause: paused=%v up=%v pauses=%v", m["sluice_paused"], m["sluice_up"], m["sluice_rate_limit_pauses_total"])
 	}
