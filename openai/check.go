@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -72,8 +73,9 @@ func (e *Enricher) check(ctx context.Context) error {
 	var rl *sluice.RateLimitError
 	var pe *sluice.PauseError
 	switch {
-	case err == nil, errors.Is(err, ErrInvalidAnswer):
-		// A one-token answer is cut off; the server took the request.
+	case err == nil, errors.Is(err, ErrInvalidAnswer), capReached(err):
+		// A one-token answer is cut off, or refused for being cut off
+		// (some servers answer 400 for that): the server took the request.
 	case errors.As(err, &rl):
 		e.log.Warn("openai: the model is rate limited at startup; going on, the pipeline will pause as needed", "err", err)
 	case errors.As(err, &pe):
@@ -91,6 +93,18 @@ func (e *Enricher) check(ctx context.Context) error {
 	e.log.Info("openai: model check passed", "model", e.model, "url", redactURL(e.cfg.baseURL),
 		"output_mode", e.OutputMode().String(), "token_field", e.TokenField().String())
 	return nil
+}
+
+// capHint finds refusals of an answer cut off at the token cap, which the
+// probe's cap of one token may cause: "Could not finish the message because
+// max_tokens or model output limit was reached".
+var capHint = regexp.MustCompile(`(?i)could not finish|(max_tokens|max_completion_tokens|output limit|token limit)\b.*\b(was |is )?(reached|hit)`)
+
+// capReached reports whether err is a 400 that blames the probe's token
+// cap being reached, not the setup.
+func capReached(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.StatusCode == http.StatusBadRequest && capHint.MatchString(ae.Message)
 }
 
 // listModels asks GET /models. known reports whether the server answered

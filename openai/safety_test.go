@@ -179,6 +179,8 @@ func TestCheck(t *testing.T) {
 			want: want{class: "config", inError: []string{"json_schema"}}},
 		{name: "schema refused, auto falls back", srv: []llmtest.Option{llmtest.WithSchemaMode(llmtest.SchemaRejectJSONSchema)}, want: want{class: "ok"}},
 		{name: "server error", fault: &llmtest.Fault{Status: 500}, want: want{class: "unavailable", inError: []string{"did not answer properly", "HTTP 500"}}},
+		{name: "the probe's cap refused as reached", fault: &llmtest.Fault{Status: 400, Body: `{"error":{"message":"Could not finish the message because max_tokens or model output limit was reached. Please try again with higher max_tokens.","type":"invalid_request_error","param":null,"code":null}}`},
+			want: want{class: "ok"}},
 		{name: "rate limited", fault: &llmtest.Fault{Status: 429, Code: "rate_limit_exceeded"}, want: want{class: "ok"}},
 		{name: "no quota", srv: []llmtest.Option{llmtest.WithInsufficientQuota()}, want: want{class: "fatal", inError: []string{"no quota left"}}},
 	}
