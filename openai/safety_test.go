@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -300,5 +301,32 @@ func TestCallObserver(t *testing.T) {
 	}
 	if c := a.calls[2]; c.status != 0 || c.latency < time.Second {
 		t.Errorf("timeout: %+v", c)
+	}
+}
+
+// A server whose model list is not JSON (a proxy's HTML page) and whose
+// completions path is wrong: the list is ignored and the completion names
+// the cause; the key never shows in the error.
+func TestCheckWithAStrangeServer(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/models", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("<html><body>Welcome to nginx!</body></html>"))
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write([]byte("<html><head><title>404 Not Found</title></head><body>key sk-secret-123 not found</body></html>"))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	e, err := New("m", Sentiment(), []string{"text"}, WithBaseURL(srv.URL+"/v1"), WithAPIKey("sk-secret-123"), WithLogger(testutil.Quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.Check(bg())
+	if !errors.Is(err, sluice.ErrMisconfigured) || !strings.Contains(err.Error(), "404 Not Found") || !strings.Contains(err.Error(), "check the base URL") {
+		t.Errorf("err %v", err)
+	}
+	if strings.Contains(err.Error(), "does not list") || strings.Contains(err.Error(), "sk-secret-123") {
+		t.Errorf("err %v", err)
 	}
 }
