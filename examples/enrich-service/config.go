@@ -58,6 +58,7 @@ type config struct {
 	FlushTimeout         time.Duration
 	Breaker              int
 	SkipPreflight        bool
+	PreflightWait        time.Duration
 	InstanceID           string
 	HealthAddr           string
 	LogFormat            string
@@ -120,6 +121,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.FlushTimeout, "flush-timeout", 5*time.Second, "how long shutdown waits, after the drain, for offsets or acks to be committed")
 	fs.IntVar(&c.Breaker, "breaker", 20, "stop (exit 76) once this many events in a row fail with the same configuration error (wrong model URL, model or parameter), leaving the rest unconsumed (0: off, dead-letter them)")
 	fs.BoolVar(&c.SkipPreflight, "skip-preflight", false, "do not check the model endpoint (URL, key, model, parameters) before consuming; for servers that cannot take the probe")
+	fs.DurationVar(&c.PreflightWait, "preflight-wait", time.Minute, "how long the preflight retries a model endpoint that does not answer (down, starting, 5xx) before it exits 69")
 	fs.StringVar(&c.InstanceID, "instance-id", "", "Kafka static group member id, or the Redis consumer name (default: host name)")
 	fs.StringVar(&c.HealthAddr, "health-addr", "127.0.0.1:8080", "`address` serving /livez, /readyz, /healthz and /metrics")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
@@ -247,6 +249,9 @@ func (c *config) validate() error {
 	if c.DrainTimeout <= 0 || c.FlushTimeout <= 0 || c.MaxRateLimitDuration <= 0 || c.ModelTimeout <= 0 {
 		bad("-drain-timeout, -flush-timeout, -max-rate-limit-duration and -model-timeout must be positive")
 	}
+	if c.PreflightWait < 0 {
+		bad("-preflight-wait %s: must be 0 (no retry) or more", c.PreflightWait)
+	}
 	if c.Breaker < 0 {
 		bad("-breaker %d: must be 0 (off) or more", c.Breaker)
 	}
@@ -303,6 +308,7 @@ func (c *config) redacted() map[string]any {
 		"stop_budget":             c.stopBudget().String(),
 		"breaker":                 c.Breaker,
 		"preflight":               !c.SkipPreflight,
+		"preflight_wait":          c.PreflightWait.String(),
 		"instance_id":             c.InstanceID,
 		"health_addr":             c.HealthAddr,
 		"log_format":              c.LogFormat,

@@ -25,7 +25,8 @@ Exit status:
   0   graceful stop: SIGTERM or SIGINT, then the drain (a second signal exits at once)
   1   startup, the broker or the source failed (restarted by the systemd unit)
   2   never set by sluice-enrich: a Go panic (restarted)
-  69  preflight: the model endpoint did not answer (down, unreachable, 5xx) (restarted)
+  69  preflight: the model endpoint did not answer (down, unreachable, 5xx) within
+      -preflight-wait (restarted)
   75  rate limited for longer than -max-rate-limit-duration without one success (restarted)
   76  breaker: -breaker events in a row failed with the same configuration error;
       the rest of the input is left unconsumed (not restarted: fix the setup)

@@ -26,6 +26,11 @@ func TestPreflightExitStatuses(t *testing.T) {
 	defer srv.Close()
 	reasoning := llmtest.NewServer(llmtest.WithRejectedField("max_tokens"))
 	defer reasoning.Close()
+	failing := llmtest.NewServer(llmtest.WithErrorRate(1))
+	defer failing.Close()
+	flaky := llmtest.NewServer()
+	defer flaky.Close()
+	flaky.Inject(llmtest.Fault{Status: 503})
 	base := []string{"-source", "redis", "-redis-addr", "127.0.0.1:1", "-health-addr", "127.0.0.1:0"}
 	tests := []struct {
 		name string
@@ -42,8 +47,12 @@ func TestPreflightExitStatuses(t *testing.T) {
 			[]string{"refused the API key in $SLUICE_MODEL_API_KEY (HTTP 401)"}},
 		{"max_tokens refused", "", []string{"-model-url", reasoning.BaseURL(), "-token-field", "max_tokens"}, exitPreflight,
 			[]string{"unsupported_parameter"}},
-		{"nothing listens", "", []string{"-model-url", "http://127.0.0.1:1/v1", "-model-timeout", "5s"}, exitUnavailable,
+		{"nothing listens", "", []string{"-model-url", "http://127.0.0.1:1/v1", "-model-timeout", "5s", "-preflight-wait", "0s"}, exitUnavailable,
 			[]string{"the URL does not answer"}},
+		{"5xx until the wait is over", "", []string{"-model-url", failing.BaseURL(), "-preflight-wait", "1500ms"}, exitUnavailable,
+			[]string{"preflight: the model endpoint does not answer; asking again", "did not answer properly", "HTTP 500"}},
+		{"5xx once, then up", "", []string{"-model-url", flaky.BaseURL()}, exitFailure,
+			[]string{"preflight: the model endpoint does not answer; asking again", "model check passed", "127.0.0.1:1"}},
 		{"all good: on to the broker", "right-key", []string{"-model-url", srv.BaseURL(), "-model", "gpt-a"}, exitFailure,
 			[]string{"model check passed", "127.0.0.1:1"}},
 	}
@@ -124,7 +133,7 @@ func TestHelpDocumentsExitStatuses(t *testing.T) {
 			t.Errorf("-h does not document exit status %d:\n%s", code, out.String())
 		}
 	}
-	for _, s := range []string{"-skip-preflight", "-breaker", "-token-field", "-flush-timeout", "model-api-key"} {
+	for _, s := range []string{"-skip-preflight", "-preflight-wait", "-breaker", "-token-field", "-flush-timeout", "model-api-key"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("-h does not mention %s", s)
 		}

@@ -119,7 +119,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 
 	if cfg.SkipPreflight {
 		log.Warn("preflight skipped (-skip-preflight): a wrong model URL, name or parameter shows only once events fail; the breaker stops the service after -breaker of them", "breaker", cfg.Breaker)
-	} else if err := enr.Check(ctx); err != nil {
+	} else if err := preflight(ctx, enr, cfg.PreflightWait, log); err != nil {
 		if ctx.Err() != nil {
 			return exitOK, nil // stopped during the preflight; nothing was consumed
 		}
