@@ -242,7 +242,7 @@ func testEnrichService(t *testing.T, b backend) {
 		}
 	}
 	// The model-call metrics: every request, its latency and the tokens.
-	for _, name := range []string{"sluice_model_requests_total", "sluice_model_request_duration_seconds_count", "sluice_model_tokens_total"} {
+	for _, name := range []string{"sluice_model_requests_total", "sluice_model_request_duration_seconds_count", "sluice_model_tokens_total", "sluice_model_events_total", "sluice_model_cached_prompt_tokens_total"} {
 		if m[name] <= 0 {
 			t.Errorf("/metrics: %s = %v, want it above 0", name, m[name])
 		}

@@ -116,6 +116,13 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 		return exitConfig, err
 	}
 	defer enr.Close()
+	usage := func() metrics.Usage {
+		u := enr.Usage()
+		return metrics.Usage{Events: u.Events, CachedPromptTokens: u.CachedTokens, CostUSD: u.CostUSD}
+	}
+	if err := metrics.ExportUsage(reg, usage, cfg.Tuning.priced()); err != nil {
+		return exitFailure, err
+	}
 
 	if cfg.SkipPreflight {
 		log.Warn("preflight skipped (-skip-preflight): a wrong model URL, name or parameter shows only once events fail; the breaker stops the service after -breaker of them", "breaker", cfg.Breaker)
