@@ -87,7 +87,11 @@ func (r *runner) pause(now time.Time, rl *RateLimitError, origin Origin) {
 	if ra <= 0 {
 		ra = p.cfg.defaultRetryAfter
 	}
-	r.pauseUntil(now, now.Add(d), jitterWindow(min(ra, maxRetryAfter), p.cfg.pauseJitter), "",
+	// Workers resume spread over the jitter window, but never over longer
+	// than the pause itself: a pause cut short at the deadline would
+	// otherwise leave them staggered over a fifth of a huge Retry-After.
+	spread := min(jitterWindow(min(ra, maxRetryAfter), p.cfg.pauseJitter), d)
+	r.pauseUntil(now, now.Add(d), spread, "",
 		func(d time.Duration) {
 			p.log.Warn("sluice: rate limited; pausing consumption", "pause", d, "origin", origin.String(), "err", rl)
 		})

@@ -272,3 +272,60 @@ func TestHugeRetryAfterNeverGivesANegativePause(t *testing.T) {
 	require.NoError(t, wait(t, done))
 	assert.EqualValues(t, 1, calls.Load())
 }
+
+// A pause cut short at the rate-limit deadline must not leave the workers
+// staggered over a fifth of the server's Retry-After when the pipeline
+// goes on there (a call succeeded meanwhile): with Retry-After 10000s that
+// was up to 33 minutes without a call while health said running. The
+// stagger is at most as long as the pause was.
+func TestResumeAfterACutPauseIsNotStaggeredOverTheRetryAfter(t *testing.T) {
+	clk := sluicetest.NewClock(epoch)
+	src := sluicetest.NewSource("in", 1)
+	src.Publish(nil, []byte(`slow`))
+	src.Publish(nil, []byte(`limited`))
+	started, release := make(chan struct{}), make(chan struct{})
+	var limited atomic.Int32
+	enr := sluice.EnricherFunc(func(_ context.Context, in *sluice.Message) (*sluice.Message, error) {
+		if string(in.Value) == "slow" {
+			close(started)
+			<-release // in flight across the 429, and answered after it
+			return in, nil
+		}
+		if limited.Add(1) == 1 {
+			<-started
+			return nil, &sluice.RateLimitError{RetryAfter: 10000 * time.Second}
+		}
+		return in, nil
+	})
+	sink := sluicetest.NewSink()
+	p, err := sluice.New(src, enr, sink, sluice.WithClock(clk), sluice.WithConcurrency(2),
+		sluice.WithMaxRateLimitDuration(10*time.Second), quiet())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := start(t, ctx, p)
+
+	require.True(t, clk.BlockUntil(1, nil))
+	at, _ := clk.NextDeadline()
+	require.Equal(t, epoch.Add(10*time.Second), at, "the pause is cut at the rate-limit deadline")
+	close(release) // a success after the refusal: the deadline does not stop the pipeline
+	require.NoError(t, sink.WaitFor(ctx, 1))
+	clk.Advance(at.Sub(clk.Now()))
+
+	// The refused event is asked again within the pause's own length of
+	// the resume, whatever stagger the workers chose.
+	got := make(chan struct{})
+	go func() {
+		_ = sink.WaitFor(ctx, 2)
+		close(got)
+	}()
+	for clk.BlockUntil(1, got) {
+		next, _ := clk.NextDeadline()
+		require.False(t, next.After(at.Add(10*time.Second)), "a worker waits until %v after a resume at %v", next, at)
+		clk.Advance(next.Sub(clk.Now()))
+	}
+	assert.Len(t, sink.Messages(), 2)
+	assert.EqualValues(t, 2, limited.Load())
+	cancel()
+	require.NoError(t, wait(t, done))
+}
