@@ -33,7 +33,7 @@ func TestCounter(t *testing.T) {
 	if got.OK(0.1) {
 		t.Error("OK with missing inputs")
 	}
-	if want := `{"input_count":5,"enriched_count":2,"dead_letter_count":1,"missing_count":2,"duplicate_count":2,"enrichment_rate":0.4,"unmatched_count":2}`; got.JSON() != want {
+	if want := `{"input_count":5,"enriched_count":2,"dead_letter_count":1,"missing_count":2,"duplicate_count":2,"enrichment_rate":0.4,"unmatched_count":2,"replayed_count":0}`; got.JSON() != want {
 		t.Errorf("JSON %s", got.JSON())
 	}
 	if (Report{}).EnrichmentRate != 0 || NewCounter().Report().EnrichmentRate != 0 {
