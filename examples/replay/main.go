@@ -39,7 +39,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice/examples/internal/envflag"
@@ -170,14 +169,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runKafka(ctx context.Context, o *options) (replay.Summary, error) {
-	base, err := kafka.ClientConfig(kafka.WithClientID("sluice-replay"))
+	cfg, err := kafka.ClientConfig(kafka.WithClientID("sluice-replay"))
 	if err != nil {
 		return replay.Summary{}, err
 	}
-	client, err := sarama.NewClient(strings.Split(o.brokers, ","), replay.KafkaConfig(base))
-	if err != nil {
-		return replay.Summary{Group: o.cfg.Group}, fmt.Errorf("connect to %s: %w", o.brokers, err)
-	}
-	defer client.Close()
-	return replay.Kafka(ctx, client, o.cfg)
+	return replay.Kafka(ctx, strings.Split(o.brokers, ","), cfg, o.cfg)
 }

@@ -13,13 +13,23 @@ import (
 // short of the end (which control records can leave unreachable).
 const kafkaIdle = 5 * time.Second
 
-// Kafka replays the dead letters of topic c.DeadLetter through client, which
-// must have been built from cfg (see [KafkaConfig]). Partitions are read one
-// after the other, each from the replay group's committed offset (or the
-// oldest retained one) up to the end it had when the replay began.
-func Kafka(ctx context.Context, client sarama.Client, c Config) (Summary, error) {
+// Kafka replays the dead letters of topic c.DeadLetter on the cluster at
+// brokers, connecting with cfg (a connection's settings; [KafkaConfig]
+// completes them). Partitions are read one after the other, each from the
+// replay group's committed offset (or the oldest retained one) up to the end
+// it had when the replay began.
+func Kafka(ctx context.Context, brokers []string, cfg *sarama.Config, c Config) (Summary, error) {
 	sum := newSummary(c)
 	group := c.group()
+	cfg = KafkaConfig(cfg)
+	// Two clients: the consumer's long-polling fetches would otherwise
+	// hold up the writes and commits behind them on the one connection
+	// (the idempotent producer allows one request in flight).
+	client, err := sarama.NewClient(brokers, cfg)
+	if err != nil {
+		return sum, fmt.Errorf("replay: connect to %v: %w", brokers, err)
+	}
+	defer client.Close()
 	parts, err := client.Partitions(c.DeadLetter)
 	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
 		return sum, fmt.Errorf("replay: dead-letter topic %q does not exist: check -dead-letter", c.DeadLetter)
@@ -27,7 +37,7 @@ func Kafka(ctx context.Context, client sarama.Client, c Config) (Summary, error)
 	if err != nil {
 		return sum, fmt.Errorf("replay: partitions of %q: %w", c.DeadLetter, err)
 	}
-	consumer, err := sarama.NewConsumerFromClient(client)
+	consumer, err := sarama.NewConsumer(brokers, cfg)
 	if err != nil {
 		return sum, fmt.Errorf("replay: consumer: %w", err)
 	}
@@ -70,8 +80,8 @@ func Kafka(ctx context.Context, client sarama.Client, c Config) (Summary, error)
 	return sum, nil
 }
 
-// KafkaConfig completes base (a connection's sarama configuration) for a
-// replay: an idempotent producer that waits for all in-sync replicas, as
+// KafkaConfig returns a copy of base (a connection's sarama configuration)
+// completed for a replay: an idempotent producer that waits for all in-sync replicas, as
 // sluice's sink does, and no automatic commits.
 func KafkaConfig(base *sarama.Config) *sarama.Config {
 	cfg := *base
@@ -113,7 +123,11 @@ func (k *kafkaReplay) partition(ctx context.Context, p int32, from, end int64) (
 		if !k.c.DryRun && next > from {
 			if len(batch) > 0 {
 				if err := k.producer.SendMessages(batch); err != nil {
-					return fmt.Errorf("replay: write %d events: %w (nothing of this batch is committed; run the replay again)", len(batch), err)
+					var perrs sarama.ProducerErrors
+					if errors.As(err, &perrs) && len(perrs) > 0 {
+						err = fmt.Errorf("%d of %d to %q failed, first: %w", len(perrs), len(batch), perrs[0].Msg.Topic, perrs[0].Err)
+					}
+					return fmt.Errorf("replay: write: %w (nothing of this batch is committed; run the replay again)", err)
 				}
 			}
 			if err := commit(k.client, k.group, topic, p, next); err != nil {
