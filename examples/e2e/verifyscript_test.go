@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,7 +163,20 @@ func TestVerifyScriptColdBuildCache(t *testing.T) {
 		t.Skip("set SLUICE_VERIFY_COLD=1: compiles the standard library and every dependency")
 	}
 	addr := serverAddr(t, "KAFKA_BROKERS", "no Kafka broker: set KAFKA_BROKERS")
-	env := []string{"GOCACHE=" + t.TempDir(), "SLUICE_VERIFY_CACHE=" + t.TempDir(), "SLUICE_BROKERS=" + addr,
+	cache := t.TempDir()
+	// A build the script left running in the background (its process
+	// group, named in building.pid) stops with the test.
+	t.Cleanup(func() {
+		pids, _ := filepath.Glob(filepath.Join(cache, "*", "building.pid"))
+		for _, f := range pids {
+			if b, err := os.ReadFile(f); err == nil {
+				if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+					_ = syscall.Kill(-pid, syscall.SIGKILL)
+				}
+			}
+		}
+	})
+	env := []string{"GOCACHE=" + t.TempDir(), "SLUICE_VERIFY_CACHE=" + cache, "SLUICE_BROKERS=" + addr,
 		"SLUICE_INPUT=cold.none", "SLUICE_OUTPUT=cold.none.out", "SLUICE_DEAD_LETTER=cold.none.dlq"}
 	r := runScript(t, env)
 	t.Logf("cold run: %v, exit %d: %v", r.elapsed.Round(time.Millisecond), r.code, r.report)

@@ -3,6 +3,7 @@ package replay
 import (
 	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,8 +91,9 @@ func TestFilter(t *testing.T) {
 
 func TestDefaultGroup(t *testing.T) {
 	a := Config{DeadLetter: "dlq", FilterKey: "reason=503"}
-	if a.DefaultGroup() != a.DefaultGroup() || a.group() != a.DefaultGroup() {
-		t.Fatal("DefaultGroup is not stable")
+	same := Config{DeadLetter: "dlq", FilterKey: "reason=503", Limit: 7, DryRun: true}
+	if a.DefaultGroup() != same.DefaultGroup() || a.group() != a.DefaultGroup() || !strings.HasPrefix(a.group(), "sluice-replay.") {
+		t.Fatalf("DefaultGroup %q depends on more than the topic, destination and filter (%q)", a.DefaultGroup(), same.DefaultGroup())
 	}
 	for _, b := range []Config{{DeadLetter: "dlq2", FilterKey: "reason=503"}, {DeadLetter: "dlq", To: "x", FilterKey: "reason=503"}, {DeadLetter: "dlq"}} {
 		if b.DefaultGroup() == a.DefaultGroup() {
