@@ -94,6 +94,9 @@ func parse(args []string, stderr io.Writer, now time.Time) (*options, error) {
 	if o.cfg.DeadLetter == "" {
 		errs = append(errs, errors.New("-dead-letter is empty: name the dead-letter topic or stream"))
 	}
+	if o.cfg.To != "" && o.cfg.To == o.cfg.DeadLetter {
+		errs = append(errs, fmt.Errorf("-to %q is the dead-letter topic itself: name the input (or leave -to out to use each event's own input)", o.cfg.To))
+	}
 	if reason != "" {
 		re, err := regexp.Compile(reason)
 		if err != nil {

@@ -38,6 +38,9 @@ func TestParse(t *testing.T) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}
 	}
+	if _, err := parse([]string{"-dead-letter", "dlq", "-to", "dlq"}, io.Discard, now); err == nil || !strings.Contains(err.Error(), "-to") {
+		t.Errorf("-to the dead-letter topic: %v", err)
+	}
 	if _, err := parse([]string{"-since", "1h", "-until", "2h"}, io.Discard, now); err == nil || !strings.Contains(err.Error(), "-since must come before -until") {
 		t.Errorf("inverted range: %v", err)
 	}
