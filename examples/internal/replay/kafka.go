@@ -261,20 +261,37 @@ func fetchCommitted(client sarama.Client, group, topic string, parts []int32) (m
 
 // commit records offset as the replay group's position on topic/p. A group
 // with live members (another replay with the same group running) refuses
-// it.
+// it. A coordinator that moved is looked up again, once.
 func commit(client sarama.Client, group, topic string, p int32, offset int64) error {
-	coord, err := client.Coordinator(group)
-	if err != nil {
-		return fmt.Errorf("replay: coordinator of group %q: %w", group, err)
-	}
-	req := sarama.NewOffsetCommitRequest(client.Config(), group)
-	req.AddBlock(topic, p, offset, 0, "sluice-replay")
-	resp, err := coord.CommitOffset(req)
-	if err != nil {
-		return fmt.Errorf("replay: commit %s/%d@%d for group %q: %w (the events were written; a new run writes them again)", topic, p, offset, group, err)
-	}
-	if kerr := resp.Errors[topic][p]; kerr != sarama.ErrNoError {
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if attempt > 0 {
+			if rerr := client.RefreshCoordinator(group); rerr != nil {
+				return fmt.Errorf("replay: coordinator of group %q: %w (after %w)", group, rerr, err)
+			}
+		}
+		var coord *sarama.Broker
+		coord, err = client.Coordinator(group)
+		if err != nil {
+			return fmt.Errorf("replay: coordinator of group %q: %w", group, err)
+		}
+		req := sarama.NewOffsetCommitRequest(client.Config(), group)
+		req.AddBlock(topic, p, offset, 0, "sluice-replay")
+		var resp *sarama.OffsetCommitResponse
+		resp, err = coord.CommitOffset(req)
+		if err != nil {
+			_ = coord.Close() // reconnect on the next try
+			continue
+		}
+		kerr := resp.Errors[topic][p]
+		switch kerr {
+		case sarama.ErrNoError:
+			return nil
+		case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable:
+			err = kerr
+			continue
+		}
 		return fmt.Errorf("replay: commit %s/%d@%d for group %q: %w (is another replay with this group running?)", topic, p, offset, group, kerr)
 	}
-	return nil
+	return fmt.Errorf("replay: commit %s/%d@%d for group %q: %w (the events were written; a new run writes them again)", topic, p, offset, group, err)
 }
