@@ -10,7 +10,8 @@ import (
 )
 
 // kafkaIdle is how long a partition may stay silent before its reading stops
-// short of the end (which control records can leave unreachable).
+// short of the end (which control records can leave unreachable); the
+// replay then commits only what it read.
 const kafkaIdle = 5 * time.Second
 
 // Kafka replays the dead letters of topic c.DeadLetter on the cluster at
@@ -166,9 +167,12 @@ func (k *kafkaReplay) partition(ctx context.Context, p int32, from, end int64) (
 		case e := <-pc.Errors():
 			return false, fmt.Errorf("replay: read %s/%d: %w", topic, p, e)
 		case <-idle.C:
-			// The rest up to the end is control records (transaction
-			// markers), which are never delivered.
-			next = end
+			// Nothing more came: the rest up to the end is most likely
+			// control records (transaction markers), which are never
+			// delivered. Commit only what was read, so that a broker
+			// that was merely slow loses nothing: the next run reads on
+			// from there.
+			return false, flush()
 		case <-ctx.Done():
 			// Keep what was written: commit it, and stop.
 			if err := flush(); err != nil {
