@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -221,4 +222,101 @@ func TestRedisWriteFailure(t *testing.T) {
 func regexpOf(t *testing.T, s string) *regexp.Regexp {
 	t.Helper()
 	return regexp.MustCompile(s)
+}
+
+// TestInterruptedReplayResumes cancels each replay right after its first
+// committed batch, as a SIGTERM would, and runs it again until it is done:
+// every event arrives, and none twice (a cancelled replay commits what it
+// wrote before it stops).
+func TestInterruptedReplayResumes(t *testing.T) {
+	const n, batch = 50, 8
+	t.Run("kafka", func(t *testing.T) {
+		brokers := strings.Split(serverAddr(t, "KAFKA_BROKERS", "no Kafka broker: run scripts/kafka.sh start and set KAFKA_BROKERS"), ",")
+		ctx := context.Background()
+		base, err := kafka.ClientConfig(kafka.WithClientID("replay-test"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin, err := sarama.NewClusterAdmin(brokers, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close()
+		run := fmt.Sprintf("replay-int-%d", time.Now().UnixNano())
+		dlq, dest := run+".dlq", run+".dest"
+		for _, topic := range []string{dlq, dest} {
+			if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		t.Cleanup(func() { _ = admin.DeleteTopic(dlq); _ = admin.DeleteTopic(dest) })
+		sink, err := kafka.NewSink(ctx, brokers, run+".unused", kafka.WithDeadLetterTopic(dlq))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sink.WriteDeadLetters(ctx, letters(n, func(i int) sluice.Origin { return sluice.Origin{Topic: "in", Offset: int64(i)} })); err != nil {
+			t.Fatal(err)
+		}
+		_ = sink.Close()
+		total, runs := interruptUntilDone(t, func(ctx context.Context, c Config) (Summary, error) {
+			return Kafka(ctx, brokers, base, c)
+		}, Config{DeadLetter: dlq, To: dest, Batch: batch})
+		client, err := sarama.NewClient(brokers, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		end, err := client.GetOffset(dest, 0, sarama.OffsetNewest)
+		if err != nil || total != n || end != n {
+			t.Fatalf("%d runs replayed %d events, %s holds %d (%v); want %d", runs, total, dest, end, err, n)
+		}
+	})
+	t.Run("redis", func(t *testing.T) {
+		addr := serverAddr(t, "REDIS_ADDR", "no Redis server: run scripts/redis.sh start and set REDIS_ADDR")
+		ctx := context.Background()
+		client := redis.NewClient(&redis.Options{Addr: addr})
+		defer client.Close()
+		run := fmt.Sprintf("replay-int-%d", time.Now().UnixNano())
+		dlq, dest := run+".dlq", run+".dest"
+		t.Cleanup(func() { client.Del(context.Background(), dlq, dest) })
+		for _, l := range letters(n, func(i int) sluice.Origin { return sluice.Origin{Topic: "in", ID: fmt.Sprintf("%d-0", i+1), Offset: -1} }) {
+			values := []any{"payload", string(l.Msg.Value)}
+			for _, hd := range l.Headers() {
+				values = append(values, hd.Key, string(hd.Value))
+			}
+			client.XAdd(ctx, &redis.XAddArgs{Stream: dlq, Values: values})
+		}
+		total, runs := interruptUntilDone(t, func(ctx context.Context, c Config) (Summary, error) {
+			return Redis(ctx, client, c)
+		}, Config{DeadLetter: dlq, To: dest, Batch: batch})
+		if got := client.XLen(ctx, dest).Val(); total != n || got != n {
+			t.Fatalf("%d runs replayed %d events, %s holds %d; want %d", runs, total, dest, got, n)
+		}
+	})
+}
+
+// interruptUntilDone runs replay with a context cancelled after the first
+// committed batch of each run, until a run ends on its own; it returns the
+// events replayed in all and the number of runs.
+func interruptUntilDone(t *testing.T, replay func(context.Context, Config) (Summary, error), c Config) (total, runs int) {
+	t.Helper()
+	for runs = 1; runs <= 50; runs++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		c.Progress = func(s Summary) {
+			if s.Replayed > 0 {
+				cancel()
+			}
+		}
+		sum, err := replay(ctx, c)
+		cancel()
+		total += sum.Replayed
+		if err == nil {
+			return total, runs
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("run %d: %v", runs, err)
+		}
+	}
+	t.Fatalf("not done after %d interrupted runs (%d replayed)", runs-1, total)
+	return total, runs
 }
