@@ -14,6 +14,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -61,6 +62,8 @@ func object(tm typeMeta) (any, bool) {
 		return &appsv1.Deployment{}, true
 	case "policy/v1 PodDisruptionBudget":
 		return &policyv1.PodDisruptionBudget{}, true
+	case "batch/v1 Job":
+		return &batchv1.Job{}, true
 	case "keda.sh/v1alpha1 ScaledObject":
 		return &scaledObject{}, true
 	case "keda.sh/v1alpha1 TriggerAuthentication":
@@ -350,5 +353,34 @@ func TestConfigMapNamesFlags(t *testing.T) {
 		if !known[k] {
 			t.Errorf("%s is not a variable of sluice-enrich (see sluice-enrich -h)", k)
 		}
+	}
+}
+
+// TestReplayJob: the replay Job runs sluice-replay from the service's image
+// with the service's ConfigMap, starts as a dry run, and runs as non-root.
+func TestReplayJob(t *testing.T) {
+	all := manifests(t)
+	job := only[*batchv1.Job](t, all)
+	d := only[*appsv1.Deployment](t, all)
+	cm := only[*corev1.ConfigMap](t, all)
+	pod := job.Spec.Template.Spec
+	c := pod.Containers[0]
+	if c.Image != d.Spec.Template.Spec.Containers[0].Image {
+		t.Errorf("the Job runs %s, the Deployment %s: use the same image", c.Image, d.Spec.Template.Spec.Containers[0].Image)
+	}
+	if len(c.Command) != 1 || c.Command[0] != "/usr/local/bin/sluice-replay" {
+		t.Errorf("command %v, want /usr/local/bin/sluice-replay", c.Command)
+	}
+	if !slices.Contains(c.Args, "-dry-run") {
+		t.Errorf("args %v: the example must start as a dry run", c.Args)
+	}
+	if len(c.EnvFrom) != 1 || c.EnvFrom[0].ConfigMapRef == nil || c.EnvFrom[0].ConfigMapRef.Name != cm.Name {
+		t.Errorf("envFrom %+v: want the service's ConfigMap", c.EnvFrom)
+	}
+	if pod.RestartPolicy != corev1.RestartPolicyOnFailure || job.Spec.BackoffLimit == nil {
+		t.Errorf("restartPolicy %s, backoffLimit %v: a failed replay must run again (it resumes)", pod.RestartPolicy, job.Spec.BackoffLimit)
+	}
+	if sc := pod.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Error("the Job must run as non-root")
 	}
 }
