@@ -303,6 +303,19 @@ func TestDeployment(t *testing.T) {
 	if _, ok := sec.StringData["SLUICE_MODEL_API_KEY"]; !ok {
 		t.Error("the example Secret lacks SLUICE_MODEL_API_KEY")
 	}
+	// `kubectl apply -f deploy/kubernetes/` (not recursive) must never
+	// replace the real Secret with the placeholder, nor start a Job.
+	for f, objs := range all {
+		if filepath.Dir(f) != "kubernetes" {
+			continue
+		}
+		for _, o := range objs {
+			switch o.(type) {
+			case *corev1.Secret, *batchv1.Job:
+				t.Errorf("%s: a %T at the top of kubernetes/ would be applied with the rest; keep it in a subfolder", f, o)
+			}
+		}
+	}
 
 	// The PodDisruptionBudget covers these pods and lets one go at a time.
 	for k, v := range pdb.Spec.Selector.MatchLabels {
