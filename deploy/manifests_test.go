@@ -75,10 +75,14 @@ func object(tm typeMeta) (any, bool) {
 // manifests decodes every document of every YAML file under kubernetes/,
 // strictly: an unknown or misspelt field, a duplicate key or a value of the
 // wrong type fails.
-func manifests(t *testing.T) map[string][]any {
+func manifests(t *testing.T) map[string][]any { return manifestsIn(t, "kubernetes") }
+
+// manifestsIn decodes the manifests under root; the keys are the files'
+// paths relative to root.
+func manifestsIn(t *testing.T, root string) map[string][]any {
 	t.Helper()
 	var files []string
-	err := filepath.WalkDir("kubernetes", func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
 			files = append(files, p)
 		}
@@ -88,17 +92,18 @@ func manifests(t *testing.T) map[string][]any {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		t.Fatal("no manifests under kubernetes/")
+		t.Fatalf("no manifests under %s", root)
 	}
 	out := map[string][]any{}
 	for _, f := range files {
+		rel, _ := filepath.Rel(root, f)
 		for i, doc := range documents(t, f) {
 			obj, err := decode(doc)
 			if err != nil {
 				t.Errorf("%s, document %d: %v", f, i+1, err)
 				continue
 			}
-			out[f] = append(out[f], obj)
+			out[rel] = append(out[rel], obj)
 		}
 	}
 	return out
@@ -131,7 +136,15 @@ func decode(doc []byte) (any, error) {
 	return obj, nil
 }
 
-func only[T any](t *testing.T, all map[string][]any) T {
+// reporter is what the checks report to: a *testing.T, or a recorder in
+// the tests of the checks themselves.
+type reporter interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+func only[T any](t reporter, all map[string][]any) T {
 	t.Helper()
 	var found []T
 	for _, objs := range all {
@@ -184,8 +197,11 @@ func TestStrictDecoding(t *testing.T) {
 }
 
 // TestDeployment checks what the service needs of its pod.
-func TestDeployment(t *testing.T) {
-	all := manifests(t)
+func TestDeployment(t *testing.T) { checkDeployment(t, manifests(t)) }
+
+// checkDeployment checks the Deployment and what goes with it.
+func checkDeployment(t reporter, all map[string][]any) {
+	t.Helper()
 	d := only[*appsv1.Deployment](t, all)
 	cm := only[*corev1.ConfigMap](t, all)
 	pdb := only[*policyv1.PodDisruptionBudget](t, all)
@@ -298,15 +314,15 @@ func TestDeployment(t *testing.T) {
 		t.Errorf("the Deployment does not read %s from the Secret", k)
 	}
 	if !instanceID {
-		t.Error("SLUICE_INSTANCE_ID must be the pod's name: each replica needs its own member id")
+		t.Errorf("SLUICE_INSTANCE_ID must be the pod's name: each replica needs its own member id")
 	}
 	if _, ok := sec.StringData["SLUICE_MODEL_API_KEY"]; !ok {
-		t.Error("the example Secret lacks SLUICE_MODEL_API_KEY")
+		t.Errorf("the example Secret lacks SLUICE_MODEL_API_KEY")
 	}
 	// `kubectl apply -f deploy/kubernetes/` (not recursive) must never
 	// replace the real Secret with the placeholder, nor start a Job.
 	for f, objs := range all {
-		if filepath.Dir(f) != "kubernetes" {
+		if filepath.Dir(f) != "." {
 			continue
 		}
 		for _, o := range objs {
@@ -324,7 +340,7 @@ func TestDeployment(t *testing.T) {
 		}
 	}
 	if pdb.Spec.MaxUnavailable == nil && pdb.Spec.MinAvailable == nil {
-		t.Error("the PodDisruptionBudget sets neither maxUnavailable nor minAvailable")
+		t.Errorf("the PodDisruptionBudget sets neither maxUnavailable nor minAvailable")
 	}
 }
 
@@ -395,5 +411,75 @@ func TestReplayJob(t *testing.T) {
 	}
 	if sc := pod.SecurityContext; sc == nil || sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
 		t.Error("the Job must run as non-root")
+	}
+}
+
+// recorder collects what the checks report; Fatalf stops the check.
+type recorder struct{ problems []string }
+
+type stop struct{}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Errorf(format string, args ...any) {
+	r.problems = append(r.problems, fmt.Sprintf(format, args...))
+}
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.Errorf(format, args...)
+	panic(stop{})
+}
+
+// TestDeploymentChecksCatch breaks the manifests the way a hurried edit
+// would, each in a copy, and expects checkDeployment to name the problem.
+func TestDeploymentChecksCatch(t *testing.T) {
+	for name, c := range map[string]struct{ file, from, to, want string }{
+		"grace below the drain": {"deployment.yaml", "terminationGracePeriodSeconds: 60", "terminationGracePeriodSeconds: 30", "terminationGracePeriodSeconds"},
+		"loopback health":       {"configmap.yaml", "SLUICE_HEALTH_ADDR: 0.0.0.0:8080", "SLUICE_HEALTH_ADDR: 127.0.0.1:8080", "every interface"},
+		"liveness on /healthz":  {"deployment.yaml", "path: /livez\n              port: http\n            periodSeconds: 10", "path: /healthz\n              port: http\n            periodSeconds: 10", "livenessProbe"},
+		"readiness on /livez":   {"deployment.yaml", "path: /readyz", "path: /livez", "readinessProbe"},
+		"key in the ConfigMap":  {"configmap.yaml", "SLUICE_LOG_LEVEL: info", "SLUICE_LOG_LEVEL: info\n  SLUICE_MODEL_API_KEY: sk-oops", "secrets belong in the Secret"},
+		"root":                  {"deployment.yaml", "runAsNonRoot: true", "runAsNonRoot: false", "runAsNonRoot"},
+		"no memory limit":       {"deployment.yaml", "limits:\n              memory: 512Mi", "limits: {}", "memory limit"},
+		"PDB selects nothing":   {"pdb.yaml", "matchLabels:\n      app.kubernetes.io/name: sluice-enrich", "matchLabels:\n      app.kubernetes.io/name: sluice-enrch", "PodDisruptionBudget"},
+		"shared instance id":    {"deployment.yaml", "fieldPath: metadata.name", "fieldPath: metadata.namespace", "SLUICE_INSTANCE_ID"},
+		"Secret at the top":     {"examples/secret.yaml", "", "", "subfolder"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.CopyFS(dir, os.DirFS("kubernetes")); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, c.file)
+			if c.from == "" { // move the file to the top folder
+				if err := os.Rename(path, filepath.Join(dir, "secret.yaml")); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				from, to := c.from, c.to
+				if !strings.Contains(string(b), from) {
+					t.Fatalf("%s lacks %q", c.file, from)
+				}
+				if err := os.WriteFile(path, []byte(strings.Replace(string(b), from, to, 1)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := &recorder{}
+			func() {
+				defer func() {
+					if v := recover(); v != nil {
+						if _, ok := v.(stop); !ok {
+							panic(v)
+						}
+					}
+				}()
+				checkDeployment(r, manifestsIn(t, dir))
+			}()
+			if !strings.Contains(strings.Join(r.problems, "\n"), c.want) {
+				t.Errorf("problems %q do not mention %q", r.problems, c.want)
+			}
+		})
 	}
 }
