@@ -260,15 +260,22 @@ func checkDeployment(t reporter, all map[string][]any) {
 		t.Errorf("prometheus annotations %v, want port %s and path /metrics", a, port)
 	}
 
-	// Shutdown fits the grace period: the drain, then the final flush and
-	// commit, then the HTTP server's 5 s shutdown.
+	// A stop fits the grace period: at most the drain, then the flush
+	// (SLUICE_FLUSH_TIMEOUT, 5 s by default), then 5 s for the HTTP
+	// shutdown and closing; 5 s more for a busy node.
 	drain, err := time.ParseDuration(cm.Data["SLUICE_DRAIN_TIMEOUT"])
 	if err != nil {
 		t.Fatalf("SLUICE_DRAIN_TIMEOUT: %v", err)
 	}
+	flush := 5 * time.Second
+	if v, ok := cm.Data["SLUICE_FLUSH_TIMEOUT"]; ok {
+		if flush, err = time.ParseDuration(v); err != nil {
+			t.Fatalf("SLUICE_FLUSH_TIMEOUT: %v", err)
+		}
+	}
 	grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
-	if grace < drain+15*time.Second {
-		t.Errorf("terminationGracePeriodSeconds %v must exceed the drain (%v) by 15 s for the flush and the HTTP shutdown", grace, drain)
+	if stop := drain + flush + 5*time.Second; grace < stop+5*time.Second {
+		t.Errorf("terminationGracePeriodSeconds %v: a stop takes up to %v (drain %v, flush %v, 5 s), and needs 5 s of room", grace, stop, drain, flush)
 	}
 
 	// Resources, and a memory limit the Go runtime knows about.

@@ -63,7 +63,7 @@ func testReplay(t *testing.T, b backend) {
 		return h.DeadLettered >= n && h.InFlight == 0
 	})
 	svc.stop(t, syscall.SIGTERM, 0)
-	rep := verifyReport(t, bin, env, input, output, dlq)
+	rep := verifyFullReport(t, bin, env, input, output, dlq)
 	if rep.DeadLetterCount != n || rep.EnrichedCount != 0 || rep.MissingCount != 0 {
 		t.Fatalf("after the outage: %+v; want %d dead letters", rep, n)
 	}
@@ -109,15 +109,15 @@ func testReplay(t *testing.T, b backend) {
 		return h.Enriched >= n && h.InFlight == 0 && h.ConsumerLag == 0
 	})
 	svc.stop(t, syscall.SIGTERM, 0)
-	rep = verifyReport(t, bin, env, input, output, dlq)
+	rep = verifyFullReport(t, bin, env, input, output, dlq)
 	t.Logf("verify after the replay: %s", rep.JSON())
 	if rep.InputCount != n || rep.EnrichedCount != n || rep.MissingCount != 0 || rep.ReplayedCount != n || rep.EnrichmentRate != 1 {
 		t.Errorf("after the replay: %+v; want all %d events enriched", rep, n)
 	}
 }
 
-// verifyReport runs verify and decodes its report.
-func verifyReport(t *testing.T, bin string, env []string, input, output, dlq string) verify.Report {
+// verifyFullReport runs verify and decodes its report.
+func verifyFullReport(t *testing.T, bin string, env []string, input, output, dlq string) verify.Report {
 	t.Helper()
 	out, _ := runVerify(t, bin, env, "-input", input, "-output", output, "-dead-letter", dlq)
 	var rep verify.Report

@@ -5,18 +5,27 @@
 //
 // Every flag can also be set with an environment variable SLUICE_<NAME>
 // (upper case, dashes as underscores): -rate-limit is SLUICE_RATE_LIMIT.
-// The model API key is read from SLUICE_MODEL_API_KEY only.
+// The model API key is read from SLUICE_MODEL_API_KEY, or from the systemd
+// credential model-api-key (LoadCredential=); never from a flag.
 //
 //	sluice-enrich -source kafka -brokers 127.0.0.1:9092 -input reviews \
 //	    -output reviews.enriched -task sentiment -fields review.body \
 //	    -model-url https://api.openai.com/v1 -model gpt-4o-mini
 //
-// It serves /livez, /readyz, /healthz and /metrics on -health-addr. SIGTERM or SIGINT
-// drains in-flight events and exits 0 (a second signal exits at once).
+// Before it consumes anything it checks the model endpoint (the URL
+// answers, the key is accepted, the model exists and takes the requests;
+// -skip-preflight turns that off). It serves /livez, /readyz, /healthz and
+// /metrics on -health-addr. SIGTERM or SIGINT drains in-flight events and
+// exits 0 (a second signal exits at once); a stop takes at most
+// -drain-timeout + -flush-timeout + 5s (25s by default).
 //
-// Exit status: 0 after a graceful stop; 1 when startup or the source fails;
-// 2 for a bad configuration; 3 when rate limiting outlasted
-// -max-rate-limit-duration; 4 on a fatal model error (rejected key, no quota).
+// Exit status (also in -h): 0 after a graceful stop; 1 when startup or the
+// source fails; 69 when the model endpoint does not answer the preflight;
+// 75 when rate limiting outlasted -max-rate-limit-duration; 76 when the
+// breaker opened (-breaker events in a row failed with the same
+// configuration error); 77 when the model refused the key or the quota is
+// spent; 78 for a bad configuration; 79 when the preflight found the model
+// URL, name or a parameter wrong. Go itself exits 2 on a panic.
 package main
 
 import (
@@ -45,15 +54,6 @@ import (
 	"github.com/sluicehq/sluice/openai"
 )
 
-// Exit statuses.
-const (
-	exitOK          = 0
-	exitFailure     = 1
-	exitUsage       = 2
-	exitRateLimited = 3
-	exitFatal       = 4
-)
-
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -65,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if !errors.Is(err, errParse) {
 			fmt.Fprintln(stderr, "sluice-enrich:", err)
 		}
-		return exitUsage
+		return exitConfig
 	}
 	if cfg.showVersion {
 		fmt.Fprintf(stdout, "sluice-enrich %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -80,6 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("starting sluice-enrich", "version", buildVersion(), "go", runtime.Version(), "binary", exe, "pid", os.Getpid())
 	log.Info("configuration", "config", cfg.redacted())
+	warnStopBudget(cfg, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -103,26 +104,48 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cache, closeCache, err := newCache(cfg, reg, log)
 	if err != nil {
-		return exitUsage, err
+		return exitConfig, err
 	}
 	defer closeCache()
-	enr, err := newEnricher(cfg, cache, log)
+	calls, err := metrics.NewModelCalls(reg)
 	if err != nil {
-		return exitUsage, err
+		return exitFailure, err
+	}
+	enr, err := newEnricher(cfg, cache, log, openai.WithCallObserver(calls))
+	if err != nil {
+		return exitConfig, err
 	}
 	defer enr.Close()
+	usage := func() metrics.Usage {
+		u := enr.Usage()
+		return metrics.Usage{Events: u.Events, CachedPromptTokens: u.CachedTokens, CostUSD: u.CostUSD}
+	}
+	if err := metrics.ExportUsage(reg, usage, cfg.Tuning.priced()); err != nil {
+		return exitFailure, err
+	}
+
+	if cfg.SkipPreflight {
+		log.Warn("preflight skipped (-skip-preflight): a wrong model URL, name or parameter shows only once events fail; the breaker stops the service after -breaker of them", "breaker", cfg.Breaker)
+	} else if err := preflight(ctx, enr, cfg.PreflightWait, log); err != nil {
+		if ctx.Err() != nil {
+			return exitOK, nil // stopped during the preflight; nothing was consumed
+		}
+		return preflightStatus(err), fmt.Errorf("preflight failed, nothing was consumed: %w", err)
+	}
 
 	ps, err := connect(ctx, cfg, log)
 	if err != nil {
 		return exitFailure, err
 	}
-	defer ps.close(log)
+	defer closeWithin(ps, log)
 
 	opts := []sluice.Option{
 		sluice.WithConcurrency(cfg.Concurrency),
 		sluice.WithRetries(cfg.Retries),
 		sluice.WithMaxRateLimitDuration(cfg.MaxRateLimitDuration),
 		sluice.WithDrainTimeout(cfg.DrainTimeout),
+		sluice.WithFlushTimeout(cfg.FlushTimeout),
+		sluice.WithBreaker(cfg.Breaker),
 		metrics.Export(reg),
 		sluice.WithLogger(log),
 	}
@@ -134,7 +157,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	}
 	p, err := sluice.New(ps.src, enr, ps.sink, opts...)
 	if err != nil {
-		return exitUsage, err
+		return exitConfig, err
 	}
 
 	ln, err := net.Listen("tcp", cfg.HealthAddr)
@@ -156,7 +179,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	go func() {
 		select {
 		case <-ctx.Done():
-			log.Info("signal received: draining in-flight events", "drain_timeout", cfg.DrainTimeout.String())
+			log.Info("signal received: draining in-flight events", "drain_timeout", cfg.DrainTimeout.String(), "stop_budget", cfg.stopBudget().String())
 		case <-runDone:
 		}
 	}()
@@ -166,23 +189,30 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	log.Info("pipeline stopped", "received", st.Received, "enriched", st.Enriched,
 		"dead_lettered", st.DeadLettered, "retried", st.Retried, "rate_limit_pauses", st.RateLimitPauses)
 
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	return runStatus(runErr), runErr
+}
 
-	switch {
-	case runErr == nil:
-		return exitOK, nil
-	case errors.Is(runErr, sluice.ErrFatal):
-		return exitFatal, runErr
-	case errors.Is(runErr, sluice.ErrRateLimited):
-		return exitRateLimited, runErr
-	default:
-		return exitFailure, runErr
+// closeWithin closes the broker connections, waiting at most closeTimeout:
+// everything acked was flushed already, and the stop must fit its budget.
+func closeWithin(ps *parts, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ps.close(log)
+	}()
+	t := time.NewTimer(closeTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		log.Warn("closing the broker connections takes too long; exiting without waiting", "waited", closeTimeout.String())
 	}
 }
 
-func newEnricher(cfg *config, cache enrichcache.Cache, log *slog.Logger) (*openai.Enricher, error) {
+func newEnricher(cfg *config, cache enrichcache.Cache, log *slog.Logger, extra ...openai.Option) (*openai.Enricher, error) {
 	var task openai.Task
 	switch cfg.Task {
 	case "sentiment":
@@ -205,13 +235,18 @@ func newEnricher(cfg *config, cache enrichcache.Cache, log *slog.Logger) (*opena
 		openai.WithTimeout(cfg.ModelTimeout),
 		openai.WithLogger(log),
 	}
-	if cfg.apiKey != "" {
+	switch {
+	case cfg.apiKey == "":
+	case cfg.apiKeyFromEnv:
 		opts = append(opts, openai.WithAPIKeyEnv(envAPIKey))
+	default:
+		opts = append(opts, openai.WithAPIKey(cfg.apiKey)) // the credential model-api-key
 	}
 	if cache != nil {
 		opts = append(opts, openai.WithCache(cache))
 	}
 	opts = append(opts, cfg.Tuning.openaiOptions(cfg)...)
+	opts = append(opts, extra...)
 	return openai.New(cfg.Model, task, cfg.Fields, opts...)
 }
 
