@@ -5,7 +5,10 @@
 #
 # 1. go mod download
 # 2. a real Kafka 4.4 broker and redis-server (scripts/kafka.sh, scripts/redis.sh)
-#    unless KAFKA_BROKERS / REDIS_ADDR are already set; exports both
+#    unless KAFKA_BROKERS / REDIS_ADDR are already set; exports both; and
+#    Debian's prometheus package (promtool and the server, which the deploy
+#    module's rule checks and the e2e scrape test run) when it is missing,
+#    without starting its system service
 # 3. go vet ./... in every module (the root and each go.mod below it, e.g.
 #    integration/testcontainers)
 # 4. staticcheck ./... in every module (installed with go install when
@@ -79,6 +82,34 @@ fi
 
 sluice_start_servers
 sluice_log "KAFKA_BROKERS=$KAFKA_BROKERS REDIS_ADDR=$REDIS_ADDR"
+
+# Prometheus: deploy/ runs promtool on the alert rules, and examples/e2e runs
+# a Prometheus server of its own on a loopback port. apt's maintainer scripts
+# would start the packaged service; a policy-rc.d that says "no" stops that.
+install_prometheus() {
+  command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 && return 0
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    sluice_warn "prometheus is not installed (Debian: apt-get install prometheus); its tests skip, or fail under CI=true"
+    return 0
+  fi
+  sluice_log "installing prometheus (promtool and the server) with apt-get"
+  local policy=/usr/sbin/policy-rc.d made_policy="" rc=0
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    made_policy=1
+  fi
+  {
+    apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+  } >"$WORK/apt-prometheus.log" 2>&1 || rc=$?
+  [[ -n $made_policy ]] && rm -f "$policy"
+  if ((rc != 0)); then
+    tail -n 20 "$WORK/apt-prometheus.log" >&2
+    sluice_warn "apt-get install prometheus failed (rc $rc); its tests skip, or fail under CI=true"
+  fi
+}
+install_prometheus
 
 # ------------------------------------------------------------------ vet
 vet_ok=1

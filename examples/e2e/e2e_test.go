@@ -354,7 +354,7 @@ var (
 	buildErr  error
 )
 
-// buildBinaries builds enrich-service and verify into a temporary directory
+// buildBinaries builds enrich-service, verify and replay into a temporary directory
 // once per test binary run, and returns the directory.
 func buildBinaries(t *testing.T) string {
 	t.Helper()
@@ -368,7 +368,7 @@ func buildBinaries(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		for _, name := range []string{"enrich-service", "verify"} {
+		for _, name := range []string{"enrich-service", "verify", "replay"} {
 			cmd := exec.Command(goBin, "build", "-o", filepath.Join(buildDir, name), "github.com/sluicehq/sluice/examples/"+name)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", name, err, out)

@@ -6,13 +6,18 @@
 //
 //	{"input_count":1000,"enriched_count":988,"dead_letter_count":12,
 //	 "missing_count":0,"duplicate_count":0,"enrichment_rate":0.988,
-//	 "unmatched_count":0}
+//	 "unmatched_count":0,"replayed_count":0}
+//
+// An input record that replays a dead letter (examples/replay puts
+// replay_source_* headers on it) is no new input: its output counts for the
+// event it replays.
 //
 // It exits 0 when enrichment_rate >= -min-rate and missing_count is 0, 1 when
 // the check fails, and 2 when it cannot run. It takes the same -source,
 // -brokers, -redis-addr, -input, -output and -dead-letter flags (and
 // SLUICE_* environment variables) as enrich-service, so it can share its
-// environment file.
+// environment file. scripts/verify_kafka_enrichment.py wraps it for
+// deployment guides that run that script.
 package main
 
 import (

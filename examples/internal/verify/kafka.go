@@ -44,6 +44,10 @@ func Kafka(ctx context.Context, brokers []string, t Topics) (Report, error) {
 
 	c := NewCounter()
 	err = readTopic(ctx, client, consumer, t.Input, func(m *sarama.ConsumerMessage) {
+		if _, ok := ReplayOrigin(func(name string) (string, bool) { return kafkaHeader(m, name) }); ok {
+			c.Replayed()
+			return
+		}
 		c.Input(sluice.Origin{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset})
 	})
 	if err != nil {
@@ -54,7 +58,7 @@ func Kafka(ctx context.Context, brokers []string, t Topics) (Report, error) {
 		add   func(sluice.Origin)
 	}{{t.Output, c.Enriched}, {t.DeadLetter, c.DeadLetter}} {
 		err := readTopic(ctx, client, consumer, out.topic, func(m *sarama.ConsumerMessage) {
-			o, ok := OriginFromHeaders(func(name string) (string, bool) { return kafkaHeader(m, name) })
+			o, ok := OutputOrigin(func(name string) (string, bool) { return kafkaHeader(m, name) })
 			switch {
 			case !ok:
 				c.NoOrigin()

@@ -20,6 +20,10 @@ const redisPage = 1000
 func Redis(ctx context.Context, client redis.UniversalClient, t Topics) (Report, error) {
 	c := NewCounter()
 	err := readStream(ctx, client, t.Input, func(e redis.XMessage) {
+		if _, ok := ReplayOrigin(fieldGetter(e)); ok {
+			c.Replayed()
+			return
+		}
 		c.Input(sluice.Origin{Topic: t.Input, ID: e.ID, Offset: -1})
 	})
 	if err != nil {
@@ -30,14 +34,7 @@ func Redis(ctx context.Context, client redis.UniversalClient, t Topics) (Report,
 		add    func(sluice.Origin)
 	}{{t.Output, c.Enriched}, {t.DeadLetter, c.DeadLetter}} {
 		err := readStream(ctx, client, out.stream, func(e redis.XMessage) {
-			o, ok := OriginFromHeaders(func(name string) (string, bool) {
-				v, ok := e.Values[name]
-				if !ok {
-					return "", false
-				}
-				s, ok := v.(string)
-				return s, ok
-			})
+			o, ok := OutputOrigin(fieldGetter(e))
 			switch {
 			case !ok:
 				c.NoOrigin()
@@ -50,6 +47,18 @@ func Redis(ctx context.Context, client redis.UniversalClient, t Topics) (Report,
 		}
 	}
 	return c.Report(), nil
+}
+
+// fieldGetter returns the string value of a field of e.
+func fieldGetter(e redis.XMessage) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := e.Values[name]
+		if !ok {
+			return "", false
+		}
+		s, ok := v.(string)
+		return s, ok
+	}
 }
 
 func readStream(ctx context.Context, client redis.UniversalClient, stream string, fn func(redis.XMessage)) error {

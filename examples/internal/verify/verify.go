@@ -39,6 +39,11 @@ type Report struct {
 	// name this input topic or stream but match no input event read (for
 	// example an input trimmed by retention), or carry no origin at all.
 	UnmatchedCount int `json:"unmatched_count"`
+	// ReplayedCount is the number of input records that are replays of
+	// dead letters (they carry replay_source_* headers, see
+	// examples/replay). They are not counted as inputs: their outputs and
+	// dead letters count for the event they replay.
+	ReplayedCount int `json:"replayed_count"`
 }
 
 // OK reports whether the run passes: no input is missing and the enrichment
@@ -65,6 +70,7 @@ type Counter struct {
 	enriched map[string]int
 	dead     map[string]int
 	noOrigin int
+	replayed int
 }
 
 // NewCounter returns an empty Counter.
@@ -88,9 +94,12 @@ func (c *Counter) DeadLetter(origin sluice.Origin) { c.dead[key(origin)]++ }
 // NoOrigin records an output record or dead letter without origin headers.
 func (c *Counter) NoOrigin() { c.noOrigin++ }
 
+// Replayed records an input record that replays an earlier event.
+func (c *Counter) Replayed() { c.replayed++ }
+
 // Report computes the report.
 func (c *Counter) Report() Report {
-	r := Report{InputCount: len(c.inputs), UnmatchedCount: c.noOrigin}
+	r := Report{InputCount: len(c.inputs), UnmatchedCount: c.noOrigin, ReplayedCount: c.replayed}
 	for k := range c.inputs {
 		e, d := c.enriched[k], c.dead[k]
 		switch {
@@ -124,6 +133,27 @@ func key(o sluice.Origin) string {
 		return o.Topic + "/" + o.ID
 	}
 	return o.Topic + "/" + strconv.FormatInt(int64(o.Partition), 10) + "@" + strconv.FormatInt(o.Offset, 10)
+}
+
+// replayPrefix prefixes the origin headers that a replayed event carries
+// (replay_source_topic, ...): they name the event's first input.
+const replayPrefix = "replay_"
+
+// ReplayOrigin reads the replay_source_* headers of a record through get:
+// the first input of a replayed event. It reports false for a record that
+// is not a replay.
+func ReplayOrigin(get func(name string) (string, bool)) (sluice.Origin, bool) {
+	return OriginFromHeaders(func(name string) (string, bool) { return get(replayPrefix + name) })
+}
+
+// OutputOrigin is the input an output record or dead letter counts for:
+// the first input of a replayed event ([ReplayOrigin]), or else the record's
+// origin ([OriginFromHeaders]).
+func OutputOrigin(get func(name string) (string, bool)) (sluice.Origin, bool) {
+	if o, ok := ReplayOrigin(get); ok {
+		return o, true
+	}
+	return OriginFromHeaders(get)
 }
 
 // OriginFromHeaders reads the origin headers of an output record or dead

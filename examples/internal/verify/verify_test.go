@@ -33,7 +33,7 @@ func TestCounter(t *testing.T) {
 	if got.OK(0.1) {
 		t.Error("OK with missing inputs")
 	}
-	if want := `{"input_count":5,"enriched_count":2,"dead_letter_count":1,"missing_count":2,"duplicate_count":2,"enrichment_rate":0.4,"unmatched_count":2}`; got.JSON() != want {
+	if want := `{"input_count":5,"enriched_count":2,"dead_letter_count":1,"missing_count":2,"duplicate_count":2,"enrichment_rate":0.4,"unmatched_count":2,"replayed_count":0}`; got.JSON() != want {
 		t.Errorf("JSON %s", got.JSON())
 	}
 	if (Report{}).EnrichmentRate != 0 || NewCounter().Report().EnrichmentRate != 0 {
@@ -98,6 +98,26 @@ func TestRedis(t *testing.T) {
 	}
 	dead := (n + 99) / 100
 	if got.InputCount != n || got.DeadLetterCount != dead || got.MissingCount != 1 || got.EnrichedCount != n-dead-1 || got.UnmatchedCount != 0 {
+		t.Errorf("got %+v", got)
+	}
+}
+
+// TestRedisReplayed: a replayed input is no new input, and its output
+// counts for the event it replays, which is then enriched, not lost.
+func TestRedisReplayed(t *testing.T) {
+	srv := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer c.Close()
+	ctx := context.Background()
+	orig := c.XAdd(ctx, &redis.XAddArgs{Stream: "in", Values: []any{"payload", "{}"}}).Val()
+	c.XAdd(ctx, &redis.XAddArgs{Stream: "dlq", Values: []any{"payload", "{}", "failure_reason", "503", "source_stream", "in", "source_id", orig}})
+	again := c.XAdd(ctx, &redis.XAddArgs{Stream: "in", Values: []any{"payload", "{}", "replay_count", "1", "replay_source_stream", "in", "replay_source_id", orig}}).Val()
+	c.XAdd(ctx, &redis.XAddArgs{Stream: "out", Values: []any{"payload", "{}", "replay_source_stream", "in", "replay_source_id", orig, "source_stream", "in", "source_id", again}})
+	got, err := Redis(ctx, c, Topics{Input: "in", Output: "out", DeadLetter: "dlq"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.InputCount != 1 || got.EnrichedCount != 1 || got.MissingCount != 0 || got.ReplayedCount != 1 || got.UnmatchedCount != 0 || got.EnrichmentRate != 1 {
 		t.Errorf("got %+v", got)
 	}
 }
