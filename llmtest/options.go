@@ -19,6 +19,7 @@ type config struct {
 	latency        Latency
 	perEvent       time.Duration
 	maxConcurrency int
+	queue          int
 	rps            float64
 	burst          int
 	quota          bool
@@ -27,6 +28,7 @@ type config struct {
 	hangRate       float64
 	malformedRate  float64
 	truncateRate   float64
+	offSchemaRate  float64
 	omitRate       float64
 	omitIDs        map[string]bool
 	style          ErrorStyle
@@ -131,6 +133,22 @@ func WithMaxConcurrency(n int) Option {
 	}
 }
 
+// WithQueue serves at most n completions at once and makes the others wait
+// their turn, the way llama.cpp, vLLM and Ollama (below its queue limit)
+// behave: no 429, only latency that grows with the queue. The wait counts
+// against the client's timeout, as it does with a real server. 0 (the
+// default) serves every request at once. [Stats.MaxQueued] reports the
+// longest queue.
+func WithQueue(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.reject(optcheck.Call("WithQueue", n), "the number of slots is negative", "pass 0 to serve every request at once")
+			return
+		}
+		c.queue = n
+	}
+}
+
 // WithRPS limits completions to rps per second with a token bucket, and
 // answers 429 rate_limit_exceeded beyond it, with retry-after-ms,
 // retry-after and x-ratelimit-* headers saying when the next call will be
@@ -186,6 +204,15 @@ func WithMalformedRate(p float64) Option {
 // JSON cut in half and finish_reason "length".
 func WithTruncateRate(p float64) Option {
 	return func(c *config) { c.rate("WithTruncateRate", p, &c.truncateRate) }
+}
+
+// WithOffSchemaRate makes the given fraction of completions answer 200
+// with a well-formed JSON object in the wrong shape: what a small model does
+// when it is only asked for some JSON object (response_format json_object)
+// and makes one up, such as {"type":"error","message":"The service is not
+// available. Please try again later."}. It breaks every task's schema.
+func WithOffSchemaRate(p float64) Option {
+	return func(c *config) { c.rate("WithOffSchemaRate", p, &c.offSchemaRate) }
 }
 
 // WithOmitRate leaves each event of a batch request out of the answer with

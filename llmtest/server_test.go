@@ -232,11 +232,11 @@ func TestCloseReleasesHangs(t *testing.T) {
 
 func TestInvalidOptions(t *testing.T) {
 	_, err := llmtest.NewHandler(llmtest.WithErrorRate(2), llmtest.WithLatency(llmtest.Uniform(2, 1)),
-		llmtest.WithRPS(-1, 0), llmtest.WithErrorStatus(404), llmtest.WithModels())
+		llmtest.WithRPS(-1, 0), llmtest.WithErrorStatus(404), llmtest.WithModels(), llmtest.WithQueue(-1), llmtest.WithOffSchemaRate(-0.5))
 	if !errors.Is(err, sluice.ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"WithErrorRate(2)", "WithLatency(Uniform(2ns, 1ns))", "WithRPS(-1, 0)", "llmtest: WithErrorStatus(404): the status is not 5xx; pass a status from 500 to 599", "WithModels"} {
+	for _, want := range []string{"WithErrorRate(2)", "WithLatency(Uniform(2ns, 1ns))", "WithRPS(-1, 0)", "llmtest: WithErrorStatus(404): the status is not 5xx; pass a status from 500 to 599", "WithModels", "WithQueue(-1)", "WithOffSchemaRate(-0.5)"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}
@@ -277,6 +277,103 @@ func TestStatsEndpoint(t *testing.T) {
 		}
 		if st["completions"] != 1.0 || st["events"] != 1.0 {
 			t.Errorf("%s: %v, want 1 completion and 1 event", path, st)
+		}
+	}
+}
+
+func TestQueueWaitsInsteadOf429(t *testing.T) {
+	hs := llmtest.NewServer(llmtest.WithQueue(1))
+	defer hs.Close()
+	hs.Inject(llmtest.Fault{Hang: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		b, _ := json.Marshal(chat("Task: spam", `{"t":"x"}`, nil))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, hs.URL+"/v1/chat/completions", bytes.NewReader(b))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+	})
+	// The hanging call holds the only slot.
+	if err := hs.WaitHangs(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan reply, 1)
+	go func() {
+		second <- post(t, hs.URL, chat("Task: spam", `{"t":"buy cheap pills"}`, map[string]any{"type": "json_object"}))
+	}()
+	waitFor(t, "the second call to queue", func() bool { return hs.Stats().MaxQueued == 1 })
+	select {
+	case r := <-second:
+		t.Fatalf("the second call was answered (%d) while the only slot was taken", r.status)
+	default:
+	}
+	cancel() // frees the slot
+	wg.Wait()
+	r := <-second
+	if text, _ := content(t, r); r.status != 200 || !strings.Contains(text, `"is_spam"`) {
+		t.Errorf("queued call: %d %s", r.status, r.body)
+	}
+	if st := hs.Stats(); st.ByStatus[429] != 0 || st.MaxQueued != 1 || st.MaxConcurrent != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestQueueTurnedAwayOnClose(t *testing.T) {
+	hs := llmtest.NewServer(llmtest.WithQueue(1))
+	hs.Inject(llmtest.Fault{Hang: true})
+	hung := make(chan reply, 1)
+	go func() { hung <- post(t, hs.URL, chat("x", "x", nil)) }()
+	if err := hs.WaitHangs(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	queued := make(chan reply, 1)
+	go func() { queued <- post(t, hs.URL, chat("x", "x", nil)) }()
+	waitFor(t, "the second call to queue", func() bool { return hs.Stats().MaxQueued == 1 })
+	hs.Handler.Close() // a closing server turns the queue away
+	if r := <-queued; r.status != http.StatusServiceUnavailable {
+		t.Errorf("queued call on close: %d %s", r.status, r.body)
+	}
+	<-hung
+	hs.Close()
+}
+
+func TestOffSchemaAnswers(t *testing.T) {
+	hs := llmtest.NewServer(llmtest.WithOffSchemaRate(1))
+	defer hs.Close()
+	r := post(t, hs.URL, chat("Task: sentiment", `{"text":"Terrible, broken on arrival"}`, map[string]any{"type": "json_object"}))
+	text, finish := content(t, r)
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(text), &obj); err != nil || finish != "stop" {
+		t.Fatalf("off-schema answer %q (finish %q) is not a JSON object: %v", text, finish, err)
+	}
+	if _, ok := obj["label"]; ok || obj["type"] != "error" {
+		t.Errorf("off-schema answer %q", text)
+	}
+
+	one := llmtest.NewServer()
+	defer one.Close()
+	one.Inject(llmtest.Fault{OffSchema: true})
+	first, _ := content(t, post(t, one.URL, chat("Task: spam", `{"t":"x"}`, nil)))
+	next, _ := content(t, post(t, one.URL, chat("Task: spam", `{"t":"x"}`, nil)))
+	if strings.Contains(first, "is_spam") || !strings.Contains(next, "is_spam") {
+		t.Errorf("injected off-schema answer %q, then %q", first, next)
+	}
+}
+
+// waitFor polls cond, which reads the fake's state, until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("no %s within 10s", what)
 		}
 	}
 }
