@@ -207,10 +207,13 @@ func WithTruncateRate(p float64) Option {
 }
 
 // WithOffSchemaRate makes the given fraction of completions answer 200
-// with a well-formed JSON object in the wrong shape: what a small model does
-// when it is only asked for some JSON object (response_format json_object)
-// and makes one up, such as {"type":"error","message":"The service is not
-// available. Please try again later."}. It breaks every task's schema.
+// with well-formed JSON that breaks the task's schema, as a small model on
+// llama.cpp does. Asked for some JSON object (response_format json_object,
+// or the prompt alone) it makes one up, such as {"type":"error","message":
+// "The service is not available. Please try again later."}. Under
+// json_schema the grammar keeps the answer's shape but not the bounds of its
+// numbers, so the answer has the right fields with a number far above its
+// maximum ({"is_spam":false,"confidence":200}).
 func WithOffSchemaRate(p float64) Option {
 	return func(c *config) { c.rate("WithOffSchemaRate", p, &c.offSchemaRate) }
 }

@@ -28,10 +28,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -514,6 +516,40 @@ const (
 // sentiment of a review with response_format json_object.
 const offSchemaAnswer = `{"type":"error","message":"The service is not available. Please try again later."}`
 
+// offSchema is an answer that breaks schema. Under json_schema, llama.cpp's
+// grammar keeps the shape but not a number's bounds, so the answer keeps
+// its shape with the first bounded number far above its maximum (a
+// confidence of 100 where the most is 1); otherwise, or when nothing is
+// bounded, it is a made-up object.
+func offSchema(result any, schema json.RawMessage, format string) string {
+	obj, ok := result.(map[string]any)
+	if !ok || format != "json_schema" {
+		return offSchemaAnswer
+	}
+	var s struct {
+		Properties map[string]struct {
+			Maximum *float64 `json:"maximum"`
+		} `json:"properties"`
+	}
+	if json.Unmarshal(schema, &s) != nil {
+		return offSchemaAnswer
+	}
+	names := make([]string, 0, len(s.Properties))
+	for name, p := range s.Properties {
+		if _, isNum := obj[name].(float64); isNum && p.Maximum != nil {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return offSchemaAnswer
+	}
+	slices.Sort(names)
+	out := maps.Clone(obj)
+	out[names[0]] = *s.Properties[names[0]].Maximum*100 + 100
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
 // waitSlot waits for one of WithQueue's slots, and reports whether it got
 // one before the client gave up or the handler closed (answered 503).
 func (h *Handler) waitSlot(ctx context.Context, w http.ResponseWriter) bool {
@@ -618,7 +654,7 @@ func (h *Handler) answer(w http.ResponseWriter, req *request, format string, bad
 		text = text[:len(text)/2]
 		finish = "length"
 	case bad == badOffSchema:
-		text = offSchemaAnswer
+		text = offSchema(result, schema, format)
 	case h.cfg.schemaMode == SchemaIgnore || format == "none":
 		text = "Sure! Here is the result:\n\n```json\n" + text + "\n```\n\nLet me know if you need anything else."
 	}

@@ -352,6 +352,20 @@ func TestOffSchemaAnswers(t *testing.T) {
 		t.Errorf("off-schema answer %q", text)
 	}
 
+	// Under json_schema the shape holds and a bound breaks.
+	schema := map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "spam", "strict": true, "schema": map[string]any{
+		"type": "object", "required": []string{"is_spam", "confidence"}, "additionalProperties": false,
+		"properties": map[string]any{"is_spam": map[string]any{"type": "boolean"}, "confidence": map[string]any{"type": "number", "minimum": 0, "maximum": 1}},
+	}}}
+	text, _ = content(t, post(t, hs.URL, chat("Task: spam", `{"text":"hello"}`, schema)))
+	var spam struct {
+		IsSpam     *bool   `json:"is_spam"`
+		Confidence float64 `json:"confidence"`
+	}
+	if err := json.Unmarshal([]byte(text), &spam); err != nil || spam.IsSpam == nil || spam.Confidence <= 1 {
+		t.Errorf("off-schema answer under json_schema %q: want the shape with confidence above 1", text)
+	}
+
 	one := llmtest.NewServer()
 	defer one.Close()
 	one.Inject(llmtest.Fault{OffSchema: true})

@@ -32,6 +32,14 @@ func TestOffSchemaAnswerIsNamed(t *testing.T) {
 		t.Errorf("%d calls, want the answer asked for twice", st.Completions)
 	}
 
+	// Under json_schema, llama.cpp's grammar keeps the shape, not the
+	// bounds: the reason names the number.
+	e, _ = newTest(t, Spam(), []llmtest.Option{llmtest.WithOffSchemaRate(1)})
+	_, err = e.Enrich(bg(), event("hello"))
+	if class(err) != "permanent" || !strings.Contains(err.Error(), "$.confidence: 200 is above the maximum 1") {
+		t.Errorf("out-of-bounds answers: %v (%s), want permanent naming $.confidence", err, class(err))
+	}
+
 	// Once is not fatal: the second answer is used.
 	e, srv = newTest(t, Sentiment(), nil, WithOutputMode(OutputJSONObject))
 	srv.Inject(llmtest.Fault{OffSchema: true})
