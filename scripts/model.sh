@@ -7,9 +7,10 @@
 # an API key.
 #
 #   scripts/model.sh start     install what is missing, start (idempotent),
-#                              wait until /v1/models answers, then print
-#                              SLUICE_MODEL_URL=... and SLUICE_MODEL=... on
-#                              stdout (so: eval "$(scripts/model.sh start)")
+#                              wait until /v1/models answers, then print the
+#                              base URL and the model name on stdout as
+#                              export SLUICE_MODEL_URL=... SLUICE_MODEL=...
+#                              lines (so: eval "$(scripts/model.sh start)")
 #   scripts/model.sh stop      SIGTERM, bounded wait, then SIGKILL
 #   scripts/model.sh restart
 #   scripts/model.sh status    exit 0 if running, 3 if not
@@ -171,7 +172,7 @@ ensure_venv() {
 port_open() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
 
 print_env() {
-  printf 'SLUICE_MODEL_URL=%s\nSLUICE_MODEL=%s\n' "$BASE_URL" "$MODEL_NAME"
+  printf 'export SLUICE_MODEL_URL=%s\nexport SLUICE_MODEL=%s\n' "$BASE_URL" "$MODEL_NAME"
 }
 
 cmd_start() {
