@@ -47,6 +47,6 @@ case $mode in
     }
     sluice_start_servers
     sluice_start_model
-    SLUICE_E2E_MODEL_EVENTS=$n go test -count=1 -v -timeout 2h -run '^TestEnrichServiceRealModel$' ./examples/e2e
+    SLUICE_E2E_MODEL_EVENTS=$n SLUICE_E2E_MODEL_MIN_RATE=${SLUICE_E2E_MODEL_MIN_RATE:-0.95} go test -count=1 -v -timeout 2h -run '^TestEnrichServiceRealModel$' ./examples/e2e
     ;;
 esac

@@ -19,14 +19,17 @@ import (
 // model server (scripts/model.sh: llama.cpp with SmolLM2-135M-Instruct),
 // then verify with the enrichment rate that model achieves.
 const (
-	envModelEvents  = "SLUICE_E2E_MODEL_EVENTS"   // events (24; scripts/model-e2e.sh runs 200)
+	envModelEvents  = "SLUICE_E2E_MODEL_EVENTS"   // events (16; scripts/model-e2e.sh runs 200)
 	envModelMinRate = "SLUICE_E2E_MODEL_MIN_RATE" // verify's -min-rate (defaultModelMinRate)
 )
 
 // defaultModelMinRate is what SmolLM2-135M-Instruct achieves on sentiment
-// with structured output (json_schema through llama.cpp's grammar), with a
-// margin: measured 1.00 on 200 events (docs/testing.md).
-const defaultModelMinRate = 0.95
+// with structured output (json_schema through llama.cpp's grammar): 0.96 on
+// 200 events (docs/testing.md), every failure a score above 1, which the
+// grammar does not bound. The 200-event run of scripts/model-e2e.sh checks
+// 0.95; the default leaves the 16 events of a CI run room for one bad
+// answer.
+const defaultModelMinRate = 0.9
 
 // TestEnrichServiceRealModel runs enrich-service over review events with a
 // real model server, sentiment with structured output, and checks with
@@ -39,7 +42,7 @@ func TestEnrichServiceRealModel(t *testing.T) {
 	if model == "" {
 		t.Fatal("SLUICE_MODEL_URL is set but SLUICE_MODEL is not: name the model to call")
 	}
-	n := 24
+	n := 16
 	if v := os.Getenv(envModelEvents); v != "" {
 		var err error
 		if n, err = strconv.Atoi(v); err != nil || n < 1 {
