@@ -36,7 +36,7 @@
 // even a 135M-parameter model answers JSON of the right shape, with the
 // required fields and enum values (measured: 28 of 30 answers valid, against
 // none with json_object or the prompt alone); but the
-// grammar does not bound numbers (a confidence of 100 where the most is 1)
+// grammar does not bound a number (a confidence of 100 where the most is 1)
 // and a list may run on until max_tokens, which is why every answer is
 // still validated. Under json_object the grammar only asks for some JSON
 // object, and a small model makes one up in the wrong shape; with the
