@@ -37,6 +37,7 @@ type config struct {
 	seed           uint64
 	models         []string
 	anyModel       bool
+	served         string
 	errs           optcheck.Errors
 }
 
@@ -319,5 +320,22 @@ func WithModels(names ...string) Option {
 		}
 		c.models = names
 		c.anyModel = false
+	}
+}
+
+// WithServedModel makes the fake serve one model under its own name, the
+// way llama.cpp's server does: GET /v1/models lists only name, a completion
+// for any model name is answered, and every answer's "model" is name, not
+// the name the request asked for. The enricher stores the name the server
+// reports in ai_enrichment.model.
+func WithServedModel(name string) Option {
+	return func(c *config) {
+		if name == "" {
+			c.reject(optcheck.Call("WithServedModel", name), "the name is empty", "pass the name the server reports, such as SmolLM2-135M-Instruct")
+			return
+		}
+		c.served = name
+		c.models = []string{name}
+		c.anyModel = true
 	}
 }

@@ -659,11 +659,15 @@ func (h *Handler) answer(w http.ResponseWriter, req *request, format string, bad
 		text = "Sure! Here is the result:\n\n```json\n" + text + "\n```\n\nLet me know if you need anything else."
 	}
 	id := h.seq.Add(1)
+	model := req.Model
+	if h.cfg.served != "" {
+		model = h.cfg.served
+	}
 	resp := map[string]any{
 		"id":      "chatcmpl-llmtest-" + strconv.FormatInt(id, 10),
 		"object":  "chat.completion",
 		"created": time.Now().Unix(),
-		"model":   req.Model,
+		"model":   model,
 		"choices": []any{map[string]any{
 			"index":         0,
 			"message":       map[string]any{"role": "assistant", "content": text},

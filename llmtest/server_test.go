@@ -232,11 +232,11 @@ func TestCloseReleasesHangs(t *testing.T) {
 
 func TestInvalidOptions(t *testing.T) {
 	_, err := llmtest.NewHandler(llmtest.WithErrorRate(2), llmtest.WithLatency(llmtest.Uniform(2, 1)),
-		llmtest.WithRPS(-1, 0), llmtest.WithErrorStatus(404), llmtest.WithModels(), llmtest.WithQueue(-1), llmtest.WithOffSchemaRate(-0.5))
+		llmtest.WithRPS(-1, 0), llmtest.WithErrorStatus(404), llmtest.WithModels(), llmtest.WithQueue(-1), llmtest.WithOffSchemaRate(-0.5), llmtest.WithServedModel(""))
 	if !errors.Is(err, sluice.ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"WithErrorRate(2)", "WithLatency(Uniform(2ns, 1ns))", "WithRPS(-1, 0)", "llmtest: WithErrorStatus(404): the status is not 5xx; pass a status from 500 to 599", "WithModels", "WithQueue(-1)", "WithOffSchemaRate(-0.5)"} {
+	for _, want := range []string{"WithErrorRate(2)", "WithLatency(Uniform(2ns, 1ns))", "WithRPS(-1, 0)", "llmtest: WithErrorStatus(404): the status is not 5xx; pass a status from 500 to 599", "WithModels", "WithQueue(-1)", "WithOffSchemaRate(-0.5)", "WithServedModel"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}
@@ -389,5 +389,28 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		case <-ctx.Done():
 			t.Fatalf("no %s within 10s", what)
 		}
+	}
+}
+
+func TestServedModel(t *testing.T) {
+	hs := llmtest.NewServer(llmtest.WithServedModel("SmolLM2-135M-Instruct"))
+	defer hs.Close()
+	req := chat("Task: spam", `{"t":"x"}`, nil)
+	req["model"] = "gpt-4o-mini"
+	r := post(t, hs.URL, req)
+	var c struct {
+		Model string `json:"model"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &c); err != nil || r.status != 200 || c.Model != "SmolLM2-135M-Instruct" {
+		t.Errorf("completion for another model: %d %s", r.status, r.body)
+	}
+	resp, err := http.Get(hs.URL + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"id":"SmolLM2-135M-Instruct"`) || strings.Contains(string(body), `"id":"llmtest"`) {
+		t.Errorf("GET /v1/models: %s", body)
 	}
 }

@@ -86,3 +86,16 @@ func TestQueueingServer(t *testing.T) {
 		t.Errorf("stats %+v, want one call queued and no 429", st)
 	}
 }
+
+// llama.cpp answers under the name of the model it serves, whatever the
+// request named: the enrichment records the model that answered.
+func TestServedModelIsRecorded(t *testing.T) {
+	e, _ := newTest(t, Sentiment(), []llmtest.Option{llmtest.WithServedModel("SmolLM2-135M-Instruct")})
+	out, err := e.Enrich(bg(), event("I love it"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(t, out).Model; got != "SmolLM2-135M-Instruct" {
+		t.Errorf("ai_enrichment.model %q, want the model the server reported", got)
+	}
+}
