@@ -44,6 +44,7 @@ func run(args []string, stderr io.Writer) int {
 	errRate := fs.Float64("error-rate", 0, "fraction of completions answered with HTTP 500")
 	malformedRate := fs.Float64("malformed-rate", 0, "fraction of completions answered with content that is not JSON")
 	offSchemaRate := fs.Float64("off-schema-rate", 0, "fraction of completions answered with JSON that breaks the task's schema, as a small real model does")
+	servedModel := fs.String("served-model", "", "answer under this model name whatever the request names, like llama.cpp (empty = echo the request's)")
 	queue := fs.Int("queue", 0, "completions served at once; the others wait their turn, without 429, like llama.cpp's slots (0 = all at once)")
 	apiKey := fs.String("api-key", "", "demand this bearer token (401 otherwise); also read from FAKE_MODEL_API_KEY")
 	seed := fs.Uint64("seed", 1, "seed of the random choices")
@@ -75,6 +76,9 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if *apiKey != "" {
 		opts = append(opts, llmtest.WithAPIKey(*apiKey))
+	}
+	if *servedModel != "" {
+		opts = append(opts, llmtest.WithServedModel(*servedModel))
 	}
 	h, err := llmtest.NewHandler(opts...)
 	if err != nil {
