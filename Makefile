@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 # Every module of the repository: the root and each go.mod below it.
 MODULES := . $(patsubst ./%/go.mod,%,$(shell find . -mindepth 2 -name go.mod -not -path './.git/*' -not -path '*/testdata/*' | sort))
 
-.PHONY: test bench lint kafka-start kafka-stop kafka-status redis-start redis-stop redis-status servers-start servers-stop
+.PHONY: test bench lint kafka-start kafka-stop kafka-status redis-start redis-stop redis-status model-start model-stop model-status model-e2e servers-start servers-stop
 
 # Extra go test arguments: make test ARGS='-run TestX ./kafka'
 test:
@@ -42,6 +42,19 @@ redis-stop:
 
 redis-status:
 	scripts/redis.sh status
+
+model-start:
+	scripts/model.sh start
+
+model-stop:
+	scripts/model.sh stop
+
+model-status:
+	scripts/model.sh status
+
+# The long real-model runs: make model-e2e ARGS='compare' (see scripts/model-e2e.sh)
+model-e2e:
+	scripts/model-e2e.sh $(ARGS)
 
 servers-start: kafka-start redis-start
 

@@ -19,6 +19,7 @@ type config struct {
 	latency        Latency
 	perEvent       time.Duration
 	maxConcurrency int
+	queue          int
 	rps            float64
 	burst          int
 	quota          bool
@@ -27,6 +28,7 @@ type config struct {
 	hangRate       float64
 	malformedRate  float64
 	truncateRate   float64
+	offSchemaRate  float64
 	omitRate       float64
 	omitIDs        map[string]bool
 	style          ErrorStyle
@@ -37,6 +39,7 @@ type config struct {
 	anyModel       bool
 	rejectFields   []string
 	noModelList    bool
+	served         string
 	errs           optcheck.Errors
 }
 
@@ -133,6 +136,22 @@ func WithMaxConcurrency(n int) Option {
 	}
 }
 
+// WithQueue serves at most n completions at once and makes the others wait
+// their turn, the way llama.cpp, vLLM and Ollama (below its queue limit)
+// behave: no 429, only latency that grows with the queue. The wait counts
+// against the client's timeout, as it does with a real server. 0 (the
+// default) serves every request at once. [Stats.MaxQueued] reports the
+// longest queue.
+func WithQueue(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.reject(optcheck.Call("WithQueue", n), "the number of slots is negative", "pass 0 to serve every request at once")
+			return
+		}
+		c.queue = n
+	}
+}
+
 // WithRPS limits completions to rps per second with a token bucket, and
 // answers 429 rate_limit_exceeded beyond it, with retry-after-ms,
 // retry-after and x-ratelimit-* headers saying when the next call will be
@@ -188,6 +207,18 @@ func WithMalformedRate(p float64) Option {
 // JSON cut in half and finish_reason "length".
 func WithTruncateRate(p float64) Option {
 	return func(c *config) { c.rate("WithTruncateRate", p, &c.truncateRate) }
+}
+
+// WithOffSchemaRate makes the given fraction of completions answer 200
+// with well-formed JSON that breaks the task's schema, as a small model on
+// llama.cpp does. Asked for some JSON object (response_format json_object,
+// or the prompt alone) it makes one up, such as {"type":"error","message":
+// "The service is not available. Please try again later."}. Under
+// json_schema the grammar keeps the answer's shape but not the bounds of its
+// numbers, so the answer has the right fields with a number far above its
+// maximum ({"is_spam":false,"confidence":200}).
+func WithOffSchemaRate(p float64) Option {
+	return func(c *config) { c.rate("WithOffSchemaRate", p, &c.offSchemaRate) }
 }
 
 // WithOmitRate leaves each event of a batch request out of the answer with
@@ -314,4 +345,21 @@ func WithRejectedField(name string) Option {
 // not offer it.
 func WithoutModelList() Option {
 	return func(c *config) { c.noModelList = true }
+}
+
+// WithServedModel makes the fake serve one model under its own name, the
+// way llama.cpp's server does: GET /v1/models lists only name, a completion
+// for any model name is answered, and every answer's "model" is name, not
+// the name the request asked for. The enricher stores the name the server
+// reports in ai_enrichment.model.
+func WithServedModel(name string) Option {
+	return func(c *config) {
+		if name == "" {
+			c.reject(optcheck.Call("WithServedModel", name), "the name is empty", "pass the name the server reports, such as SmolLM2-135M-Instruct")
+			return
+		}
+		c.served = name
+		c.models = []string{name}
+		c.anyModel = true
+	}
 }

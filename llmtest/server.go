@@ -28,10 +28,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +91,8 @@ type Handler struct {
 	hung chan struct{} // closed and replaced when a request starts hanging
 
 	inFlight  atomic.Int64
+	queued    atomic.Int64
+	slots     chan struct{} // WithQueue's slots; nil without it
 	admitted  atomic.Int64
 	seq       atomic.Int64
 	closeOnce sync.Once
@@ -113,6 +117,9 @@ func NewHandler(opts ...Option) (*Handler, error) {
 	}
 	h.stats.ByStatus = map[int]int64{}
 	h.stats.ByFormat = map[string]int64{}
+	if cfg.queue > 0 {
+		h.slots = make(chan struct{}, cfg.queue)
+	}
 	if cfg.rps > 0 {
 		b := cfg.burst
 		if b == 0 {
@@ -130,7 +137,7 @@ func (h *Handler) Close() {
 }
 
 // Fault is a one-off misbehaviour queued with [Handler.Inject]. Exactly one
-// of Status, Hang, Reset, Malformed or Truncated should be set.
+// of Status, Hang, Reset, Malformed, Truncated or OffSchema should be set.
 type Fault struct {
 	// Status answers with this HTTP status. Body is sent as is, or, when
 	// empty, an error body in the handler's style with Code as the OpenAI
@@ -148,6 +155,9 @@ type Fault struct {
 	Malformed bool
 	// Truncated answers 200 with half the JSON and finish_reason "length".
 	Truncated bool
+	// OffSchema answers 200 with a JSON object in the wrong shape (see
+	// [WithOffSchemaRate]).
+	OffSchema bool
 }
 
 // Inject queues faults; each of the next completion requests takes one, in
@@ -169,8 +179,12 @@ type Stats struct {
 	// "json_schema", "json_object", or "none".
 	ByFormat map[string]int64 `json:"by_format"`
 	// MaxConcurrent is the most completion requests held at once,
-	// including the ones refused for the concurrency limit.
+	// including the ones refused for the concurrency limit and the ones
+	// waiting in the queue.
 	MaxConcurrent int64 `json:"max_concurrent"`
+	// MaxQueued is the most completion requests waiting at once for a slot
+	// of [WithQueue].
+	MaxQueued int64 `json:"max_queued"`
 	// Completions counts 200 answers; BatchCompletions counts those that
 	// answered a batch, and BatchItems the events they were asked about.
 	Completions      int64 `json:"completions"`
@@ -466,6 +480,12 @@ func (h *Handler) completion(w http.ResponseWriter, r *http.Request) {
 		}
 		defer h.admitted.Add(-1)
 	}
+	if h.slots != nil {
+		if !h.waitSlot(r.Context(), w) {
+			return
+		}
+		defer func() { <-h.slots }()
+	}
 	switch {
 	case injected && fault.Hang, h.chance(h.cfg.hangRate):
 		h.mu.Lock()
@@ -502,9 +522,86 @@ func (h *Handler) completion(w http.ResponseWriter, r *http.Request) {
 			t.Stop()
 		}
 	}
-	malformed := (injected && fault.Malformed) || h.chance(h.cfg.malformedRate)
-	truncated := (injected && fault.Truncated) || h.chance(h.cfg.truncateRate)
-	h.answer(w, &req, format, malformed, truncated, fault.Header)
+	var bad badness
+	switch {
+	case (injected && fault.Malformed) || h.chance(h.cfg.malformedRate):
+		bad = badMalformed
+	case (injected && fault.Truncated) || h.chance(h.cfg.truncateRate):
+		bad = badTruncated
+	case (injected && fault.OffSchema) || h.chance(h.cfg.offSchemaRate):
+		bad = badOffSchema
+	}
+	h.answer(w, &req, format, bad, fault.Header)
+}
+
+// badness is how a 200 answer goes wrong.
+type badness int
+
+const (
+	badNone      badness = iota
+	badMalformed         // prose, no JSON
+	badTruncated         // half the JSON, finish_reason "length"
+	badOffSchema         // a JSON object in the wrong shape
+)
+
+// offSchemaAnswer is what a small model made up when asked for the
+// sentiment of a review with response_format json_object.
+const offSchemaAnswer = `{"type":"error","message":"The service is not available. Please try again later."}`
+
+// offSchema is an answer that breaks schema. Under json_schema, llama.cpp's
+// grammar keeps the shape but not a number's bounds, so the answer keeps
+// its shape with the first bounded number far above its maximum (a
+// confidence of 100 where the most is 1); otherwise, or when nothing is
+// bounded, it is a made-up object.
+func offSchema(result any, schema json.RawMessage, format string) string {
+	obj, ok := result.(map[string]any)
+	if !ok || format != "json_schema" {
+		return offSchemaAnswer
+	}
+	var s struct {
+		Properties map[string]struct {
+			Maximum *float64 `json:"maximum"`
+		} `json:"properties"`
+	}
+	if json.Unmarshal(schema, &s) != nil {
+		return offSchemaAnswer
+	}
+	names := make([]string, 0, len(s.Properties))
+	for name, p := range s.Properties {
+		if _, isNum := obj[name].(float64); isNum && p.Maximum != nil {
+			names = append(names, name)
+		}
+	}
+	if len(names) == 0 {
+		return offSchemaAnswer
+	}
+	slices.Sort(names)
+	out := maps.Clone(obj)
+	out[names[0]] = *s.Properties[names[0]].Maximum*100 + 100
+	b, _ := json.Marshal(out)
+	return string(b)
+}
+
+// waitSlot waits for one of WithQueue's slots, and reports whether it got
+// one before the client gave up or the handler closed (answered 503).
+func (h *Handler) waitSlot(ctx context.Context, w http.ResponseWriter) bool {
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	default:
+	}
+	q := h.queued.Add(1)
+	h.count(func(s *Stats) { s.MaxQueued = max(s.MaxQueued, q) })
+	defer h.queued.Add(-1)
+	select {
+	case h.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-h.closed:
+		h.fail(w, http.StatusServiceUnavailable, "server_error", "", "server is shutting down", nil)
+		return false
+	}
 }
 
 // events is how many events a completion request asks about: the ids of a
@@ -535,7 +632,7 @@ func (h *Handler) events(req *request) int {
 	return 1
 }
 
-func (h *Handler) answer(w http.ResponseWriter, req *request, format string, malformed, truncated bool, extra http.Header) {
+func (h *Handler) answer(w http.ResponseWriter, req *request, format string, bad badness, extra http.Header) {
 	var system, user string
 	for _, m := range req.Messages {
 		text := contentText(m.Content)
@@ -583,20 +680,26 @@ func (h *Handler) answer(w http.ResponseWriter, req *request, format string, mal
 	text := string(content)
 	finish := "stop"
 	switch {
-	case malformed:
+	case bad == badMalformed:
 		text = "I'm sorry, but I can't produce that in the requested format right now."
-	case truncated:
+	case bad == badTruncated:
 		text = text[:len(text)/2]
 		finish = "length"
+	case bad == badOffSchema:
+		text = offSchema(result, schema, format)
 	case h.cfg.schemaMode == SchemaIgnore || format == "none":
 		text = "Sure! Here is the result:\n\n```json\n" + text + "\n```\n\nLet me know if you need anything else."
 	}
 	id := h.seq.Add(1)
+	model := req.Model
+	if h.cfg.served != "" {
+		model = h.cfg.served
+	}
 	resp := map[string]any{
 		"id":      "chatcmpl-llmtest-" + strconv.FormatInt(id, 10),
 		"object":  "chat.completion",
 		"created": time.Now().Unix(),
-		"model":   req.Model,
+		"model":   model,
 		"choices": []any{map[string]any{
 			"index":         0,
 			"message":       map[string]any{"role": "assistant", "content": text},

@@ -232,11 +232,11 @@ func TestCloseReleasesHangs(t *testing.T) {
 
 func TestInvalidOptions(t *testing.T) {
 	_, err := llmtest.NewHandler(llmtest.WithErrorRate(2), llmtest.WithLatency(llmtest.Uniform(2, 1)),
-		llmtest.WithRPS(-1, 0), llmtest.WithErrorStatus(404), llmtest.WithModels())
+		llmtest.WithRPS(-1, 0), llmtest.WithErrorStatus(404), llmtest.WithModels(), llmtest.WithQueue(-1), llmtest.WithOffSchemaRate(-0.5), llmtest.WithServedModel(""))
 	if !errors.Is(err, sluice.ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"WithErrorRate(2)", "WithLatency(Uniform(2ns, 1ns))", "WithRPS(-1, 0)", "llmtest: WithErrorStatus(404): the status is not 5xx; pass a status from 500 to 599", "WithModels"} {
+	for _, want := range []string{"WithErrorRate(2)", "WithLatency(Uniform(2ns, 1ns))", "WithRPS(-1, 0)", "llmtest: WithErrorStatus(404): the status is not 5xx; pass a status from 500 to 599", "WithModels", "WithQueue(-1)", "WithOffSchemaRate(-0.5)", "WithServedModel"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s: %v", want, err)
 		}
@@ -316,5 +316,139 @@ func TestRejectedFieldsUnknownURLAndNoModelList(t *testing.T) {
 	}
 	if _, err := llmtest.NewHandler(llmtest.WithRejectedField("")); !errors.Is(err, sluice.ErrInvalidConfig) {
 		t.Errorf("empty field: %v", err)
+	}
+}
+
+func TestQueueWaitsInsteadOf429(t *testing.T) {
+	hs := llmtest.NewServer(llmtest.WithQueue(1))
+	defer hs.Close()
+	hs.Inject(llmtest.Fault{Hang: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		b, _ := json.Marshal(chat("Task: spam", `{"t":"x"}`, nil))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, hs.URL+"/v1/chat/completions", bytes.NewReader(b))
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+	})
+	// The hanging call holds the only slot.
+	if err := hs.WaitHangs(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan reply, 1)
+	go func() {
+		second <- post(t, hs.URL, chat("Task: spam", `{"t":"buy cheap pills"}`, map[string]any{"type": "json_object"}))
+	}()
+	waitFor(t, "the second call to queue", func() bool { return hs.Stats().MaxQueued == 1 })
+	select {
+	case r := <-second:
+		t.Fatalf("the second call was answered (%d) while the only slot was taken", r.status)
+	default:
+	}
+	cancel() // frees the slot
+	wg.Wait()
+	r := <-second
+	if text, _ := content(t, r); r.status != 200 || !strings.Contains(text, `"is_spam"`) {
+		t.Errorf("queued call: %d %s", r.status, r.body)
+	}
+	if st := hs.Stats(); st.ByStatus[429] != 0 || st.MaxQueued != 1 || st.MaxConcurrent != 2 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestQueueTurnedAwayOnClose(t *testing.T) {
+	hs := llmtest.NewServer(llmtest.WithQueue(1))
+	hs.Inject(llmtest.Fault{Hang: true})
+	hung := make(chan reply, 1)
+	go func() { hung <- post(t, hs.URL, chat("x", "x", nil)) }()
+	if err := hs.WaitHangs(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	queued := make(chan reply, 1)
+	go func() { queued <- post(t, hs.URL, chat("x", "x", nil)) }()
+	waitFor(t, "the second call to queue", func() bool { return hs.Stats().MaxQueued == 1 })
+	hs.Handler.Close() // a closing server turns the queue away
+	if r := <-queued; r.status != http.StatusServiceUnavailable {
+		t.Errorf("queued call on close: %d %s", r.status, r.body)
+	}
+	<-hung
+	hs.Close()
+}
+
+func TestOffSchemaAnswers(t *testing.T) {
+	hs := llmtest.NewServer(llmtest.WithOffSchemaRate(1))
+	defer hs.Close()
+	r := post(t, hs.URL, chat("Task: sentiment", `{"text":"Terrible, broken on arrival"}`, map[string]any{"type": "json_object"}))
+	text, finish := content(t, r)
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(text), &obj); err != nil || finish != "stop" {
+		t.Fatalf("off-schema answer %q (finish %q) is not a JSON object: %v", text, finish, err)
+	}
+	if _, ok := obj["label"]; ok || obj["type"] != "error" {
+		t.Errorf("off-schema answer %q", text)
+	}
+
+	// Under json_schema the shape holds and a bound breaks.
+	schema := map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "spam", "strict": true, "schema": map[string]any{
+		"type": "object", "required": []string{"is_spam", "confidence"}, "additionalProperties": false,
+		"properties": map[string]any{"is_spam": map[string]any{"type": "boolean"}, "confidence": map[string]any{"type": "number", "minimum": 0, "maximum": 1}},
+	}}}
+	text, _ = content(t, post(t, hs.URL, chat("Task: spam", `{"text":"hello"}`, schema)))
+	var spam struct {
+		IsSpam     *bool   `json:"is_spam"`
+		Confidence float64 `json:"confidence"`
+	}
+	if err := json.Unmarshal([]byte(text), &spam); err != nil || spam.IsSpam == nil || spam.Confidence <= 1 {
+		t.Errorf("off-schema answer under json_schema %q: want the shape with confidence above 1", text)
+	}
+
+	one := llmtest.NewServer()
+	defer one.Close()
+	one.Inject(llmtest.Fault{OffSchema: true})
+	first, _ := content(t, post(t, one.URL, chat("Task: spam", `{"t":"x"}`, nil)))
+	next, _ := content(t, post(t, one.URL, chat("Task: spam", `{"t":"x"}`, nil)))
+	if strings.Contains(first, "is_spam") || !strings.Contains(next, "is_spam") {
+		t.Errorf("injected off-schema answer %q, then %q", first, next)
+	}
+}
+
+// waitFor polls cond, which reads the fake's state, until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			t.Fatalf("no %s within 10s", what)
+		}
+	}
+}
+
+func TestServedModel(t *testing.T) {
+	hs := llmtest.NewServer(llmtest.WithServedModel("SmolLM2-135M-Instruct"))
+	defer hs.Close()
+	req := chat("Task: spam", `{"t":"x"}`, nil)
+	req["model"] = "gpt-4o-mini"
+	r := post(t, hs.URL, req)
+	var c struct {
+		Model string `json:"model"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &c); err != nil || r.status != 200 || c.Model != "SmolLM2-135M-Instruct" {
+		t.Errorf("completion for another model: %d %s", r.status, r.body)
+	}
+	resp, err := http.Get(hs.URL + "/v1/models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"id":"SmolLM2-135M-Instruct"`) || strings.Contains(string(body), `"id":"llmtest"`) {
+		t.Errorf("GET /v1/models: %s", body)
 	}
 }

@@ -6,14 +6,20 @@
 #                       caller already set is used as is (nothing is started
 #                       for it). A server that is already running is reused and
 #                       left running afterwards.
-# sluice_stop_servers   stops only the servers that sluice_start_servers
-#                       started itself; SLUICE_KEEP_SERVERS=1 keeps them up.
+# sluice_start_model    makes a real model server available (scripts/model.sh:
+#                       llama.cpp with a small model) and exports
+#                       SLUICE_MODEL_URL and SLUICE_MODEL, unless the caller
+#                       set SLUICE_MODEL_URL; reused when already running.
+# sluice_stop_servers   stops only the servers that sluice_start_servers and
+#                       sluice_start_model started themselves;
+#                       SLUICE_KEEP_SERVERS=1 keeps them up.
 
 SLUICE_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck disable=SC2034 # used by the scripts that source this file
 SLUICE_ROOT=$(cd "$SLUICE_SCRIPTS/.." && pwd)
 SLUICE_STARTED_KAFKA=""
 SLUICE_STARTED_REDIS=""
+SLUICE_STARTED_MODEL=""
 
 sluice_log() { printf '==> %s\n' "$*" >&2; }
 sluice_warn() { printf '==> WARNING: %s\n' "$*" >&2; }
@@ -64,9 +70,32 @@ sluice_start_servers() {
   fi
 }
 
+sluice_start_model() {
+  if [[ -n ${SLUICE_MODEL_URL:-} ]]; then
+    sluice_log "model: using SLUICE_MODEL_URL=$SLUICE_MODEL_URL SLUICE_MODEL=${SLUICE_MODEL:-} (not starting one)"
+    return 0
+  fi
+  local vars
+  if "$SLUICE_SCRIPTS/model.sh" status >/dev/null 2>&1; then
+    sluice_log "model: already running; reusing it"
+    vars=$("$SLUICE_SCRIPTS/model.sh" env) || return 1
+  else
+    sluice_log "model: starting (scripts/model.sh start)"
+    vars=$("$SLUICE_SCRIPTS/model.sh" start) || return 1
+    SLUICE_STARTED_MODEL=1
+  fi
+  local line
+  while IFS= read -r line; do
+    line=${line#export }
+    case $line in
+      SLUICE_MODEL_URL=* | SLUICE_MODEL=*) export "${line?}" ;;
+    esac
+  done <<<"$vars"
+}
+
 sluice_stop_servers() {
   if [[ ${SLUICE_KEEP_SERVERS:-} == 1 ]]; then
-    [[ -n $SLUICE_STARTED_KAFKA$SLUICE_STARTED_REDIS ]] &&
+    [[ -n $SLUICE_STARTED_KAFKA$SLUICE_STARTED_REDIS$SLUICE_STARTED_MODEL ]] &&
       sluice_log "SLUICE_KEEP_SERVERS=1: leaving the servers running"
     return 0
   fi
@@ -77,6 +106,10 @@ sluice_stop_servers() {
   if [[ -n $SLUICE_STARTED_REDIS ]]; then
     "$SLUICE_SCRIPTS/redis.sh" stop || true
     SLUICE_STARTED_REDIS=""
+  fi
+  if [[ -n $SLUICE_STARTED_MODEL ]]; then
+    "$SLUICE_SCRIPTS/model.sh" stop || true
+    SLUICE_STARTED_MODEL=""
   fi
   return 0
 }

@@ -5,10 +5,14 @@
 #
 # 1. go mod download
 # 2. a real Kafka 4.4 broker and redis-server (scripts/kafka.sh, scripts/redis.sh)
-#    unless KAFKA_BROKERS / REDIS_ADDR are already set; exports both; and
+#    unless KAFKA_BROKERS / REDIS_ADDR are already set; exports both;
 #    Debian's prometheus package (promtool and the server, which the deploy
 #    module's rule checks and the e2e scrape test run) when it is missing,
-#    without starting its system service
+#    without starting its system service; and, when the packages include
+#    the real-model tests (./openai and ./examples/e2e, so also ./...), a
+#    real model server (scripts/model.sh:
+#    llama.cpp with SmolLM2-135M-Instruct) unless SLUICE_MODEL_URL is set;
+#    exports SLUICE_MODEL_URL and SLUICE_MODEL
 # 3. go vet ./... in every module (the root and each go.mod below it, e.g.
 #    integration/testcontainers)
 # 4. staticcheck ./... in every module (installed with go install when
@@ -110,6 +114,20 @@ install_prometheus() {
   fi
 }
 install_prometheus
+# The real-model tests (openai's TestRealModel*, e2e's
+# TestEnrichServiceRealModel) need the model server; other runs do not pay
+# for it.
+sluice_split_args "$@"
+needs_model=0
+for p in "${SLUICE_PKGS[@]}"; do
+  case $p in
+    ./... | all | ./openai | ./openai/... | ./examples/... | ./examples/e2e | ./examples/e2e/... | \
+      github.com/sluicehq/sluice/openai* | github.com/sluicehq/sluice/examples/e2e*) needs_model=1 ;;
+  esac
+done
+if ((needs_model)); then
+  sluice_start_model || sluice_warn "the model server did not start; the real-model tests will skip (and fail under CI=true)"
+fi
 
 # ------------------------------------------------------------------ vet
 vet_ok=1
@@ -150,7 +168,6 @@ fi
 GOFLAGS=-buildvcs=false go build -o "$WORK/testreport" ./internal/cmd/testreport
 report() { "$WORK/testreport" -counts "$WORK/counts" "$@"; }
 
-sluice_split_args "$@"
 mkdir -p "$LOGDIR"
 JSONLOG="$LOGDIR/go-test.json"
 sluice_log "go test -race -count=1 ${SLUICE_FLAGS[*]} ${SLUICE_PKGS[*]}"

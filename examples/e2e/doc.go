@@ -14,6 +14,11 @@
 //	scripts/kafka.sh start; scripts/redis.sh start
 //	KAFKA_BROKERS=127.0.0.1:9092 REDIS_ADDR=127.0.0.1:6379 go test ./examples/e2e
 //
+// TestEnrichServiceRealModel runs the service on the real Kafka and a real
+// model server instead of the fake (SLUICE_MODEL_URL and SLUICE_MODEL, which
+// eval "$(scripts/model.sh start)" exports); scripts/model-e2e.sh runs it on
+// 200 events.
+//
 // Without the variables the tests skip, saying how to get a server; under
 // CI=true they fail instead. E2E_LOGS=1 prints the services' logs.
 package e2e

@@ -7,8 +7,9 @@
 // It answers POST /v1/chat/completions with deterministic, schema-shaped
 // answers for the sentiment, entities, translate and spam tasks, and GET
 // /v1/models once it is listening. -rps and -max-concurrency enforce limits
-// with 429 and Retry-After the way hosted APIs do; -error-rate and
-// -malformed-rate make it fail a fraction of calls. SIGTERM or SIGINT shuts it
+// with 429 and Retry-After the way hosted APIs do, while -queue makes calls
+// wait for a slot the way local servers (llama.cpp, vLLM) do; -error-rate,
+// -malformed-rate and -off-schema-rate make it fail a fraction of calls. SIGTERM or SIGINT shuts it
 // down gracefully.
 package main
 
@@ -43,6 +44,9 @@ func run(args []string, stderr io.Writer) int {
 	maxConc := fs.Int("max-concurrency", 0, "completions served at once before 429 (0 = off)")
 	errRate := fs.Float64("error-rate", 0, "fraction of completions answered with HTTP 500")
 	malformedRate := fs.Float64("malformed-rate", 0, "fraction of completions answered with content that is not JSON")
+	offSchemaRate := fs.Float64("off-schema-rate", 0, "fraction of completions answered with JSON that breaks the task's schema, as a small real model does")
+	servedModel := fs.String("served-model", "", "answer under this model name whatever the request names, like llama.cpp (empty = echo the request's)")
+	queue := fs.Int("queue", 0, "completions served at once; the others wait their turn, without 429, like llama.cpp's slots (0 = all at once)")
 	apiKey := fs.String("api-key", "", "demand this bearer token (401 otherwise); also read from FAKE_MODEL_API_KEY")
 	seed := fs.Uint64("seed", 1, "seed of the random choices")
 	models := fs.String("models", "", "comma-separated model `names` to list and serve; others get 404 model_not_found (default: list llmtest, serve any)")
@@ -65,6 +69,8 @@ func run(args []string, stderr io.Writer) int {
 		llmtest.WithMaxConcurrency(*maxConc),
 		llmtest.WithErrorRate(*errRate),
 		llmtest.WithMalformedRate(*malformedRate),
+		llmtest.WithOffSchemaRate(*offSchemaRate),
+		llmtest.WithQueue(*queue),
 	}
 	switch {
 	case *jitter > 0:
@@ -84,6 +90,9 @@ func run(args []string, stderr io.Writer) int {
 	if *noModelList {
 		opts = append(opts, llmtest.WithoutModelList())
 	}
+	if *servedModel != "" {
+		opts = append(opts, llmtest.WithServedModel(*servedModel))
+	}
 	h, err := llmtest.NewHandler(opts...)
 	if err != nil {
 		fmt.Fprintln(stderr, "fake-model:", err)
@@ -102,7 +111,8 @@ func run(args []string, stderr io.Writer) int {
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("fake model listening", "base_url", "http://"+ln.Addr().String()+"/v1",
 		"latency", *latency, "rps", *rps, "max_concurrency", *maxConc,
-		"error_rate", *errRate, "malformed_rate", *malformedRate, "api_key_required", *apiKey != "")
+		"error_rate", *errRate, "malformed_rate", *malformedRate, "off_schema_rate", *offSchemaRate, "queue", *queue,
+		"api_key_required", *apiKey != "")
 
 	select {
 	case err := <-served:

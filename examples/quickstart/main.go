@@ -14,6 +14,14 @@
 //	go run ./examples/quickstart -brokers 127.0.0.1:9092      # a real Kafka
 //	go run ./examples/quickstart -source redis -redis-addr 127.0.0.1:6379
 //
+// With -model-url it calls a real OpenAI-compatible server instead of the
+// fake, for example the local llama.cpp server of scripts/model.sh (a small
+// model answers in tenths of a second to seconds, so send fewer events):
+//
+//	eval "$(scripts/model.sh start)"
+//	go run ./examples/quickstart -model-url "$SLUICE_MODEL_URL" -model "$SLUICE_MODEL" \
+//	    -events 40 -concurrency 2 -min-rate 0.9
+//
 // It exits 0 when the verification passes (see -min-rate), 1 otherwise.
 package main
 
@@ -46,6 +54,8 @@ type options struct {
 	malformed   int
 	concurrency int
 	latency     time.Duration
+	modelURL    string
+	model       string
 	minRate     float64
 	verbose     bool
 }
@@ -61,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.malformed, "malformed-every", 83, "make every n-th event malformed (0: none)")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "model calls in flight at once")
 	fs.DurationVar(&o.latency, "latency", 3*time.Millisecond, "mean latency of the fake model")
+	fs.StringVar(&o.modelURL, "model-url", "", "base URL of a real OpenAI-compatible server to call instead of the fake (key from SLUICE_MODEL_API_KEY)")
+	fs.StringVar(&o.model, "model", "", "model name on the -model-url server")
 	fs.Float64Var(&o.minRate, "min-rate", 0.95, "lowest enrichment rate that passes verification")
 	fs.BoolVar(&o.verbose, "v", false, "log what the adapters and the pipeline do")
 	if err := fs.Parse(args); err != nil {
@@ -68,6 +80,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 || (o.source != "kafka" && o.source != "redis") || o.events < 1 || o.concurrency < 1 {
 		fmt.Fprintln(stderr, "quickstart: need -source kafka|redis, -events >= 1, -concurrency >= 1 and no arguments")
+		return 2
+	}
+	if (o.modelURL == "") != (o.model == "") {
+		fmt.Fprintln(stderr, "quickstart: -model-url and -model go together: the server's base URL and the model to call on it")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -89,12 +105,7 @@ func quickstart(ctx context.Context, o options, stdout, stderr io.Writer) error 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	// The fake model: deterministic sentiment answers after a few
-	// milliseconds, over real HTTP on a loopback port.
-	model := llmtest.NewServer(llmtest.WithLatency(llmtest.Uniform(o.latency/2, o.latency*3/2)))
-	defer model.Close()
-	enr, err := openai.New("llmtest", openai.Sentiment(), []string{"review.body"},
-		openai.WithBaseURL(model.BaseURL()), openai.WithLogger(log))
+	enr, modelDesc, err := newEnricher(o, log)
 	if err != nil {
 		return err
 	}
@@ -115,7 +126,7 @@ func quickstart(ctx context.Context, o options, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer b.close()
-	fmt.Fprintf(stdout, "broker:  %s\nmodel:   fake OpenAI-compatible server at %s (sentiment of review.body)\n", b.desc, model.BaseURL())
+	fmt.Fprintf(stdout, "broker:  %s\nmodel:   %s (sentiment of review.body)\n", b.desc, modelDesc)
 	fmt.Fprintf(stdout, "input:   %d events (%d malformed) in %q\n\n", len(events), bad, b.topics.Input)
 
 	// Keep the first outputs and dead letters to show them afterwards.
@@ -173,6 +184,47 @@ func quickstart(ctx context.Context, o options, stdout, stderr io.Writer) error 
 			errVerify, rep.EnrichmentRate, o.minRate, rep.MissingCount)
 	}
 	return nil
+}
+
+// newEnricher returns the sentiment enricher: on the -model-url server, or
+// on a fake model that answers deterministically after a few milliseconds,
+// over real HTTP on a loopback port. Close closes the fake too.
+func newEnricher(o options, log *slog.Logger) (*enricher, string, error) {
+	if o.modelURL != "" {
+		opts := []openai.Option{openai.WithBaseURL(o.modelURL), openai.WithLogger(log),
+			openai.WithTemperature(0), openai.WithTimeout(2 * time.Minute)}
+		if os.Getenv("SLUICE_MODEL_API_KEY") != "" {
+			opts = append(opts, openai.WithAPIKeyEnv("SLUICE_MODEL_API_KEY"))
+		}
+		e, err := openai.New(o.model, openai.Sentiment(), []string{"review.body"}, opts...)
+		if err != nil {
+			return nil, "", err
+		}
+		return &enricher{Enricher: e}, fmt.Sprintf("%s at %s", o.model, o.modelURL), nil
+	}
+	model := llmtest.NewServer(llmtest.WithLatency(llmtest.Uniform(o.latency/2, o.latency*3/2)))
+	e, err := openai.New("llmtest", openai.Sentiment(), []string{"review.body"},
+		openai.WithBaseURL(model.BaseURL()), openai.WithLogger(log))
+	if err != nil {
+		model.Close()
+		return nil, "", err
+	}
+	return &enricher{Enricher: e, fake: model}, "fake OpenAI-compatible server at " + model.BaseURL(), nil
+}
+
+// enricher is the openai enricher and the fake model it calls, if any.
+type enricher struct {
+	*openai.Enricher
+	fake *llmtest.Server
+}
+
+// Close closes the enricher's connections and the fake model.
+func (e *enricher) Close() error {
+	err := e.Enricher.Close()
+	if e.fake != nil {
+		e.fake.Close()
+	}
+	return err
 }
 
 // progress shows a progress line until every event has finished, then stops
