@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -25,7 +27,57 @@ var (
 	// could not be released in time (see [WithRevokeTimeout]); the source
 	// has then stopped and must be closed and rebuilt.
 	ErrClaimStuck = errors.New("kafka: revoked partition could not be released")
+
+	// ErrAuthentication matches the error of a constructor whose SASL
+	// login the brokers refused: a wrong user name or password, or a
+	// mechanism the listener does not offer (see [WithSASL]). Retrying
+	// does not help; the credentials must be fixed.
+	ErrAuthentication = errors.New("kafka: authentication failed")
+
+	// ErrTLS matches the error of a constructor that refused the brokers'
+	// certificate: signed by a CA that the [WithTLS] configuration does not
+	// trust, issued for another host name, or expired. The underlying
+	// crypto/x509 error (x509.UnknownAuthorityError, x509.HostnameError,
+	// x509.CertificateInvalidError) is wrapped too.
+	ErrTLS = errors.New("kafka: TLS handshake failed")
+
+	// ErrAccessDenied matches an error for an operation the brokers'
+	// authorizer refused to the authenticated user: no ACL to read or
+	// describe a topic, to join or commit for a group, or to write a topic.
+	// A write refused this way is also [sluice.Permanent]: a dead letter
+	// that cannot be written then stops the pipeline with the event
+	// unacked. The sarama error (sarama.ErrTopicAuthorizationFailed, ...)
+	// is wrapped too.
+	ErrAccessDenied = errors.New("kafka: access denied")
 )
+
+// classifyConnect marks errors of a connection attempt that no retry can
+// fix: refused credentials, a refused certificate, a refused operation.
+func classifyConnect(err error) error {
+	var (
+		ua x509.UnknownAuthorityError
+		he x509.HostnameError
+		ci x509.CertificateInvalidError
+		cv *tls.CertificateVerificationError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sarama.ErrSASLAuthenticationFailed):
+		return fmt.Errorf("%w (check the SASL user, password and mechanism): %w", ErrAuthentication, err)
+	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):
+		return fmt.Errorf("%w: the brokers' certificate was refused (check the CA file and the broker address): %w", ErrTLS, err)
+	case deniedError(err):
+		return fmt.Errorf("%w: %w", ErrAccessDenied, err)
+	}
+	return err
+}
+
+// deniedError reports whether err is an authorizer's refusal.
+func deniedError(err error) bool {
+	return errors.Is(err, sarama.ErrTopicAuthorizationFailed) || errors.Is(err, sarama.ErrGroupAuthorizationFailed) ||
+		errors.Is(err, sarama.ErrClusterAuthorizationFailed) || errors.Is(err, sarama.ErrTransactionalIDAuthorizationFailed)
+}
 
 // newClient connects to brokers, giving up after timeout or when ctx ends.
 // sarama's constructor does not take a context, so it runs on its own
@@ -52,6 +104,9 @@ func newClient(ctx context.Context, brokers []string, sc *sarama.Config, timeout
 	select {
 	case r := <-ch:
 		if r.err != nil {
+			if err := classifyConnect(r.err); err != r.err { //nolint:errorlint // identity: was it classified?
+				return nil, fmt.Errorf("kafka: connect to %v: %w", brokers, err)
+			}
 			if errors.Is(r.err, sarama.ErrOutOfBrokers) {
 				return nil, fmt.Errorf("%w: %v: %w", ErrUnreachable, brokers, r.err)
 			}

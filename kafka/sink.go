@@ -149,17 +149,22 @@ func (p *Sink) drain() {
 				continue
 			}
 			if t, ok := e.Msg.Metadata.(ticket); ok {
-				t.b.finish(t.idx, classify(e.Err))
+				t.b.finish(t.idx, classify(e.Msg.Topic, e.Err))
 			}
 		}
 	}
 }
 
 // classify marks errors that no retry can fix as permanent, so that the
-// pipeline dead-letters the event instead of retrying it forever.
-func classify(err error) error {
+// pipeline dead-letters the event instead of retrying it forever. A write
+// the authorizer refused is permanent too, and matches [ErrAccessDenied]:
+// retrying cannot grant the right, and for a dead letter a permanent
+// refusal stops the pipeline with the event unacked.
+func classify(topic string, err error) error {
 	var ce sarama.ConfigurationError
 	switch {
+	case deniedError(err):
+		return sluice.Permanent(fmt.Errorf("kafka: produce to %q: %w (grant the user Write on the topic): %w", topic, ErrAccessDenied, err))
 	case errors.Is(err, sarama.ErrMessageSizeTooLarge),
 		errors.Is(err, sarama.ErrMessageSetSizeTooLarge),
 		errors.Is(err, sarama.ErrInvalidMessage),

@@ -193,12 +193,12 @@ func TestUnreachableBrokerFailsInBoundedTime(t *testing.T) {
 
 func TestClassifyProducerErrors(t *testing.T) {
 	for _, err := range []error{sarama.ErrMessageSizeTooLarge, sarama.ConfigurationError("Attempt to produce message larger than configured Producer.MaxMessageBytes"), sarama.ErrInvalidRecord} {
-		if !errors.Is(classify(err), sluice.ErrPermanent) {
+		if !errors.Is(classify("t", err), sluice.ErrPermanent) {
 			t.Errorf("classify(%v) not permanent", err)
 		}
 	}
 	for _, err := range []error{sarama.ErrNotLeaderForPartition, sarama.ErrRequestTimedOut, sarama.ErrOutOfBrokers} {
-		got := classify(err)
+		got := classify("t", err)
 		if errors.Is(got, sluice.ErrPermanent) || !errors.Is(got, err) {
 			t.Errorf("classify(%v) = %v, want retryable wrapping it", err, got)
 		}
