@@ -15,7 +15,8 @@
 // drains in-flight events and exits 0 (a second signal exits at once).
 //
 // Exit status: 0 after a graceful stop; 1 when startup or the source fails;
-// 2 for a bad configuration; 3 when rate limiting outlasted
+// 2 for a bad configuration, including credentials, a certificate or ACLs
+// that the broker or the service refuses; 3 when rate limiting outlasted
 // -max-rate-limit-duration; 4 on a fatal model error (rejected key, no quota).
 package main
 
@@ -114,6 +115,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 
 	ps, err := connect(ctx, cfg, log)
 	if err != nil {
+		if hint, ok := refusal(err); ok {
+			return exitUsage, fmt.Errorf("%w: %s: %w", errUsage, hint, err)
+		}
 		return exitFailure, err
 	}
 	defer ps.close(log)
@@ -173,6 +177,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	switch {
 	case runErr == nil:
 		return exitOK, nil
+	case refusedAfterStart(runErr):
+		// The ACLs refused a write, such as a dead letter; the event
+		// stays unacked.
+		hint, _ := refusal(runErr)
+		return exitUsage, fmt.Errorf("%w: %s: %w", errUsage, hint, runErr)
 	case errors.Is(runErr, sluice.ErrFatal):
 		return exitFatal, runErr
 	case errors.Is(runErr, sluice.ErrRateLimited):
@@ -180,6 +189,13 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	default:
 		return exitFailure, runErr
 	}
+}
+
+// refusedAfterStart reports whether the pipeline stopped on a refusal of
+// the broker or server (see [refusal]).
+func refusedAfterStart(err error) bool {
+	_, ok := refusal(err)
+	return ok
 }
 
 func newEnricher(cfg *config, cache enrichcache.Cache, log *slog.Logger) (*openai.Enricher, error) {
