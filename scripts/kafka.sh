@@ -160,6 +160,7 @@ ensure_tools() {
   local missing=()
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  [[ -n $SECURE ]] && ! command -v openssl >/dev/null 2>&1 && missing+=(openssl)
   ((${#missing[@]} == 0)) && return 0
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     log "installing ${missing[*]} with apt-get"
@@ -289,10 +290,12 @@ new_credentials() {
   (
     umask 077
     printf 'SCRAM512_PASSWORD=%s\nSCRAM256_PASSWORD=%s\nLIMITED_PASSWORD=%s\n' \
-      "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" "$(openssl rand -hex 16)" >"$CREDS.tmp"
+      "$(random_hex)" "$(random_hex)" "$(random_hex)" >"$CREDS.tmp"
   )
   mv -f "$CREDS.tmp" "$CREDS"
 }
+
+random_hex() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 load_credentials() {
   SCRAM512_PASSWORD="" SCRAM256_PASSWORD="" LIMITED_PASSWORD=""

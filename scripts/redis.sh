@@ -119,7 +119,7 @@ load_credentials() {
     chmod 700 "$SECDIR"
     (
       umask 077
-      printf 'ACL_PASSWORD=%s\n' "$(openssl rand -hex 16)" >"$CREDS.tmp"
+      printf 'ACL_PASSWORD=%s\n' "$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$CREDS.tmp"
     )
     mv -f "$CREDS.tmp" "$CREDS"
   fi
