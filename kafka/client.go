@@ -52,8 +52,9 @@ var (
 )
 
 // classifyConnect marks errors of a connection attempt that no retry can
-// fix: refused credentials, a refused certificate, a refused operation.
-func classifyConnect(err error) error {
+// fix: refused credentials, a refused certificate, a refused operation. ok
+// reports whether err was one of them.
+func classifyConnect(err error) (_ error, ok bool) {
 	var (
 		ua x509.UnknownAuthorityError
 		he x509.HostnameError
@@ -62,15 +63,15 @@ func classifyConnect(err error) error {
 	)
 	switch {
 	case err == nil:
-		return nil
+		return nil, false
 	case errors.Is(err, sarama.ErrSASLAuthenticationFailed):
-		return fmt.Errorf("%w (check the SASL user, password and mechanism): %w", ErrAuthentication, err)
+		return fmt.Errorf("%w (check the SASL user, password and mechanism): %w", ErrAuthentication, err), true
 	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):
-		return fmt.Errorf("%w: the brokers' certificate was refused (check the CA file and the broker address): %w", ErrTLS, err)
+		return fmt.Errorf("%w: the brokers' certificate was refused (check the CA file and the broker address): %w", ErrTLS, err), true
 	case deniedError(err):
-		return fmt.Errorf("%w: %w", ErrAccessDenied, err)
+		return fmt.Errorf("%w: %w", ErrAccessDenied, err), true
 	}
-	return err
+	return err, false
 }
 
 // deniedError reports whether err is an authorizer's refusal.
@@ -104,7 +105,7 @@ func newClient(ctx context.Context, brokers []string, sc *sarama.Config, timeout
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			if err := classifyConnect(r.err); err != r.err { //nolint:errorlint // identity: was it classified?
+			if err, ok := classifyConnect(r.err); ok {
 				return nil, fmt.Errorf("kafka: connect to %v: %w", brokers, err)
 			}
 			if errors.Is(r.err, sarama.ErrOutOfBrokers) {

@@ -33,9 +33,9 @@ var (
 )
 
 // classifySecurity marks err when it is a refusal that no retry can fix: a
-// refused login, a refused certificate or a command the ACLs deny. Other
-// errors are returned as they are.
-func classifySecurity(err error) error {
+// refused login, a refused certificate or a command the ACLs deny; refused
+// reports whether it was one. Other errors are returned as they are.
+func classifySecurity(err error) (_ error, refused bool) {
 	var (
 		ua x509.UnknownAuthorityError
 		he x509.HostnameError
@@ -44,21 +44,27 @@ func classifySecurity(err error) error {
 	)
 	switch {
 	case err == nil:
-		return nil
+		return nil, false
 	case redis.HasErrorPrefix(err, "WRONGPASS") || redis.HasErrorPrefix(err, "NOAUTH"):
-		return fmt.Errorf("%w (check the user and the password): %w", ErrAuthentication, err)
+		return fmt.Errorf("%w (check the user and the password): %w", ErrAuthentication, err), true
 	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):
-		return fmt.Errorf("%w: the server's certificate was refused (check the CA file and the server address): %w", ErrTLS, err)
+		return fmt.Errorf("%w: the server's certificate was refused (check the CA file and the server address): %w", ErrTLS, err), true
 	case redis.HasErrorPrefix(err, "NOPERM"):
-		return fmt.Errorf("%w (check the user's ACL: its commands and key patterns): %w", ErrAccessDenied, err)
+		return fmt.Errorf("%w (check the user's ACL: its commands and key patterns): %w", ErrAccessDenied, err), true
 	}
+	return err, false
+}
+
+// classified is err, marked by [classifySecurity] if it is a refusal.
+func classified(err error) error {
+	err, _ = classifySecurity(err)
 	return err
 }
 
 // writeError is the error of one refused XADD to stream: permanent when the
 // ACLs refuse it.
 func writeError(stream string, err error) error {
-	err = fmt.Errorf("redisstream: XADD to %q: %w", stream, classifySecurity(err))
+	err = fmt.Errorf("redisstream: XADD to %q: %w", stream, classified(err))
 	if errors.Is(err, ErrAccessDenied) {
 		return sluice.Permanent(err)
 	}
