@@ -60,10 +60,13 @@ func classifyConnect(err error) (_ error, ok bool) {
 		he x509.HostnameError
 		ci x509.CertificateInvalidError
 		cv *tls.CertificateVerificationError
+		rh tls.RecordHeaderError
 	)
 	switch {
 	case err == nil:
 		return nil, false
+	case errors.As(err, &rh):
+		return fmt.Errorf("%w: the broker does not speak TLS on this port (check the address, or turn TLS off): %w", ErrTLS, err), true
 	case errors.Is(err, sarama.ErrSASLAuthenticationFailed):
 		return fmt.Errorf("%w (check the SASL user, password and mechanism): %w", ErrAuthentication, err), true
 	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):

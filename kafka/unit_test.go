@@ -447,6 +447,7 @@ func TestClassifyRefusals(t *testing.T) {
 		{fmt.Errorf("%w: %w", sarama.ErrOutOfBrokers, &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), ErrTLS},
 		{fmt.Errorf("dial: %w", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "10.0.0.1"}), ErrTLS},
 		{sarama.ErrGroupAuthorizationFailed, ErrAccessDenied},
+		{fmt.Errorf("dial: %w", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), ErrTLS},
 	}
 	for _, c := range cases {
 		got, ok := classifyConnect(c.err)

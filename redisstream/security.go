@@ -41,10 +41,13 @@ func classifySecurity(err error) (_ error, refused bool) {
 		he x509.HostnameError
 		ci x509.CertificateInvalidError
 		cv *tls.CertificateVerificationError
+		rh tls.RecordHeaderError
 	)
 	switch {
 	case err == nil:
 		return nil, false
+	case errors.As(err, &rh):
+		return fmt.Errorf("%w: the server does not speak TLS on this port (check the address, or turn TLS off): %w", ErrTLS, err), true
 	case redis.HasErrorPrefix(err, "WRONGPASS") || redis.HasErrorPrefix(err, "NOAUTH"):
 		return fmt.Errorf("%w (check the user and the password): %w", ErrAuthentication, err), true
 	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):

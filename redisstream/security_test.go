@@ -27,6 +27,7 @@ func TestClassifySecurity(t *testing.T) {
 		{replyError("NOAUTH Authentication required."), ErrAuthentication},
 		{fmt.Errorf("dial: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), ErrTLS},
 		{x509.HostnameError{Certificate: &x509.Certificate{}, Host: "127.0.0.1"}, ErrTLS},
+		{tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, ErrTLS},
 		{replyError("NOPERM this user has no permissions to access one of the keys used as arguments"), ErrAccessDenied},
 	}
 	for _, c := range cases {

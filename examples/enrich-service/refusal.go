@@ -25,8 +25,11 @@ func refusal(err error) (hint string, ok bool) {
 		he x509.HostnameError
 		ci x509.CertificateInvalidError
 		cv *tls.CertificateVerificationError
+		rh tls.RecordHeaderError
 	)
 	switch {
+	case errors.As(err, &rh):
+		return "the server does not speak TLS on that port: check the address, or turn -kafka-tls or -redis-tls off", true
 	case errors.Is(err, kafka.ErrAuthentication), errors.Is(err, sarama.ErrSASLAuthenticationFailed):
 		return "the broker refused the login: check -kafka-sasl, -kafka-sasl-user and " + envKafkaSASLPassword, true
 	case errors.Is(err, redisstream.ErrAuthentication), redis.HasErrorPrefix(err, "WRONGPASS"), redis.HasErrorPrefix(err, "NOAUTH"):
