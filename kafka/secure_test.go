@@ -21,7 +21,7 @@ import (
 	"github.com/sluicehq/sluice/sluicetest/conformance"
 )
 
-const secureHelp = "no secured Kafka broker: run `scripts/kafka.sh start --secure`, then `set -a; . \"$(scripts/kafka.sh secure-env)\"; set +a` (scripts/test.sh does both)"
+const secureHelp = "no secured Kafka broker for this integration test: run `scripts/kafka.sh start --secure`, then `set -a; . \"$(scripts/kafka.sh secure-env)\"; set +a` (scripts/test.sh does both)"
 
 // secureBroker is what scripts/kafka.sh start --secure reports.
 type secureBroker struct {

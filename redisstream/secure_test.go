@@ -25,7 +25,7 @@ import (
 	"github.com/sluicehq/sluice/sluicetest/conformance"
 )
 
-const secureHelp = "no secured Redis server: run `scripts/redis.sh start --secure`, then `set -a; . \"$(scripts/redis.sh secure-env)\"; set +a` (scripts/test.sh does both)"
+const secureHelp = "no secured Redis server for this integration test: run `scripts/redis.sh start --secure`, then `set -a; . \"$(scripts/redis.sh secure-env)\"; set +a` (scripts/test.sh does both)"
 
 // secureServer is what scripts/redis.sh start --secure reports.
 type secureServer struct {

@@ -40,7 +40,7 @@ func runOnce(t *testing.T, bin string, env []string) (string, int) {
 	return string(out), cmd.ProcessState.ExitCode()
 }
 
-const secureHelp = "no secured servers for the end-to-end test: run `scripts/kafka.sh start --secure` and `scripts/redis.sh start --secure`, then source their env files (`scripts/kafka.sh secure-env`, `scripts/redis.sh secure-env`) with set -a (scripts/test.sh does all of it)"
+const secureHelp = "no secured servers for this integration (end-to-end) test: run `scripts/kafka.sh start --secure` and `scripts/redis.sh start --secure`, then source their env files (`scripts/kafka.sh secure-env`, `scripts/redis.sh secure-env`) with set -a (scripts/test.sh does all of it)"
 
 // secureVars returns the named variables of the secured servers' env
 // files, or skips the test (fails it when CI=true).

@@ -25,7 +25,7 @@ import (
 	"github.com/sluicehq/sluice/llmtest"
 )
 
-const secureHelp = "no secured servers: run `scripts/kafka.sh start --secure` and `scripts/redis.sh start --secure`, then source their env files (`scripts/kafka.sh secure-env`, `scripts/redis.sh secure-env`) with set -a (scripts/test.sh does all of it)"
+const secureHelp = "no secured servers for this integration test: run `scripts/kafka.sh start --secure` and `scripts/redis.sh start --secure`, then source their env files (`scripts/kafka.sh secure-env`, `scripts/redis.sh secure-env`) with set -a (scripts/test.sh does all of it)"
 
 // secureEnv returns the variables the secured servers' env files set, or
 // skips the test (fails it when CI=true).
