@@ -57,7 +57,7 @@ sluice_start_servers() {
       "$SLUICE_SCRIPTS/kafka.sh" start "${secure[@]}" || return 1
       SLUICE_STARTED_KAFKA=1
     fi
-    export KAFKA_BROKERS=127.0.0.1:9092
+    export KAFKA_BROKERS=127.0.0.1:${SLUICE_KAFKA_PORT:-9092}
     if ((${#secure[@]})); then
       sluice_source_env "$("$SLUICE_SCRIPTS/kafka.sh" secure-env)" || return 1
     fi
@@ -76,7 +76,7 @@ sluice_start_servers() {
       "$SLUICE_SCRIPTS/redis.sh" start "${secure[@]}" || return 1
       SLUICE_STARTED_REDIS=1
     fi
-    export REDIS_ADDR=127.0.0.1:6379
+    export REDIS_ADDR=127.0.0.1:${SLUICE_REDIS_PORT:-6379}
     if ((${#secure[@]})); then
       sluice_source_env "$("$SLUICE_SCRIPTS/redis.sh" secure-env)" || return 1
     fi
