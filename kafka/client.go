@@ -44,10 +44,10 @@ var (
 	// ErrAccessDenied matches an error for an operation the brokers'
 	// authorizer refused to the authenticated user: no ACL to read or
 	// describe a topic, to join or commit for a group, or to write a topic.
-	// A write refused this way is also [sluice.Permanent]: a dead letter
-	// that cannot be written then stops the pipeline with the event
-	// unacked. The sarama error (sarama.ErrTopicAuthorizationFailed, ...)
-	// is wrapped too.
+	// A write refused this way, of an output or of a dead letter, is also
+	// [sluice.Permanent] and [sluice.Fatal]: the pipeline stops with the
+	// event unacked rather than dead-letter it. The sarama error
+	// (sarama.ErrTopicAuthorizationFailed, ...) is wrapped too.
 	ErrAccessDenied = errors.New("kafka: access denied")
 )
 

@@ -196,57 +196,69 @@ func TestSecureConnectFailures(t *testing.T) {
 	}
 }
 
-// TestSecureDeadLetterDenied: a user that may read the input and write the
-// output but has no right to write the dead-letter topic. The event that
-// must be dead-lettered stops the pipeline with an error that names the
-// refusal, and is not acked: the group commits nothing for it.
-func TestSecureDeadLetterDenied(t *testing.T) {
+// TestSecureWriteDenied: a user that may read the input but not write the
+// dead-letter topic, or not the output topic. The event whose dead letter
+// or output is refused stops the pipeline with an error that names the
+// refusal and the topic, and is not acked: the group commits nothing for
+// it, and nothing is dead-lettered for it.
+func TestSecureWriteDenied(t *testing.T) {
 	b := secured(t)
-	in := createTopic(t, b.plain, "acl-in", 1)
-	out := createTopic(t, b.plain, "acl-out", 1)
-	dlq := createTopic(t, b.plain, "acl-dlq", 1)
-	group := "acl-" + in
-	grant(t, b.plain, b.limitedUser,
-		aclOn(sarama.AclResourceTopic, in, sarama.AclOperationRead, sarama.AclOperationDescribe),
-		aclOn(sarama.AclResourceTopic, out, sarama.AclOperationWrite, sarama.AclOperationDescribe),
-		aclOn(sarama.AclResourceGroup, group, sarama.AclOperationRead, sarama.AclOperationDescribe),
-	)
-	publish(t, b.plain, in, []*sluice.Message{{Value: []byte(`{"bad":true}`)}})
+	for _, denied := range []string{"dead-letter", "output"} {
+		t.Run(denied, func(t *testing.T) {
+			in := createTopic(t, b.plain, "acl-in", 1)
+			out := createTopic(t, b.plain, "acl-out", 1)
+			dlq := createTopic(t, b.plain, "acl-dlq", 1)
+			group := "acl-" + in
+			writable, refused := out, dlq
+			if denied == "output" {
+				writable, refused = dlq, out
+			}
+			grant(t, b.plain, b.limitedUser,
+				aclOn(sarama.AclResourceTopic, in, sarama.AclOperationRead, sarama.AclOperationDescribe),
+				aclOn(sarama.AclResourceTopic, writable, sarama.AclOperationWrite, sarama.AclOperationDescribe),
+				aclOn(sarama.AclResourceGroup, group, sarama.AclOperationRead, sarama.AclOperationDescribe),
+			)
+			publish(t, b.plain, in, []*sluice.Message{{Value: []byte(`{"n":1}`)}})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	opts := []Option{WithTLS(tlsTrusting(t, b.caFile)), WithSASL(SASLScramSHA512, b.limitedUser, b.limitedPass), WithLogger(testutil.Quiet())}
-	sink, err := NewSink(ctx, b.brokers, out, append(toSink(opts), WithDeadLetterTopic(dlq))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	src, err := NewSource(ctx, b.brokers, group, []string{in}, append(toSource(opts), WithCommitInterval(50*time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	enr := sluice.EnricherFunc(func(context.Context, *sluice.Message) (*sluice.Message, error) {
-		return nil, sluice.Permanent(errors.New("no such review"))
-	})
-	p, err := sluice.New(src, enr, sink, sluice.WithLogger(testutil.Quiet()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = p.Run(ctx)
-	if ctx.Err() != nil {
-		t.Fatalf("the pipeline did not stop on the refused dead letter: %v", err)
-	}
-	t.Logf("Run: %v", err)
-	if !errors.Is(err, sluice.ErrFatal) || !errors.Is(err, ErrAccessDenied) || !strings.Contains(err.Error(), dlq) {
-		t.Errorf("Run returned %v; want a fatal error matching ErrAccessDenied that names %s", err, dlq)
-	}
-	_ = src.Close()
-	if off := committed(t, b.plain, group, in, 0); off > 0 {
-		t.Errorf("the group committed offset %d: the event was acked without its dead letter", off)
-	}
-	if n := len(readAll(t, b.plain, dlq)); n != 0 {
-		t.Errorf("%d dead letters written by a user without the right", n)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			opts := []Option{WithTLS(tlsTrusting(t, b.caFile)), WithSASL(SASLScramSHA512, b.limitedUser, b.limitedPass), WithLogger(testutil.Quiet())}
+			sink, err := NewSink(ctx, b.brokers, out, append(toSink(opts), WithDeadLetterTopic(dlq))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sink.Close()
+			src, err := NewSource(ctx, b.brokers, group, []string{in}, append(toSource(opts), WithCommitInterval(50*time.Millisecond))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			enr := sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) {
+				if denied == "dead-letter" {
+					return nil, sluice.Permanent(errors.New("no such review"))
+				}
+				return m, nil
+			})
+			p, err := sluice.New(src, enr, sink, sluice.WithLogger(testutil.Quiet()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = p.Run(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("the pipeline did not stop on the refused write: %v", err)
+			}
+			t.Logf("Run: %v", err)
+			if !errors.Is(err, sluice.ErrFatal) || !errors.Is(err, ErrAccessDenied) || !strings.Contains(err.Error(), refused) {
+				t.Errorf("Run returned %v; want a fatal error matching ErrAccessDenied that names %s", err, refused)
+			}
+			_ = src.Close()
+			if off := committed(t, b.plain, group, in, 0); off > 0 {
+				t.Errorf("the group committed offset %d: the event was acked without being written", off)
+			}
+			if n := len(readAll(t, b.plain, dlq)) + len(readAll(t, b.plain, out)); n != 0 {
+				t.Errorf("%d records written to the output and dead-letter topics", n)
+			}
+		})
 	}
 }
 

@@ -435,7 +435,7 @@ func TestClientConfigCarriesSecurity(t *testing.T) {
 func TestClassifyRefusals(t *testing.T) {
 	for _, err := range []error{sarama.ErrTopicAuthorizationFailed, fmt.Errorf("wrapped: %w", sarama.ErrClusterAuthorizationFailed)} {
 		got := classify("dlq", err)
-		if !errors.Is(got, sluice.ErrPermanent) || !errors.Is(got, ErrAccessDenied) || !errors.Is(got, err) || !strings.Contains(got.Error(), `"dlq"`) {
+		if !errors.Is(got, sluice.ErrPermanent) || !errors.Is(got, sluice.ErrFatal) || !errors.Is(got, ErrAccessDenied) || !errors.Is(got, err) || !strings.Contains(got.Error(), `"dlq"`) {
 			t.Errorf("classify(%v) = %v, want permanent, ErrAccessDenied, naming the topic", err, got)
 		}
 	}

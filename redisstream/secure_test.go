@@ -236,49 +236,63 @@ func copyConn(dst, src net.Conn) (int64, error) {
 	}
 }
 
-// TestSecureDeadLetterDenied: the ACL user may read the input and write the
-// output, but the dead-letter stream lies outside its key pattern. The
-// entry that must be dead-lettered stops the pipeline with an error that
-// names the refusal, and stays pending: it is not acknowledged.
-func TestSecureDeadLetterDenied(t *testing.T) {
+// TestSecureWriteDenied: the ACL user may read the input, but the
+// dead-letter stream, or the output stream, lies outside its key pattern.
+// The entry whose dead letter or output is refused stops the pipeline with
+// an error that names the refusal and the stream, and stays pending: it is
+// not acknowledged, and nothing is dead-lettered for it.
+func TestSecureWriteDenied(t *testing.T) {
 	s := secured(t)
 	c := s.admin(t)
-	in, out := s.name(t, c, "acl-in"), s.name(t, c, "acl-out")
-	dlq := "denied-" + uniq(t, c, "dlq") // outside the user's key pattern
-	add(t, c, in, []any{"payload", `{"bad":true}`})
+	for _, denied := range []string{"dead-letter", "output"} {
+		t.Run(denied, func(t *testing.T) {
+			in, out := s.name(t, c, "acl-in"), s.name(t, c, "acl-out")
+			dlq := s.name(t, c, "acl-dlq")
+			refused := "denied-" + uniq(t, c, "refused") // outside the user's key pattern
+			if denied == "output" {
+				out = refused
+			} else {
+				dlq = refused
+			}
+			add(t, c, in, []any{"payload", `{"n":1}`})
 
-	ctx := ctxT(t, 90*time.Second)
-	conn := []redisstream.Option{redisstream.WithAddr(s.addr), redisstream.WithTLS(tlsTrusting(t, s.caFile)),
-		redisstream.WithCredentials(s.user, s.pass), redisstream.WithLogger(testutil.Quiet())}
-	src, err := redisstream.NewSource(ctx, in, "g", append(sourceOpts(conn), redisstream.WithBlock(50*time.Millisecond))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	sink, err := redisstream.NewSink(ctx, out, append(sinkOpts(conn), redisstream.WithDeadLetterStream(dlq))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-	enr := sluice.EnricherFunc(func(context.Context, *sluice.Message) (*sluice.Message, error) {
-		return nil, sluice.Permanent(errors.New("no such review"))
-	})
-	p, err := sluice.New(src, enr, sink, sluice.WithLogger(testutil.Quiet()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = p.Run(ctx)
-	if ctx.Err() != nil {
-		t.Fatalf("the pipeline did not stop on the refused dead letter: %v", err)
-	}
-	t.Logf("Run: %v", err)
-	if !errors.Is(err, sluice.ErrFatal) || !errors.Is(err, redisstream.ErrAccessDenied) || !strings.Contains(err.Error(), dlq) {
-		t.Errorf("Run returned %v; want a fatal error matching ErrAccessDenied that names %s", err, dlq)
-	}
-	if n := pending(t, c, in, "g"); n != 1 {
-		t.Errorf("%d entries pending after the refused dead letter; want 1 (unacknowledged)", n)
-	}
-	if n := c.Exists(ctxT(t, 10*time.Second), dlq).Val(); n != 0 {
-		t.Errorf("the dead-letter stream exists: written by a user without the right")
+			ctx := ctxT(t, 90*time.Second)
+			conn := []redisstream.Option{redisstream.WithAddr(s.addr), redisstream.WithTLS(tlsTrusting(t, s.caFile)),
+				redisstream.WithCredentials(s.user, s.pass), redisstream.WithLogger(testutil.Quiet())}
+			src, err := redisstream.NewSource(ctx, in, "g", append(sourceOpts(conn), redisstream.WithBlock(50*time.Millisecond))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			sink, err := redisstream.NewSink(ctx, out, append(sinkOpts(conn), redisstream.WithDeadLetterStream(dlq))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sink.Close()
+			enr := sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) {
+				if denied == "dead-letter" {
+					return nil, sluice.Permanent(errors.New("no such review"))
+				}
+				return m, nil
+			})
+			p, err := sluice.New(src, enr, sink, sluice.WithLogger(testutil.Quiet()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = p.Run(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("the pipeline did not stop on the refused write: %v", err)
+			}
+			t.Logf("Run: %v", err)
+			if !errors.Is(err, sluice.ErrFatal) || !errors.Is(err, redisstream.ErrAccessDenied) || !strings.Contains(err.Error(), refused) {
+				t.Errorf("Run returned %v; want a fatal error matching ErrAccessDenied that names %s", err, refused)
+			}
+			if n := pending(t, c, in, "g"); n != 1 {
+				t.Errorf("%d entries pending after the refused write; want 1 (unacknowledged)", n)
+			}
+			if n := c.Exists(ctxT(t, 10*time.Second), out, dlq).Val(); n != 0 {
+				t.Errorf("%d of the output and dead-letter streams exist: something was written", n)
+			}
+		})
 	}
 }

@@ -26,9 +26,10 @@ var (
 
 	// ErrAccessDenied matches an error for a command the server's ACLs
 	// refuse to the user (NOPERM): a command it may not run, or a key
-	// outside its key patterns. A write refused this way is also
-	// [sluice.Permanent]: a dead letter that cannot be written then stops
-	// the pipeline with the entry unacknowledged.
+	// outside its key patterns. A write refused this way, of an output or
+	// of a dead letter, is also [sluice.Permanent] and [sluice.Fatal]: the
+	// pipeline stops with the entry unacknowledged rather than dead-letter
+	// it.
 	ErrAccessDenied = errors.New("redisstream: access denied")
 )
 
@@ -64,12 +65,12 @@ func classified(err error) error {
 	return err
 }
 
-// writeError is the error of one refused XADD to stream: permanent when the
-// ACLs refuse it.
+// writeError is the error of one refused XADD to stream: permanent and
+// fatal when the ACLs refuse it.
 func writeError(stream string, err error) error {
 	err = fmt.Errorf("redisstream: XADD to %q: %w", stream, classified(err))
 	if errors.Is(err, ErrAccessDenied) {
-		return sluice.Permanent(err)
+		return sluice.Permanent(sluice.Fatal(err))
 	}
 	return err
 }

@@ -42,7 +42,7 @@ func TestClassifySecurity(t *testing.T) {
 		}
 	}
 	// A refused write is permanent only when the ACLs refused it.
-	if err := writeError("dlq", replyError("NOPERM no")); !errors.Is(err, sluice.ErrPermanent) || !errors.Is(err, ErrAccessDenied) || !strings.Contains(err.Error(), `"dlq"`) {
+	if err := writeError("dlq", replyError("NOPERM no")); !errors.Is(err, sluice.ErrPermanent) || !errors.Is(err, sluice.ErrFatal) || !errors.Is(err, ErrAccessDenied) || !strings.Contains(err.Error(), `"dlq"`) {
 		t.Errorf("writeError(NOPERM) = %v", err)
 	}
 	if err := writeError("dlq", replyError("WRONGTYPE no")); errors.Is(err, sluice.ErrPermanent) {

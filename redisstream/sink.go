@@ -140,8 +140,8 @@ type ackKey struct{ stream, group string }
 // refused (for example with WRONGTYPE, because the dead-letter key holds
 // another type) is reported in a [sluice.WriteErrors], not as permanent, so
 // that the pipeline writes it again and does not acknowledge its entry; one
-// the ACLs refuse (NOPERM) is permanent and matches [ErrAccessDenied], so
-// that the pipeline stops with the entry unacknowledged.
+// the ACLs refuse (NOPERM) matches [ErrAccessDenied] and is permanent and
+// fatal, so that the pipeline stops with the entry unacknowledged.
 //
 // When letters come from a [Source] that uses the very same *redis.Client as
 // this sink, the sink then acknowledges (XACK) the entries whose dead letter
