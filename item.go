@@ -13,23 +13,25 @@ const (
 	statusFailed                  // the latest enrichment attempt failed; the runner decides
 	statusDead                    // goes to the dead-letter writer
 	statusAbandoned               // left unacked for redelivery (shutdown, or written but not acked)
-	statusRefused                 // the dead-letter writer refused it for good: fatal
+	statusRefused                 // the dead-letter writer, or fatally the sink, refused it for good: fatal
 )
 
 // item is one event between its fetch and its ack.
 type item struct {
-	in       *Message
-	out      *Message // the enriched message, once statusEnriched
-	err      error    // the latest failure
-	oks      uint64   // successful enrichments in the pipeline when it failed, for the breaker
-	reason   string   // the dead letter's failure_reason
-	attempts int      // enrichment attempts; a rate-limited call is not one
-	first    time.Time
-	latency  time.Duration // first attempt to outcome
-	retryAt  time.Time
-	status   status
-	keyed    bool        // holds its key's turn, when ordering by key
-	grp      *fetchGroup // the fetch it came in, for the oldest-event age
+	in     *Message
+	out    *Message // the enriched message, once statusEnriched
+	err    error    // the latest failure
+	oks    uint64   // successful enrichments in the pipeline when it failed, for the breaker
+	reason string   // the dead letter's failure_reason
+	// refusedBy names the writer that refused it, once statusRefused.
+	refusedBy string
+	attempts  int // enrichment attempts; a rate-limited call is not one
+	first     time.Time
+	latency   time.Duration // first attempt to outcome
+	retryAt   time.Time
+	status    status
+	keyed     bool        // holds its key's turn, when ordering by key
+	grp       *fetchGroup // the fetch it came in, for the oldest-event age
 }
 
 // started reports whether enrichment of the event ever began.

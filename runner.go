@@ -386,7 +386,7 @@ func (r *runner) onWritten(batch []*item) {
 		case statusDead:
 			dead++
 		case statusRefused:
-			fatal = fmt.Errorf("%w: dead-letter writer refused event %s: %w", ErrFatal, it.in.Origin.String(), it.err)
+			fatal = fmt.Errorf("%w: %s refused event %s: %w", ErrFatal, it.refusedBy, it.in.Origin.String(), it.err)
 		}
 	}
 	now := p.clock.Now()

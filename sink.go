@@ -18,6 +18,11 @@ import "context"
 //   - a [Permanent] error for the whole batch: the pipeline writes the
 //     batch's messages again one at a time and dead-letters only those
 //     refused for good on their own, with the sink's error as the reason.
+//   - a [Permanent] error that is also [Fatal] (Permanent(Fatal(err))), in
+//     either form above: a refusal no event gets past, such as a sink whose
+//     user may not write the topic. The pipeline stops with an error
+//     matching [ErrFatal] and the refused events unacked, instead of
+//     dead-lettering every event.
 //   - any other error: the whole batch is written again after a backoff,
 //     for as long as it takes (or until shutdown, which leaves it unacked).
 type Sink interface {

@@ -35,7 +35,9 @@ type batchWriter struct {
 func (w *batchWriter) flush(r *runner, batch []*item) {
 	p := r.p
 	// 1. Enriched outputs to the sink. Outputs the sink rejects for good
-	// become dead letters.
+	// become dead letters, unless the refusal is also fatal: one no event
+	// gets past (the sink may not write at all), which stops the pipeline
+	// with the events unacked rather than dead-letter every one of them.
 	w.items = w.items[:0]
 	for _, it := range batch {
 		if it.status == statusEnriched {
@@ -49,6 +51,10 @@ func (w *batchWriter) flush(r *runner, batch []*item) {
 		}
 		return p.sink.Write(ctx, w.msgs)
 	}, func(it *item, err error) {
+		if errors.Is(err, ErrFatal) {
+			it.status, it.err, it.refusedBy = statusRefused, err, "sink"
+			return
+		}
 		it.status = statusDead
 		it.err = err
 		it.reason = reasonOf(errors.New("sink rejected the enriched event: " + err.Error()))
@@ -74,8 +80,7 @@ func (w *batchWriter) flush(r *runner, batch []*item) {
 		clear(w.letters)
 		return err
 	}, func(it *item, err error) {
-		it.status = statusRefused
-		it.err = err
+		it.status, it.err, it.refusedBy = statusRefused, err, "dead-letter writer"
 	})
 
 	// 3. Ack everything that was written.

@@ -116,3 +116,27 @@ func TestPermanentDeadLetterWriterErrorIsFatal(t *testing.T) {
 	assert.EqualValues(t, 0, src.Committed(0))
 	assert.Empty(t, sink.DeadLetters())
 }
+
+// A sink that refuses outputs both permanently and fatally (its user may not
+// write the topic) stops the pipeline; nothing is dead-lettered for it and
+// nothing is acked.
+func TestPermanentFatalSinkErrorStops(t *testing.T) {
+	src := sluicetest.NewSource("in", 1)
+	for range 3 {
+		src.Publish(nil, []byte(`ok`))
+	}
+	sink := sluicetest.NewSink()
+	sink.WriteHook = func(context.Context, []*sluice.Message) error {
+		return sluice.Permanent(sluice.Fatal(errors.New("not authorized to write the output topic")))
+	}
+	enr := sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) { return m, nil })
+	p, err := sluice.New(src, enr, sink, sluice.WithBackoff(time.Millisecond, time.Millisecond), quiet())
+	require.NoError(t, err)
+	runErr := p.Run(within(t))
+	require.ErrorIs(t, runErr, sluice.ErrFatal)
+	assert.Contains(t, runErr.Error(), "sink refused event")
+	assert.Contains(t, runErr.Error(), "not authorized to write the output topic")
+	assert.EqualValues(t, 0, src.Committed(0), "nothing acked")
+	assert.Empty(t, sink.DeadLetters(), "nothing dead-lettered")
+	assert.Empty(t, sink.Messages())
+}

@@ -2,6 +2,8 @@ package kafka
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
@@ -25,7 +27,61 @@ var (
 	// could not be released in time (see [WithRevokeTimeout]); the source
 	// has then stopped and must be closed and rebuilt.
 	ErrClaimStuck = errors.New("kafka: revoked partition could not be released")
+
+	// ErrAuthentication matches the error of a constructor whose SASL
+	// login the brokers refused: a wrong user name or password, or a
+	// mechanism the listener does not offer (see [WithSASL]). Retrying
+	// does not help; the credentials must be fixed.
+	ErrAuthentication = errors.New("kafka: authentication failed")
+
+	// ErrTLS matches the error of a constructor that refused the brokers'
+	// certificate: signed by a CA that the [WithTLS] configuration does not
+	// trust, issued for another host name, or expired. The underlying
+	// crypto/x509 error (x509.UnknownAuthorityError, x509.HostnameError,
+	// x509.CertificateInvalidError) is wrapped too.
+	ErrTLS = errors.New("kafka: TLS handshake failed")
+
+	// ErrAccessDenied matches an error for an operation the brokers'
+	// authorizer refused to the authenticated user: no ACL to read or
+	// describe a topic, to join or commit for a group, or to write a topic.
+	// A write refused this way, of an output or of a dead letter, is also
+	// [sluice.Permanent] and [sluice.Fatal]: the pipeline stops with the
+	// event unacked rather than dead-letter it. The sarama error
+	// (sarama.ErrTopicAuthorizationFailed, ...) is wrapped too.
+	ErrAccessDenied = errors.New("kafka: access denied")
 )
+
+// classifyConnect marks errors of a connection attempt that no retry can
+// fix: refused credentials, a refused certificate, a refused operation. ok
+// reports whether err was one of them.
+func classifyConnect(err error) (_ error, ok bool) {
+	var (
+		ua x509.UnknownAuthorityError
+		he x509.HostnameError
+		ci x509.CertificateInvalidError
+		cv *tls.CertificateVerificationError
+		rh tls.RecordHeaderError
+	)
+	switch {
+	case err == nil:
+		return nil, false
+	case errors.As(err, &rh):
+		return fmt.Errorf("%w: the broker does not speak TLS on this port (check the address, or turn TLS off): %w", ErrTLS, err), true
+	case errors.Is(err, sarama.ErrSASLAuthenticationFailed):
+		return fmt.Errorf("%w (check the SASL user, password and mechanism): %w", ErrAuthentication, err), true
+	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):
+		return fmt.Errorf("%w: the brokers' certificate was refused (check the CA file and the broker address): %w", ErrTLS, err), true
+	case deniedError(err):
+		return fmt.Errorf("%w: %w", ErrAccessDenied, err), true
+	}
+	return err, false
+}
+
+// deniedError reports whether err is an authorizer's refusal.
+func deniedError(err error) bool {
+	return errors.Is(err, sarama.ErrTopicAuthorizationFailed) || errors.Is(err, sarama.ErrGroupAuthorizationFailed) ||
+		errors.Is(err, sarama.ErrClusterAuthorizationFailed) || errors.Is(err, sarama.ErrTransactionalIDAuthorizationFailed)
+}
 
 // newClient connects to brokers, giving up after timeout or when ctx ends.
 // sarama's constructor does not take a context, so it runs on its own
@@ -52,6 +108,9 @@ func newClient(ctx context.Context, brokers []string, sc *sarama.Config, timeout
 	select {
 	case r := <-ch:
 		if r.err != nil {
+			if err, ok := classifyConnect(r.err); ok {
+				return nil, fmt.Errorf("kafka: connect to %v: %w", brokers, err)
+			}
 			if errors.Is(r.err, sarama.ErrOutOfBrokers) {
 				return nil, fmt.Errorf("%w: %v: %w", ErrUnreachable, brokers, r.err)
 			}

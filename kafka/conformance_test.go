@@ -24,8 +24,26 @@ func TestConformance(t *testing.T) {
 		t.Skip("slow")
 	}
 	bs := brokers(t)
-	h := conformance.Harness{
-		Name: "kafka",
+	h := conformanceHarness("kafka", bs, bs, nil)
+	if os.Getenv("SLUICE_SERVER_RESTART") == "1" {
+		h.RestartServer = func(t *testing.T) {
+			out, err := exec.Command("../scripts/kafka.sh", "restart").CombinedOutput()
+			if err != nil {
+				t.Fatalf("scripts/kafka.sh restart: %v\n%s", err, out)
+			}
+		}
+	}
+	conformance.Run(t, h)
+}
+
+// conformanceHarness connects the suite to the broker: the adapter's
+// sources and sinks dial clientBrokers with opts, and the suite's own
+// publishing, reading and topic making go through adminBrokers, a plain
+// listener of the same cluster.
+func conformanceHarness(name string, adminBrokers, clientBrokers []string, opts []Option) conformance.Harness {
+	bs := adminBrokers
+	return conformance.Harness{
+		Name: name,
 		NewTopic: func(t *testing.T, partitions int) string {
 			return createTopic(t, bs, "conf", int32(partitions))
 		},
@@ -36,8 +54,11 @@ func TestConformance(t *testing.T) {
 			// Members are dynamic: Close leaves the group at once, so the
 			// suite needs no RedeliveryDelay. Static membership has its
 			// own test.
-			src, err := NewSource(context.Background(), bs, group, []string{topic},
-				WithLogger(testutil.Quiet()), WithRevokeTimeout(2*time.Second))
+			srcOpts := []SourceOption{WithLogger(testutil.Quiet()), WithRevokeTimeout(2 * time.Second)}
+			for _, o := range opts {
+				srcOpts = append(srcOpts, o)
+			}
+			src, err := NewSource(context.Background(), clientBrokers, group, []string{topic}, srcOpts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,7 +66,11 @@ func TestConformance(t *testing.T) {
 			return src
 		},
 		NewSink: func(t *testing.T, out, dlq string) sluice.Sink {
-			p, err := NewSink(context.Background(), bs, out, WithDeadLetterTopic(dlq), WithLogger(testutil.Quiet()))
+			sinkOpts := []SinkOption{WithDeadLetterTopic(dlq), WithLogger(testutil.Quiet())}
+			for _, o := range opts {
+				sinkOpts = append(sinkOpts, o)
+			}
+			p, err := NewSink(context.Background(), clientBrokers, out, sinkOpts...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -69,15 +94,6 @@ func TestConformance(t *testing.T) {
 		// starts one meter goroutine per process that never ends.
 		IgnoreGoroutines: []string{"go-metrics.(*meterArbiter)", "sarama.(*asyncProducer)", "sarama.(*brokerProducer)", "sarama.(*partitionProducer)", "sarama.(*topicProducer)"},
 	}
-	if os.Getenv("SLUICE_SERVER_RESTART") == "1" {
-		h.RestartServer = func(t *testing.T) {
-			out, err := exec.Command("../scripts/kafka.sh", "restart").CombinedOutput()
-			if err != nil {
-				t.Fatalf("scripts/kafka.sh restart: %v\n%s", err, out)
-			}
-		}
-	}
-	conformance.Run(t, h)
 }
 
 // publish writes msgs to topic with the default (hash) partitioner and

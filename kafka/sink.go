@@ -149,17 +149,22 @@ func (p *Sink) drain() {
 				continue
 			}
 			if t, ok := e.Msg.Metadata.(ticket); ok {
-				t.b.finish(t.idx, classify(e.Err))
+				t.b.finish(t.idx, classify(e.Msg.Topic, e.Err))
 			}
 		}
 	}
 }
 
 // classify marks errors that no retry can fix as permanent, so that the
-// pipeline dead-letters the event instead of retrying it forever.
-func classify(err error) error {
+// pipeline dead-letters the event instead of retrying it forever. A write
+// the authorizer refused matches [ErrAccessDenied] and is permanent and
+// fatal: retrying cannot grant the right, and no other event would get
+// past it, so the pipeline stops with the event unacked.
+func classify(topic string, err error) error {
 	var ce sarama.ConfigurationError
 	switch {
+	case deniedError(err):
+		return sluice.Permanent(sluice.Fatal(fmt.Errorf("kafka: produce to %q: %w (grant the user Write on the topic): %w", topic, ErrAccessDenied, err)))
 	case errors.Is(err, sarama.ErrMessageSizeTooLarge),
 		errors.Is(err, sarama.ErrMessageSetSizeTooLarge),
 		errors.Is(err, sarama.ErrInvalidMessage),

@@ -3,7 +3,10 @@ package kafka
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -193,12 +196,12 @@ func TestUnreachableBrokerFailsInBoundedTime(t *testing.T) {
 
 func TestClassifyProducerErrors(t *testing.T) {
 	for _, err := range []error{sarama.ErrMessageSizeTooLarge, sarama.ConfigurationError("Attempt to produce message larger than configured Producer.MaxMessageBytes"), sarama.ErrInvalidRecord} {
-		if !errors.Is(classify(err), sluice.ErrPermanent) {
+		if !errors.Is(classify("t", err), sluice.ErrPermanent) {
 			t.Errorf("classify(%v) not permanent", err)
 		}
 	}
 	for _, err := range []error{sarama.ErrNotLeaderForPartition, sarama.ErrRequestTimedOut, sarama.ErrOutOfBrokers} {
-		got := classify(err)
+		got := classify("t", err)
 		if errors.Is(got, sluice.ErrPermanent) || !errors.Is(got, err) {
 			t.Errorf("classify(%v) = %v, want retryable wrapping it", err, got)
 		}
@@ -426,5 +429,35 @@ func TestClientConfigCarriesSecurity(t *testing.T) {
 	_, err = ClientConfig(WithClientID(""))
 	if !errors.Is(err, sluice.ErrInvalidConfig) || !strings.Contains(err.Error(), `kafka: WithClientID(""): the client id is empty`) {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestClassifyRefusals(t *testing.T) {
+	for _, err := range []error{sarama.ErrTopicAuthorizationFailed, fmt.Errorf("wrapped: %w", sarama.ErrClusterAuthorizationFailed)} {
+		got := classify("dlq", err)
+		if !errors.Is(got, sluice.ErrPermanent) || !errors.Is(got, sluice.ErrFatal) || !errors.Is(got, ErrAccessDenied) || !errors.Is(got, err) || !strings.Contains(got.Error(), `"dlq"`) {
+			t.Errorf("classify(%v) = %v, want permanent, ErrAccessDenied, naming the topic", err, got)
+		}
+	}
+	cases := []struct {
+		err  error
+		want error
+	}{
+		{fmt.Errorf("%w: %w", sarama.ErrOutOfBrokers, sarama.ErrSASLAuthenticationFailed), ErrAuthentication},
+		{fmt.Errorf("%w: %w", sarama.ErrOutOfBrokers, &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), ErrTLS},
+		{fmt.Errorf("dial: %w", x509.HostnameError{Certificate: &x509.Certificate{}, Host: "10.0.0.1"}), ErrTLS},
+		{sarama.ErrGroupAuthorizationFailed, ErrAccessDenied},
+		{fmt.Errorf("dial: %w", tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), ErrTLS},
+	}
+	for _, c := range cases {
+		got, ok := classifyConnect(c.err)
+		if !ok || !errors.Is(got, c.want) || !errors.Is(got, c.err) {
+			t.Errorf("classifyConnect(%v) = %v, %v; want %v wrapping it", c.err, got, ok, c.want)
+		}
+	}
+	for _, err := range []error{sarama.ErrOutOfBrokers, io.EOF, nil} {
+		if got, ok := classifyConnect(err); ok || !errors.Is(got, err) {
+			t.Errorf("classifyConnect(%v) = %v, %v; want it unchanged", err, got, ok)
+		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/redisstream"
@@ -19,59 +21,8 @@ import (
 func TestConformance(t *testing.T) {
 	c := newClient(t)
 	addr := redisAddr(t)
-	const minIdle, claimEvery = time.Second, 200 * time.Millisecond
-	h := conformance.Harness{
-		Name: "redis",
-		NewTopic: func(t *testing.T, _ int) string {
-			return uniq(t, c, "topic")
-		},
-		Publish: func(t *testing.T, topic string, msgs []*sluice.Message) {
-			entries := make([][]any, len(msgs))
-			for i, m := range msgs {
-				f := []any{"payload", m.Value}
-				if m.Key != nil {
-					f = append(f, "key", m.Key)
-				}
-				for _, h := range m.Headers {
-					f = append(f, h.Key, h.Value)
-				}
-				entries[i] = f
-			}
-			add(t, c, topic, entries...)
-		},
-		NewSource: func(t *testing.T, topic, group, member string) sluice.Source {
-			src, err := redisstream.NewSource(context.Background(), topic, group,
-				redisstream.WithAddr(addr), redisstream.WithConsumer(member),
-				redisstream.WithKeyField("key"), redisstream.WithBlock(50*time.Millisecond),
-				redisstream.WithMinIdle(minIdle), redisstream.WithClaimInterval(claimEvery),
-				redisstream.WithLogger(testutil.Logger(t)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = src.Close() })
-			return src
-		},
-		NewSink: func(t *testing.T, out, dlq string) sluice.Sink {
-			sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithAddr(addr), redisstream.WithDeadLetterStream(dlq),
-				redisstream.WithKeyField("key"), redisstream.WithLogger(testutil.Logger(t)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = sink.Close() })
-			return sink
-		},
-		ReadAll: func(t *testing.T, topic string) []*sluice.Message {
-			entries := readStream(t, c, topic)
-			out := make([]*sluice.Message, len(entries))
-			for i, e := range entries {
-				out[i] = redisstream.DecodeEntry(topic, "payload", "key", e)
-			}
-			return out
-		},
-		RedeliveryDelay: minIdle + claimEvery,
-		Timeout:         60 * time.Second,
-		Events:          200,
-	}
+	h := conformanceHarness("redis", c, func(t *testing.T) string { return uniq(t, c, "topic") },
+		[]redisstream.Option{redisstream.WithAddr(addr)})
 	if script := restartScript(addr); script != "" {
 		h.RestartServer = func(t *testing.T) {
 			// The script runs the server without persistence: turn the
@@ -100,6 +51,73 @@ func TestConformance(t *testing.T) {
 		}
 	}
 	conformance.Run(t, h)
+}
+
+// conformanceHarness connects the suite to the server: sources and sinks
+// connect with conn (address, TLS, credentials), and the suite's own
+// publishing and reading go through the client c; newTopic names fresh
+// streams.
+func conformanceHarness(name string, c *redis.Client, newTopic func(t *testing.T) string, conn []redisstream.Option) conformance.Harness {
+	const minIdle, claimEvery = time.Second, 200 * time.Millisecond
+	return conformance.Harness{
+		Name: name,
+		NewTopic: func(t *testing.T, _ int) string {
+			return newTopic(t)
+		},
+		Publish: func(t *testing.T, topic string, msgs []*sluice.Message) {
+			entries := make([][]any, len(msgs))
+			for i, m := range msgs {
+				f := []any{"payload", m.Value}
+				if m.Key != nil {
+					f = append(f, "key", m.Key)
+				}
+				for _, h := range m.Headers {
+					f = append(f, h.Key, h.Value)
+				}
+				entries[i] = f
+			}
+			add(t, c, topic, entries...)
+		},
+		NewSource: func(t *testing.T, topic, group, member string) sluice.Source {
+			opts := []redisstream.SourceOption{redisstream.WithConsumer(member),
+				redisstream.WithKeyField("key"), redisstream.WithBlock(50 * time.Millisecond),
+				redisstream.WithMinIdle(minIdle), redisstream.WithClaimInterval(claimEvery),
+				redisstream.WithLogger(testutil.Logger(t))}
+			for _, o := range conn {
+				opts = append(opts, o)
+			}
+			src, err := redisstream.NewSource(context.Background(), topic, group, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = src.Close() })
+			return src
+		},
+		NewSink: func(t *testing.T, out, dlq string) sluice.Sink {
+			opts := []redisstream.SinkOption{redisstream.WithDeadLetterStream(dlq),
+				redisstream.WithKeyField("key"), redisstream.WithLogger(testutil.Logger(t))}
+			for _, o := range conn {
+				opts = append(opts, o)
+			}
+			sink, err := redisstream.NewSink(context.Background(), out, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = sink.Close() })
+			return sink
+		},
+		ReadAll: func(t *testing.T, topic string) []*sluice.Message {
+			entries := readStream(t, c, topic)
+			out := make([]*sluice.Message, len(entries))
+			for i, e := range entries {
+				out[i] = redisstream.DecodeEntry(topic, "payload", "key", e)
+			}
+			return out
+		},
+		RedeliveryDelay: minIdle + claimEvery,
+		Timeout:         60 * time.Second,
+		Events:          200,
+	}
 }
 
 // restartScript returns the server script when the tests use the server it

@@ -109,7 +109,7 @@ func (s *Sink) Write(ctx context.Context, msgs []*sluice.Message) error {
 			}
 			for i, c := range cmds {
 				if c != nil && c.Err() != nil {
-					werrs = append(werrs, sluice.WriteError{Index: i, Err: fmt.Errorf("redisstream: XADD to %q: %w", s.stream, c.Err())})
+					werrs = append(werrs, sluice.WriteError{Index: i, Err: writeError(s.stream, c.Err())})
 				}
 			}
 		}
@@ -139,7 +139,9 @@ type ackKey struct{ stream, group string }
 // The XADDs are pipelined, and every reply is checked: a letter Redis
 // refused (for example with WRONGTYPE, because the dead-letter key holds
 // another type) is reported in a [sluice.WriteErrors], not as permanent, so
-// that the pipeline writes it again and does not acknowledge its entry.
+// that the pipeline writes it again and does not acknowledge its entry; one
+// the ACLs refuse (NOPERM) matches [ErrAccessDenied] and is permanent and
+// fatal, so that the pipeline stops with the entry unacknowledged.
 //
 // When letters come from a [Source] that uses the very same *redis.Client as
 // this sink, the sink then acknowledges (XACK) the entries whose dead letter
@@ -165,7 +167,7 @@ func (s *Sink) WriteDeadLetters(ctx context.Context, letters []sluice.DeadLetter
 	var werrs sluice.WriteErrors
 	for i, c := range cmds {
 		if c.Err() != nil {
-			werrs = append(werrs, sluice.WriteError{Index: i, Err: fmt.Errorf("redisstream: XADD to %q on %s: %w", s.cfg.deadLetter, addrOf(s.client), c.Err())})
+			werrs = append(werrs, sluice.WriteError{Index: i, Err: fmt.Errorf("on %s: %w", addrOf(s.client), writeError(s.cfg.deadLetter, c.Err()))})
 		}
 	}
 	s.ackWritten(ctx, letters, cmds)

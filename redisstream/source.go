@@ -167,11 +167,13 @@ func NewSource(ctx context.Context, stream, group string, opts ...SourceOption) 
 // ping checks that the server answers, for a constructor.
 func ping(ctx context.Context, c redis.UniversalClient, what, stream string) error {
 	err := c.Ping(ctx).Err()
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case isServerError(err) || ctx.Err() != nil:
-		return fmt.Errorf("redisstream: %s %q: PING %s: %w", what, stream, addrOf(c), err)
+	}
+	// A refused login or certificate is no outage: it gets its own error.
+	switch ce, refused := classifySecurity(err); {
+	case isServerError(err) || ctx.Err() != nil || refused:
+		return fmt.Errorf("redisstream: %s %q: PING %s: %w", what, stream, addrOf(c), ce)
 	default:
 		return fmt.Errorf("%w: %s %q: PING %s: %w", ErrUnreachable, what, stream, addrOf(c), err)
 	}
@@ -332,7 +334,7 @@ func parseVersion(v string) (major, minor int, ok bool) {
 func (s *Source) ensureGroup(ctx context.Context) error {
 	err := s.client.XGroupCreateMkStream(ctx, s.stream, s.group, s.cfg.startAt.groupID()).Err()
 	if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
-		return fmt.Errorf("redisstream: XGROUP CREATE %q %q on %s: %w", s.stream, s.group, addrOf(s.client), err)
+		return fmt.Errorf("redisstream: XGROUP CREATE %q %q on %s: %w", s.stream, s.group, addrOf(s.client), classified(err))
 	}
 	if err == nil {
 		s.log.Info("redisstream: created consumer group", "start_at", s.cfg.startAt.String(), "start_id", s.cfg.startAt.groupID())

@@ -4,9 +4,10 @@
 # the state dir can be changed (see Environment), so that a second broker can
 # run beside the first one: scripts/chaos.sh does that.
 #
-#   scripts/kafka.sh start                  start (idempotent); waits until it serves
+#   scripts/kafka.sh start [--secure]       start (idempotent); waits until it serves
 #   scripts/kafka.sh stop                   SIGTERM, bounded wait, then SIGKILL
-#   scripts/kafka.sh restart
+#   scripts/kafka.sh restart [--secure]     keeps the secured mode if it was on
+#   scripts/kafka.sh secure-env             print the secured mode's env file
 #   scripts/kafka.sh status                 exit 0 if running, 3 if not
 #   scripts/kafka.sh logs [-f] [LINES]      show (or follow) the broker log
 #   scripts/kafka.sh topic-create NAME PARTITIONS
@@ -19,6 +20,22 @@
 # scripts/kafka/pom.xml (fetched once with mvn). Jars, data and logs live in
 #   ${SLUICE_KAFKA_HOME:-$HOME/.cache/sluice/kafka-4.4.0}
 # so that they survive between runs on the same machine.
+#
+# Secured mode (--secure): the broker also listens with SASL_SSL on
+# 127.0.0.1:SLUICE_KAFKA_SECURE_PORT (9094), with a certificate for
+# localhost/127.0.0.1 signed by a CA of its own (scripts/certs.sh, in
+# $SLUICE_KAFKA_HOME/secure), and SCRAM-SHA-512 and SCRAM-SHA-256 logins; a
+# second SASL_SSL listener on SLUICE_KAFKA_WRONG_HOST_PORT (9095) presents a
+# certificate for another host name, for tests of that failure. The
+# authorizer is on (StandardAuthorizer): the PLAINTEXT and controller
+# listeners (principal ANONYMOUS) and the users "sluice" and "sluice256" are
+# super users; "sluice-limited" has only the ACLs someone grants it. The
+# SCRAM users are created when the data dir is formatted (random passwords,
+# kept in $SLUICE_KAFKA_HOME/secure); a data dir formatted without them is
+# wiped first. The addresses, the CA files and the credentials are written to
+# $SLUICE_KAFKA_HOME/secure/kafka-secure.env (mode 600), for example:
+#   set -a; . "$(scripts/kafka.sh secure-env)"; set +a
+# The PLAINTEXT listener stays as it is for everything else.
 #
 # Environment:
 #   SLUICE_KAFKA_HOME          state dir (see above): config, data, logs, pid
@@ -37,6 +54,9 @@
 #                              because Kafka clients connect to the advertised
 #                              address after bootstrap, so a proxy in front of
 #                              a normal listener would carry only bootstrap
+#   SLUICE_KAFKA_SECURE_PORT   SASL_SSL listener of --secure (9094)
+#   SLUICE_KAFKA_WRONG_HOST_PORT  SASL_SSL listener of --secure with a
+#                              certificate for another host name (9095)
 #   SLUICE_KAFKA_START_TIMEOUT seconds to wait for the broker to serve (90)
 #   SLUICE_KAFKA_STOP_TIMEOUT  seconds to wait after SIGTERM before SIGKILL (60)
 #   SLUICE_KAFKA_HEAP          broker heap, -Xms and -Xmx (512m)
@@ -49,6 +69,9 @@ readonly CONTROLLER_PORT=${SLUICE_KAFKA_CONTROLLER_PORT:-9093}
 readonly BOOTSTRAP="$HOST:$PORT"
 readonly PROXY_LISTEN=${SLUICE_KAFKA_PROXY_LISTEN:-}
 readonly PROXY_ADVERTISE=${SLUICE_KAFKA_PROXY_ADVERTISE:-$PROXY_LISTEN}
+readonly SECURE_PORT=${SLUICE_KAFKA_SECURE_PORT:-9094}
+readonly WRONG_HOST_PORT=${SLUICE_KAFKA_WRONG_HOST_PORT:-9095}
+SECURE=""
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 readonly SCRIPT_DIR
@@ -69,6 +92,10 @@ readonly LOGFILE="$LOGS/server.log"
 readonly OUTFILE="$LOGS/kafka.out"
 readonly DATA_STAMP="$KHOME/data.version"
 readonly LIB_STAMP="$LIB/.complete"
+readonly SECDIR="$KHOME/secure"
+readonly CREDS="$SECDIR/credentials"
+readonly SCRAM_STAMP="$KHOME/data.scram"
+readonly SECURE_ENV="$SECDIR/kafka-secure.env"
 
 START_TIMEOUT=${SLUICE_KAFKA_START_TIMEOUT:-90}
 STOP_TIMEOUT=${SLUICE_KAFKA_STOP_TIMEOUT:-60}
@@ -133,6 +160,7 @@ ensure_tools() {
   local missing=()
   command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
   command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  [[ -n $SECURE ]] && ! command -v openssl >/dev/null 2>&1 && missing+=(openssl)
   ((${#missing[@]} == 0)) && return 0
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     log "installing ${missing[*]} with apt-get"
@@ -190,6 +218,13 @@ write_config() {
     advertised+=",PROXIED://$PROXY_ADVERTISE"
     protocols+=",PROXIED:PLAINTEXT"
   fi
+  local secure_conf=""
+  if [[ -n $SECURE ]]; then
+    listeners+=",SECURE://$HOST:$SECURE_PORT,WRONGHOST://$HOST:$WRONG_HOST_PORT"
+    advertised+=",SECURE://$HOST:$SECURE_PORT,WRONGHOST://$HOST:$WRONG_HOST_PORT"
+    protocols+=",SECURE:SASL_SSL,WRONGHOST:SASL_SSL"
+    secure_conf=$(secure_config)
+  fi
   cat >"$PROPS.tmp" <<EOF
 # Written by scripts/kafka.sh; rewritten on every start.
 process.roles=broker,controller
@@ -220,9 +255,80 @@ num.network.threads=2
 num.io.threads=4
 log.retention.hours=24
 log.segment.bytes=104857600
+$secure_conf
 EOF
   mv "$PROPS.tmp" "$PROPS"
 }
+
+# The properties of the secured mode: SASL_SSL with SCRAM on the SECURE and
+# WRONGHOST listeners (PEM keystores, no client certificates), and the
+# authorizer. Inter-broker and controller traffic stays PLAINTEXT.
+secure_config() {
+  local l bundle jaas='org.apache.kafka.common.security.scram.ScramLoginModule required;'
+  printf '\n# Secured mode (scripts/kafka.sh start --secure).\n'
+  printf 'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n'
+  printf 'super.users=User:ANONYMOUS;User:%s;User:%s\n' "$SCRAM512_USER" "$SCRAM256_USER"
+  printf 'sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256\n'
+  for l in secure wronghost; do
+    bundle=$SECDIR/server-bundle.pem
+    [[ $l == wronghost ]] && bundle=$SECDIR/wrong-host-bundle.pem
+    printf 'listener.name.%s.ssl.keystore.type=PEM\n' "$l"
+    printf 'listener.name.%s.ssl.keystore.location=%s\n' "$l" "$bundle"
+    printf 'listener.name.%s.ssl.client.auth=none\n' "$l"
+    printf 'listener.name.%s.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256\n' "$l"
+    printf 'listener.name.%s.scram-sha-512.sasl.jaas.config=%s\n' "$l" "$jaas"
+    printf 'listener.name.%s.scram-sha-256.sasl.jaas.config=%s\n' "$l" "$jaas"
+  done
+}
+
+# The SCRAM users and their passwords: made once per format of the data dir
+# (random), kept in $CREDS.
+readonly SCRAM512_USER=sluice SCRAM256_USER=sluice256 LIMITED_USER=sluice-limited
+new_credentials() {
+  mkdir -p "$SECDIR"
+  chmod 700 "$SECDIR"
+  (
+    umask 077
+    printf 'SCRAM512_PASSWORD=%s\nSCRAM256_PASSWORD=%s\nLIMITED_PASSWORD=%s\n' \
+      "$(random_hex)" "$(random_hex)" "$(random_hex)" >"$CREDS.tmp"
+  )
+  mv -f "$CREDS.tmp" "$CREDS"
+}
+
+random_hex() { head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+load_credentials() {
+  SCRAM512_PASSWORD="" SCRAM256_PASSWORD="" LIMITED_PASSWORD=""
+  # shellcheck disable=SC1090 # written by new_credentials
+  [[ -f $CREDS ]] && source "$CREDS"
+  [[ -n $SCRAM512_PASSWORD && -n $SCRAM256_PASSWORD && -n $LIMITED_PASSWORD ]]
+}
+
+# The env file that tests and users read to reach the secured listener.
+write_secure_env() {
+  load_credentials || die "no SCRAM credentials in $CREDS"
+  (
+    umask 077
+    cat >"$SECURE_ENV.tmp" <<EOF
+# Written by scripts/kafka.sh start --secure: the broker's secured listener.
+KAFKA_SECURE_BROKERS=$HOST:$SECURE_PORT
+KAFKA_SECURE_CA_FILE=$SECDIR/ca.pem
+KAFKA_SECURE_OTHER_CA_FILE=$SECDIR/other-ca.pem
+KAFKA_SECURE_WRONG_HOST_BROKERS=$HOST:$WRONG_HOST_PORT
+KAFKA_SECURE_PLAIN_BROKERS=$BOOTSTRAP
+KAFKA_SECURE_USER=$SCRAM512_USER
+KAFKA_SECURE_PASSWORD=$SCRAM512_PASSWORD
+KAFKA_SECURE_USER_256=$SCRAM256_USER
+KAFKA_SECURE_PASSWORD_256=$SCRAM256_PASSWORD
+KAFKA_SECURE_LIMITED_USER=$LIMITED_USER
+KAFKA_SECURE_LIMITED_PASSWORD=$LIMITED_PASSWORD
+EOF
+  )
+  mv -f "$SECURE_ENV.tmp" "$SECURE_ENV"
+}
+
+# True if the config on disk (the running broker's) has the secured listeners.
+props_secure() { grep -q '^listener.name.secure.' "$PROPS" 2>/dev/null; }
 
 # Storage formatted by one Kafka version must be started by that version:
 # wipe the data dir when it was formatted by another one (or by nobody we know).
@@ -234,15 +340,30 @@ ensure_storage() {
     rm -rf "$DATA"
     mkdir -p "$DATA"
   fi
+  # SCRAM users exist only if the format made them, with the passwords
+  # kept beside: the secured mode wipes a data dir formatted otherwise.
+  if [[ -n $SECURE && -f $DATA/meta.properties ]] && { [[ ! -f $SCRAM_STAMP ]] || ! load_credentials; }; then
+    log "data dir was formatted without the SCRAM users of --secure: wiping $DATA"
+    rm -rf "$DATA"
+    mkdir -p "$DATA"
+  fi
   if [[ ! -f $DATA/meta.properties ]]; then
     local id
     id=$(run_class kafka.tools.StorageTool random-uuid | tail -n 1)
     [[ -n $id ]] || die "StorageTool random-uuid printed nothing"
-    log "formatting $DATA (cluster id $id)"
-    run_class kafka.tools.StorageTool format --standalone -t "$id" -c "$PROPS" -g >"$LOGS/format.log" 2>&1 || {
+    log "formatting $DATA (cluster id $id) with SCRAM users $SCRAM512_USER, $SCRAM256_USER, $LIMITED_USER"
+    rm -f "$SCRAM_STAMP"
+    new_credentials
+    load_credentials || die "could not write $CREDS"
+    run_class kafka.tools.StorageTool format --standalone -t "$id" -c "$PROPS" -g \
+      --add-scram "SCRAM-SHA-512=[name=$SCRAM512_USER,password=$SCRAM512_PASSWORD]" \
+      --add-scram "SCRAM-SHA-256=[name=$SCRAM256_USER,password=$SCRAM256_PASSWORD]" \
+      --add-scram "SCRAM-SHA-512=[name=$LIMITED_USER,password=$LIMITED_PASSWORD]" \
+      >"$LOGS/format.log" 2>&1 || {
       cat "$LOGS/format.log" >&2
       die "StorageTool format failed"
     }
+    printf '1\n' >"$SCRAM_STAMP"
   fi
   printf '%s\n' "$KAFKA_VERSION" >"$DATA_STAMP"
 }
@@ -273,17 +394,32 @@ cmd_start() {
   take_lock
   local pid
   if pid=$(broker_pid); then
-    log "already running (pid $pid) on $BOOTSTRAP; log: $LOGFILE"
-    return 0
+    if [[ -n $SECURE ]] && ! props_secure; then
+      log "running (pid $pid) without the secured listeners: restarting it with them"
+      stop_pid "$pid"
+    else
+      log "already running (pid $pid) on $BOOTSTRAP; log: $LOGFILE"
+      if props_secure; then
+        write_secure_env
+        log "secured (SASL_SSL, SCRAM) on $HOST:$SECURE_PORT; env file: $SECURE_ENV"
+      fi
+      return 0
+    fi
   fi
   if port_open "$HOST" "$PORT" || port_open "$HOST" "$CONTROLLER_PORT"; then
     die "$HOST:$PORT or :$CONTROLLER_PORT is taken by a process this script did not start (another Kafka?); stop it or set KAFKA_BROKERS to use it"
+  fi
+  if [[ -n $SECURE ]] && { port_open "$HOST" "$SECURE_PORT" || port_open "$HOST" "$WRONG_HOST_PORT"; }; then
+    die "$HOST:$SECURE_PORT or :$WRONG_HOST_PORT (SLUICE_KAFKA_SECURE_PORT, SLUICE_KAFKA_WRONG_HOST_PORT) is taken by another process"
   fi
   if [[ -n $PROXY_LISTEN ]] && port_open "${PROXY_LISTEN%:*}" "${PROXY_LISTEN##*:}"; then
     die "$PROXY_LISTEN (SLUICE_KAFKA_PROXY_LISTEN) is taken by another process"
   fi
   ensure_jars
   ensure_tools
+  if [[ -n $SECURE ]]; then
+    "$SCRIPT_DIR/certs.sh" "$SECDIR" || die "scripts/certs.sh $SECDIR failed"
+  fi
   write_config
   ensure_storage
 
@@ -316,6 +452,10 @@ cmd_start() {
     fi
     if grep -q 'Kafka Server started' "$LOGFILE" 2>/dev/null && port_open "$HOST" "$PORT"; then
       log "started in $((SECONDS - t0)) s (pid $pid); bootstrap $BOOTSTRAP; log: $LOGFILE"
+      if [[ -n $SECURE ]]; then
+        write_secure_env
+        log "secured (SASL_SSL, SCRAM) on $HOST:$SECURE_PORT; env file: $SECURE_ENV"
+      fi
       return 0
     fi
   done
@@ -421,7 +561,19 @@ cmd_tool() {
 cmd_wipe() {
   cmd_stop
   log "deleting $DATA"
-  rm -rf "$DATA" "$DATA_STAMP"
+  rm -rf "$DATA" "$DATA_STAMP" "$SCRAM_STAMP"
+}
+
+# The --secure flag of start and restart.
+secure_flag() {
+  (($# == 0)) && return 0
+  [[ $# == 1 && $1 == --secure ]] || die "expected --secure or nothing, got '$*'"
+  SECURE=1
+}
+
+cmd_secure_env() {
+  [[ -f $SECURE_ENV ]] || die "no $SECURE_ENV: run '$0 start --secure' first"
+  printf '%s\n' "$SECURE_ENV"
 }
 
 main() {
@@ -429,9 +581,15 @@ main() {
   local cmd=$1
   shift
   case $cmd in
-    start) cmd_start ;;
+    start) secure_flag "$@" && cmd_start ;;
     stop) cmd_stop ;;
-    restart) cmd_stop && cmd_start ;;
+    restart)
+      secure_flag "$@"
+      # A restart keeps the secured mode of the broker it restarts.
+      if props_secure; then SECURE=1; fi
+      cmd_stop && cmd_start
+      ;;
+    secure-env) cmd_secure_env ;;
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;
     topic-create) cmd_topic_create "$@" ;;

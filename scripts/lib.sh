@@ -1,11 +1,16 @@
 # shellcheck shell=bash
 # Shared by scripts/test.sh and scripts/bench.sh (sourced, not run).
 #
-# sluice_start_servers  makes a Kafka broker and a Redis server available and
+# sluice_start_servers [--secure]
+#                       makes a Kafka broker and a Redis server available and
 #                       exports KAFKA_BROKERS and REDIS_ADDR. A variable the
 #                       caller already set is used as is (nothing is started
 #                       for it). A server that is already running is reused and
-#                       left running afterwards.
+#                       left running afterwards. With --secure the servers it
+#                       starts or reuses also run their secured mode (a running
+#                       one is restarted into it), and the variables of their
+#                       env files (KAFKA_SECURE_*, REDIS_TLS_*, REDIS_ACL_*) are
+#                       exported for the tests.
 # sluice_start_model    makes a real model server available (scripts/model.sh:
 #                       llama.cpp with a small model) and exports
 #                       SLUICE_MODEL_URL and SLUICE_MODEL, unless the caller
@@ -43,17 +48,25 @@ sluice_go_env() {
 }
 
 sluice_start_servers() {
+  local secure=()
+  [[ ${1:-} == --secure ]] && secure=(--secure)
   if [[ -n ${KAFKA_BROKERS:-} ]]; then
     sluice_log "Kafka: using KAFKA_BROKERS=$KAFKA_BROKERS (not starting one)"
   else
     if "$SLUICE_SCRIPTS/kafka.sh" status >/dev/null 2>&1; then
       sluice_log "Kafka: already running; reusing it"
+      if ((${#secure[@]})); then
+        "$SLUICE_SCRIPTS/kafka.sh" start --secure || return 1
+      fi
     else
-      sluice_log "Kafka: starting (scripts/kafka.sh start)"
-      "$SLUICE_SCRIPTS/kafka.sh" start || return 1
+      sluice_log "Kafka: starting (scripts/kafka.sh start ${secure[*]})"
+      "$SLUICE_SCRIPTS/kafka.sh" start "${secure[@]}" || return 1
       SLUICE_STARTED_KAFKA=1
     fi
-    export KAFKA_BROKERS=127.0.0.1:9092
+    export KAFKA_BROKERS=127.0.0.1:${SLUICE_KAFKA_PORT:-9092}
+    if ((${#secure[@]})); then
+      sluice_source_env "$("$SLUICE_SCRIPTS/kafka.sh" secure-env)" || return 1
+    fi
   fi
 
   if [[ -n ${REDIS_ADDR:-} ]]; then
@@ -61,12 +74,18 @@ sluice_start_servers() {
   else
     if "$SLUICE_SCRIPTS/redis.sh" status >/dev/null 2>&1; then
       sluice_log "Redis: already running; reusing it"
+      if ((${#secure[@]})); then
+        "$SLUICE_SCRIPTS/redis.sh" start --secure || return 1
+      fi
     else
-      sluice_log "Redis: starting (scripts/redis.sh start)"
-      "$SLUICE_SCRIPTS/redis.sh" start || return 1
+      sluice_log "Redis: starting (scripts/redis.sh start ${secure[*]})"
+      "$SLUICE_SCRIPTS/redis.sh" start "${secure[@]}" || return 1
       SLUICE_STARTED_REDIS=1
     fi
-    export REDIS_ADDR=127.0.0.1:6379
+    export REDIS_ADDR=127.0.0.1:${SLUICE_REDIS_PORT:-6379}
+    if ((${#secure[@]})); then
+      sluice_source_env "$("$SLUICE_SCRIPTS/redis.sh" secure-env)" || return 1
+    fi
   fi
 }
 
@@ -91,6 +110,19 @@ sluice_start_model() {
       SLUICE_MODEL_URL=* | SLUICE_MODEL=*) export "${line?}" ;;
     esac
   done <<<"$vars"
+}
+
+# sluice_source_env FILE exports the VAR=value lines of a secured mode's env
+# file.
+sluice_source_env() {
+  [[ -f $1 ]] || {
+    sluice_warn "no env file '$1'"
+    return 1
+  }
+  set -a
+  # shellcheck disable=SC1090 # written by scripts/kafka.sh or scripts/redis.sh
+  source "$1"
+  set +a
 }
 
 sluice_stop_servers() {

@@ -5,14 +5,19 @@
 #
 # 1. go mod download
 # 2. a real Kafka 4.4 broker and redis-server (scripts/kafka.sh, scripts/redis.sh)
-#    unless KAFKA_BROKERS / REDIS_ADDR are already set; exports both;
-#    Debian's prometheus package (promtool and the server, which the deploy
-#    module's rule checks and the e2e scrape test run) when it is missing,
-#    without starting its system service; and, when the packages include
-#    the real-model tests (./openai and ./examples/e2e, so also ./...), a
-#    real model server (scripts/model.sh:
-#    llama.cpp with SmolLM2-135M-Instruct) unless SLUICE_MODEL_URL is set;
-#    exports SLUICE_MODEL_URL and SLUICE_MODEL
+#    unless KAFKA_BROKERS / REDIS_ADDR are already set; exports both. Both run
+#    their secured mode too (start --secure: Kafka's SASL_SSL listener with
+#    SCRAM users, Redis's TLS port and ACL user), whose env files are exported
+#    for the secured tests (TestConformanceSecure, TestSecure*,
+#    TestEnrichService*Secure, TestSecretsNeverShown). With KAFKA_BROKERS or
+#    REDIS_ADDR set, set the KAFKA_SECURE_* / REDIS_TLS_* / REDIS_ACL_*
+#    variables too, or those tests skip (fail under CI=true). Then Debian's
+#    prometheus package (promtool and the server, which the deploy module's
+#    rule checks and the e2e scrape test run) when it is missing, without
+#    starting its system service; and, when the packages include the
+#    real-model tests (./openai and ./examples/e2e, so also ./...), a real
+#    model server (scripts/model.sh: llama.cpp with SmolLM2-135M-Instruct)
+#    unless SLUICE_MODEL_URL is set; exports SLUICE_MODEL_URL and SLUICE_MODEL
 # 3. go vet ./... in every module (the root and each go.mod below it, e.g.
 #    integration/testcontainers)
 # 4. staticcheck ./... in every module (installed with go install when
@@ -84,8 +89,8 @@ if [[ -z $(go list ./... 2>/dev/null) ]]; then
   exit 0
 fi
 
-sluice_start_servers
-sluice_log "KAFKA_BROKERS=$KAFKA_BROKERS REDIS_ADDR=$REDIS_ADDR"
+sluice_start_servers --secure
+sluice_log "KAFKA_BROKERS=$KAFKA_BROKERS REDIS_ADDR=$REDIS_ADDR${KAFKA_SECURE_BROKERS:+ KAFKA_SECURE_BROKERS=$KAFKA_SECURE_BROKERS}${REDIS_TLS_ADDR:+ REDIS_TLS_ADDR=$REDIS_TLS_ADDR}"
 
 # Prometheus: deploy/ runs promtool on the alert rules, and examples/e2e runs
 # a Prometheus server of its own on a loopback port. apt's maintainer scripts

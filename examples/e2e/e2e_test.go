@@ -35,8 +35,16 @@ const (
 
 // backend is the broker a test runs against.
 type backend struct {
-	name    string   // "kafka" or "redis"
-	flags   []string // SLUICE_* variables naming the server
+	name  string   // "kafka" or "redis"
+	flags []string // SLUICE_* variables naming the server
+	// prefix starts every topic, stream and group name (a secured Redis
+	// user may use only keys of its pattern).
+	prefix string
+	// verifyFlags replace flags for the verify process, which speaks
+	// neither TLS nor SASL: the plain listener of the same server.
+	verifyFlags []string
+	// secrets are values the service's output must never show.
+	secrets []string
 	publish func(t *testing.T, input string, values [][]byte)
 	// remove deletes topics or streams when the test ends.
 	remove func(names ...string)
@@ -45,7 +53,11 @@ type backend struct {
 }
 
 func kafkaBackend(t *testing.T) backend {
-	addr := serverAddr(t, "KAFKA_BROKERS", "no Kafka broker for the end-to-end test: run `scripts/kafka.sh start` and set KAFKA_BROKERS=127.0.0.1:9092")
+	return kafkaOn(serverAddr(t, "KAFKA_BROKERS", "no Kafka broker for the end-to-end test: run `scripts/kafka.sh start` and set KAFKA_BROKERS=127.0.0.1:9092"))
+}
+
+// kafkaOn is the backend of the plain listener addr.
+func kafkaOn(addr string) backend {
 	brokers := strings.Split(addr, ",")
 	return backend{
 		name:  "kafka",
@@ -108,7 +120,11 @@ func kafkaBackend(t *testing.T) backend {
 }
 
 func redisBackend(t *testing.T) backend {
-	addr := serverAddr(t, "REDIS_ADDR", "no Redis server for the end-to-end test: run `scripts/redis.sh start` and set REDIS_ADDR=127.0.0.1:6379")
+	return redisOn(serverAddr(t, "REDIS_ADDR", "no Redis server for the end-to-end test: run `scripts/redis.sh start` and set REDIS_ADDR=127.0.0.1:6379"))
+}
+
+// redisOn is the backend of the plain port addr.
+func redisOn(addr string) backend {
 	return backend{
 		name:  "redis",
 		flags: []string{"SLUICE_SOURCE=redis", "SLUICE_REDIS_ADDR=" + addr},
@@ -170,7 +186,7 @@ func TestEnrichServiceRedis(t *testing.T) { testEnrichService(t, redisBackend(t)
 // has verify (also a process) check that no event was lost.
 func testEnrichService(t *testing.T, b backend) {
 	bin := buildBinaries(t)
-	run := fmt.Sprintf("e2e-%s-%d", b.name, time.Now().UnixNano())
+	run := fmt.Sprintf("%se2e-%s-%d", b.prefix, b.name, time.Now().UnixNano())
 	input, output, dlq := run+".in", run+".out", run+".dlq"
 	t.Cleanup(func() { b.remove(input, output, dlq) })
 
@@ -201,10 +217,13 @@ func testEnrichService(t *testing.T, b backend) {
 
 	// First run: stopped with SIGTERM mid-stream, during a 429 burst.
 	var all []*service
+	secrets := append([]string{"sk-e2e-secret-value"}, b.secrets...)
 	defer func() {
 		for _, s := range all {
-			if strings.Contains(s.logs.String(), "sk-e2e-secret-value") {
-				t.Errorf("%s: the API key appears in the logs", s.name)
+			for i, secret := range secrets {
+				if strings.Contains(s.logs.String(), secret) {
+					t.Errorf("%s: secret %d appears in the logs", s.name, i)
+				}
 			}
 		}
 	}()
@@ -275,6 +294,14 @@ func testEnrichService(t *testing.T, b backend) {
 	if h.LatencyMs["p50"] <= 0 {
 		t.Errorf("latency_ms %v", h.LatencyMs)
 	}
+	for _, path := range []string{"/healthz", "/metrics", "/readyz", "/livez"} {
+		body := get(t, svc, path)
+		for i, secret := range secrets {
+			if strings.Contains(body, secret) {
+				t.Errorf("%s shows secret %d", path, i)
+			}
+		}
+	}
 	m = scrape(t, svc)
 	if m["sluice_consumer_lag"] != 0 || m["sluice_processed_total"] != float64(h.Processed) {
 		t.Errorf("/metrics after catching up: lag=%v processed=%v (health says %d)", m["sluice_consumer_lag"], m["sluice_processed_total"], h.Processed)
@@ -288,7 +315,7 @@ func testEnrichService(t *testing.T, b backend) {
 
 	// verify, as a process, must find every input enriched or
 	// dead-lettered.
-	out, code := runVerify(t, bin, env, "-input", input, "-output", output, "-dead-letter", dlq)
+	out, code := runVerify(t, bin, append(env[:len(env):len(env)], b.verifyFlags...), "-input", input, "-output", output, "-dead-letter", dlq)
 	var rep struct {
 		Input      int     `json:"input_count"`
 		Enriched   int     `json:"enriched_count"`
@@ -401,6 +428,8 @@ type service struct {
 	state *os.ProcessState
 }
 
+var textServing = regexp.MustCompile(`msg="serving /healthz[^"]*" addr=(\S+)`)
+
 func startService(t *testing.T, bin string, env []string, name string) *service {
 	t.Helper()
 	s := &service{name: name, addr: make(chan string, 1), logs: &logBuffer{}, done: make(chan struct{})}
@@ -409,7 +438,13 @@ func startService(t *testing.T, bin string, env []string, name string) *service 
 			Msg  string `json:"msg"`
 			Addr string `json:"addr"`
 		}
-		if json.Unmarshal([]byte(line), &rec) == nil && strings.HasPrefix(rec.Msg, "serving /healthz") {
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			// A text log line: msg="serving /healthz ..." addr=host:port
+			if g := textServing.FindStringSubmatch(line); g != nil {
+				rec.Msg, rec.Addr = "serving /healthz", g[1]
+			}
+		}
+		if strings.HasPrefix(rec.Msg, "serving /healthz") {
 			select {
 			case s.addr <- rec.Addr:
 			default:
@@ -491,6 +526,21 @@ func (s *service) finished(t *testing.T) uint64 {
 }
 
 var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// get returns the body of path on the service's health address.
+func get(t *testing.T, s *service, path string) string {
+	t.Helper()
+	resp, err := httpClient.Get(s.url + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return string(body)
+}
 
 func health(t *testing.T, s *service) sluice.Health {
 	t.Helper()

@@ -24,7 +24,8 @@
 // 75 when rate limiting outlasted -max-rate-limit-duration; 76 when the
 // breaker opened (-breaker events in a row failed with the same
 // configuration error); 77 when the model refused the key or the quota is
-// spent; 78 for a bad configuration; 79 when the preflight found the model
+// spent; 78 for a bad configuration, including credentials, a certificate
+// or ACLs that the broker or the service refuses; 79 when the preflight found the model
 // URL, name or a parameter wrong. Go itself exits 2 on a panic.
 package main
 
@@ -135,6 +136,9 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 
 	ps, err := connect(ctx, cfg, log)
 	if err != nil {
+		if hint, ok := refusal(err); ok {
+			return exitConfig, fmt.Errorf("%w: %s: %w", errUsage, hint, err)
+		}
 		return exitFailure, err
 	}
 	defer closeWithin(ps, log)
@@ -192,6 +196,11 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger) (int, error) {
 	sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	if hint, ok := refusal(runErr); ok {
+		// The broker refused a write, such as a dead letter, for its
+		// ACLs: the event stays unacked and the configuration must change.
+		return exitConfig, fmt.Errorf("%w: %s: %w", errUsage, hint, runErr)
+	}
 	return runStatus(runErr), runErr
 }
 
