@@ -67,6 +67,7 @@ type runner struct {
 	drainAt     time.Time
 	stopErr     error
 	lats        []time.Duration // scratch for onWritten
+	tracers     []EventTracer   // the observers that trace events; nil when none does
 }
 
 // stopMode says how far the runner is from stopping.
@@ -89,6 +90,7 @@ func newRunner(p *Pipeline) *runner {
 		written: make(chan []*item, w),
 		win:     newWindow(p.cfg.windowMin),
 		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		tracers: tracers(p.cfg.observers),
 	}
 	r.pool.New = func() any { return new(item) }
 	if p.cfg.windowMin < p.cfg.windowMax {
@@ -285,6 +287,9 @@ func (r *runner) onFetched(msgs []*Message) {
 		it := r.pool.Get().(*item)
 		it.in = m
 		it.grp = g
+		if r.tracers != nil {
+			r.traceReceived(m)
+		}
 		r.rejectEarly(it)
 		if r.waitForKey(it) {
 			continue
@@ -373,8 +378,10 @@ func (r *runner) onWritten(batch []*item) {
 		case statusEnriched:
 			enriched++
 			lats = append(lats, it.latency)
+			it.acked = true
 		case statusDead:
 			dead++
+			it.acked = true
 		case statusRefused:
 			fatal = fmt.Errorf("%w: dead-letter writer refused event %s: %w", ErrFatal, it.in.Origin.String(), it.err)
 		}
@@ -412,6 +419,9 @@ func (r *runner) onWritten(batch []*item) {
 // lets the next event with its key go, frees its window slot, and updates
 // the oldest-event age.
 func (r *runner) retire(it *item) {
+	if r.tracers != nil {
+		r.traceFinished(it)
+	}
 	r.releaseKey(it)
 	r.outstanding--
 	r.win.release(1)
