@@ -172,10 +172,11 @@ type call struct {
 	events    int // the events the call answers
 	user      json.RawMessage
 	maxTokens int
+	msgs      []*sluice.Message // the events, for a CallObserver
 }
 
 // answer is the jsonenrich.ModelFunc behind Enrich.
-func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, _ *sluice.Message) (json.RawMessage, error) {
+func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, in *sluice.Message) (json.RawMessage, error) {
 	user, err := e.task.input(fields)
 	if err != nil {
 		return nil, err
@@ -188,6 +189,9 @@ func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, _ *slu
 		}
 	}
 	c := call{name: e.task.Name, schema: e.schema.JSON(), events: 1, user: user, maxTokens: e.cfg.maxTokens}
+	if e.cfg.observer != nil {
+		c.msgs = []*sluice.Message{in}
+	}
 	var last error
 	for attempt := 1; attempt <= 2; attempt++ {
 		ans, model, u, err := e.ask(ctx, c)
@@ -239,8 +243,10 @@ func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, Us
 		if err != nil {
 			return nil, "", Usage{}, sluice.Permanent(err)
 		}
-		resp, err := e.post(ctx, body)
+		cctx, info := e.startCall(ctx, &c)
+		resp, err := e.post(cctx, body)
 		if err != nil {
+			e.endCall(cctx, info, nil, err)
 			if e.cfg.output == OutputAuto && mode != OutputPromptOnly && formatRejected(err) {
 				next := mode + 1
 				if e.mode.CompareAndSwap(int32(mode), int32(next)) {
@@ -261,6 +267,7 @@ func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, Us
 			msg := strings.TrimPrefix(err.Error(), ErrInvalidAnswer.Error()+": ")
 			err = invalid("%s", e.cfg.apiKey.scrub(msg))
 		}
+		e.endCall(cctx, info, resp, err)
 		return ans, resp.Model, u, err
 	}
 }
@@ -366,7 +373,7 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 				res[p.i].Err = fmt.Errorf("openai: call cancelled: %w", context.Cause(ctx))
 				continue
 			}
-			res[p.i].Msg, res[p.i].Err = e.Enrich(ctx, in[p.i])
+			res[p.i].Msg, res[p.i].Err = e.Enrich(eventContext(ctx, in[p.i]), in[p.i])
 		}
 	}
 	if len(chunk) == 1 {
@@ -392,6 +399,12 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 		events:    len(chunk),
 		user:      user.Bytes(),
 		maxTokens: e.cfg.maxTokens * len(chunk),
+	}
+	if e.cfg.observer != nil {
+		c.msgs = make([]*sluice.Message, len(chunk))
+		for k, p := range chunk {
+			c.msgs[k] = in[p.i]
+		}
 	}
 	ans, model, u, err := e.ask(ctx, c)
 	shares := u.split(len(chunk))

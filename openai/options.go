@@ -54,6 +54,7 @@ type config struct {
 	prices      *Prices
 	budget      *Budget
 	usageHeader string
+	observer    CallObserver
 	now         func() time.Time
 	errs        optcheck.Errors
 }
