@@ -21,14 +21,12 @@ type callKey struct{}
 // "chat <model>" span, a child of the event's span, or for a batch call a
 // new trace linked to every event's span.
 func (t *Tracer) CallStarted(ctx context.Context, c *openai.Call) context.Context {
-	attrs := []attribute.KeyValue{
-		semconv.GenAIOperationNameChat,
-		semconv.GenAIProviderNameKey.String(t.provider),
-		semconv.GenAIRequestModel(c.Model),
-		AttrTask.String(c.Task),
+	if t.off {
+		return ctx
 	}
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
 	var evs []*event
+	var attrs []attribute.KeyValue
 	if c.Batch {
 		links := make([]trace.Link, 0, len(c.Events))
 		for _, m := range c.Events {
@@ -54,6 +52,11 @@ func (t *Tracer) CallStarted(ctx context.Context, c *openai.Call) context.Contex
 			semconv.HTTPRequestResendCount(int(ev.calls.Add(1)-1)),
 			AttrAttempt.Int(int(ev.attempt.Load())))
 	}
+	attrs = append(attrs,
+		semconv.GenAIOperationNameChat,
+		semconv.GenAIProviderNameKey.String(t.provider),
+		semconv.GenAIRequestModel(c.Model),
+		AttrTask.String(c.Task))
 	opts = append(opts, trace.WithAttributes(attrs...))
 	cctx, span := t.tracer.Start(ctx, "chat "+c.Model, opts...)
 	if !span.IsRecording() {

@@ -78,11 +78,19 @@ func (t *Tracer) systemFor(o sluice.Origin) string {
 // EventReceived implements [sluice.EventTracer]: it starts the event's
 // "process" span, a child of the producer's context found in its headers.
 func (t *Tracer) EventReceived(ctx context.Context, m *sluice.Message) context.Context {
-	pctx := t.Extract(ctx, m)
+	if t.off {
+		return ctx
+	}
 	o := m.Origin
 	name := "process"
 	if o.Topic != "" {
 		name = "process " + o.Topic
+	}
+	_, span := t.tracer.Start(t.Extract(ctx, m), name, trace.WithSpanKind(trace.SpanKindConsumer))
+	if !span.IsRecording() {
+		// Not sampled: nothing to record, and the event's records keep
+		// the producer's trace context.
+		return ctx
 	}
 	attrs := make([]attribute.KeyValue, 0, 10)
 	attrs = append(attrs,
@@ -105,10 +113,7 @@ func (t *Tracer) EventReceived(ctx context.Context, m *sluice.Message) context.C
 	if m.Deliveries > 0 {
 		attrs = append(attrs, AttrDeliveries.Int(m.Deliveries))
 	}
-	_, span := t.tracer.Start(pctx, name, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...))
-	if !span.IsRecording() {
-		return ctx
-	}
+	span.SetAttributes(attrs...)
 	ev := &event{span: span}
 	ev.attempt.Store(1)
 	return context.WithValue(trace.ContextWithSpan(ctx, span), eventKey{}, ev)

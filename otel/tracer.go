@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/internal/optcheck"
@@ -27,6 +28,7 @@ type Tracer struct {
 	output   string
 	dead     string
 	provider string
+	off      bool // the provider is the no-op one: nothing to do
 }
 
 var (
@@ -70,7 +72,9 @@ func New(opts ...Option) (*Tracer, error) {
 	if c.tp == nil {
 		c.tp = otel.GetTracerProvider()
 	}
+	_, off := c.tp.(noop.TracerProvider)
 	return &Tracer{
+		off:      off,
 		tracer:   c.tp.Tracer(ScopeName),
 		prop:     c.prop,
 		group:    c.group,
