@@ -143,4 +143,3 @@ func benchPipeline(b *testing.B, src sluice.Source, enr sluice.Enricher, opts ..
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 }
-

@@ -262,4 +262,3 @@ func TestTraceThroughTheService(t *testing.T) {
 		t.Errorf("the output's traceparent names span %s, want the send span %s", parts[2], got)
 	}
 }
-
