@@ -174,8 +174,8 @@ func wantAttrs(t *testing.T, s tracetest.SpanStub, want ...attribute.KeyValue) {
 			t.Errorf("span %q has no attribute %s (has %v)", s.Name, w.Key, s.Attributes)
 			continue
 		}
-		if got.Emit() != w.Value.Emit() {
-			t.Errorf("span %q: %s = %s, want %s", s.Name, w.Key, got.Emit(), w.Value.Emit())
+		if got.String() != w.Value.String() {
+			t.Errorf("span %q: %s = %s, want %s", s.Name, w.Key, got.String(), w.Value.String())
 		}
 	}
 }
