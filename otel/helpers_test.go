@@ -42,7 +42,11 @@ type setup struct {
 	batch    int
 	faults   []llmtest.Fault
 	retries  int
-	noParent bool // events without a traceparent
+	noParent bool            // events without a traceparent
+	headers  []sluice.Header // the events' headers instead of the producer's
+	// sink, when set, wraps the in-memory sink for outputs; dead letters
+	// still go to the in-memory sink.
+	sink func(*sluicetest.Sink) sluice.Sink
 }
 
 func runTraced(t *testing.T, s setup) *run {
@@ -82,7 +86,9 @@ func runTraced(t *testing.T, s setup) *run {
 	publish := func() {
 		for i := range s.events {
 			var hs []sluice.Header
-			if !s.noParent {
+			if s.headers != nil {
+				hs = append(hs, s.headers...)
+			} else if !s.noParent {
 				hs = append(hs, sluice.Header{Key: "traceparent", Value: []byte(traceparent)}, sluice.Header{Key: "tracestate", Value: []byte("vendor=1")})
 			}
 			hs = append(hs, sluice.Header{Key: "app", Value: []byte("x")})
@@ -97,7 +103,12 @@ func runTraced(t *testing.T, s setup) *run {
 		publish()
 	}
 	batch := max(s.batch, 1)
-	p, err := sluice.New(src, enr, r.sink,
+	var sink sluice.Sink = r.sink
+	if s.sink != nil {
+		sink = s.sink(r.sink)
+	}
+	p, err := sluice.New(src, enr, sink,
+		sluice.WithDeadLetter(r.sink),
 		sluice.WithObserver(tr),
 		sluice.WithConcurrency(1),
 		sluice.WithEnrichBatch(batch),

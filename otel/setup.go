@@ -56,7 +56,8 @@ type Shutdown func(context.Context) error
 //   - OTEL_TRACES_EXPORTER: "otlp" (the default) sends spans over OTLP/HTTP
 //     with protobuf to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
 //     OTEL_EXPORTER_OTLP_ENDPOINT (default http://localhost:4318);
-//     "console" prints them as JSON to console; "none" records nothing.
+//     "console" prints them as JSON to console (os.Stdout when nil);
+//     "none" records nothing.
 //   - OTEL_EXPORTER_OTLP_PROTOCOL: only "http/protobuf" is supported.
 //   - OTEL_SDK_DISABLED=true records nothing.
 //
@@ -73,6 +74,9 @@ func NewTracerProvider(ctx context.Context, serviceName string, console io.Write
 	case "none":
 		return noop.NewTracerProvider(), none, nil
 	case "console":
+		if console == nil {
+			console = os.Stdout
+		}
 		x, err := stdouttrace.New(stdouttrace.WithWriter(console))
 		if err != nil {
 			return nil, nil, fmt.Errorf("sluiceotel: console exporter: %w", err)

@@ -1,19 +1,25 @@
 package sluiceotel_test
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/testutil"
 	"github.com/sluicehq/sluice/llmtest"
 	sluiceotel "github.com/sluicehq/sluice/otel"
+	"github.com/sluicehq/sluice/sluicetest"
 )
 
 // oneEvent checks the tree every traced event has: a process span that
@@ -300,5 +306,112 @@ func TestNoProducerContext(t *testing.T) {
 	out := r.sink.Messages()[0]
 	if tp := header(out.Headers, "traceparent"); len(tp) != 55 || tp[3:35] != ps[0].SpanContext.TraceID().String() {
 		t.Errorf("output traceparent %q not in the event's trace %v", tp, ps[0].SpanContext.TraceID())
+	}
+}
+
+// An output the sink refuses for good is dead-lettered: its send span ends
+// in error, and the dead letter gets a send span and context of its own.
+func TestSinkRefusesTheOutput(t *testing.T) {
+	r := runTraced(t, setup{events: 1, sink: func(s *sluicetest.Sink) sluice.Sink {
+		return sluice.SinkFunc(func(context.Context, []*sluice.Message) error {
+			return sluice.Permanent(errors.New("record too large"))
+		})
+	}})
+	ps := r.named("process reviews")
+	if len(ps) != 1 {
+		t.Fatalf("%d process spans", len(ps))
+	}
+	var out, dlq []tracetest.SpanStub
+	for _, c := range r.childrenOf(ps[0]) {
+		switch c.Name {
+		case "send reviews.enriched":
+			out = append(out, c)
+		case "send reviews.dlq":
+			dlq = append(dlq, c)
+		}
+	}
+	if len(out) != 1 || len(dlq) != 1 {
+		t.Fatalf("%d output and %d dead-letter send spans, want 1 and 1: %v", len(out), len(dlq), names(r.spans))
+	}
+	if out[0].Status.Code != codes.Error || !strings.Contains(out[0].Status.Description, "record too large") {
+		t.Errorf("refused output's span status = %v", out[0].Status)
+	}
+	letters := r.sink.DeadLetters()
+	if len(letters) != 1 {
+		t.Fatalf("%d dead letters", len(letters))
+	}
+	wantTraceparent(t, letters[0].Headers(), dlq[0])
+	if ps[0].Status.Code != codes.Error {
+		t.Errorf("process span status = %v, want an error", ps[0].Status)
+	}
+}
+
+// A malformed traceparent, or several, do not break anything: the event
+// starts a trace of its own and its output carries exactly one valid
+// traceparent.
+func TestBadProducerContext(t *testing.T) {
+	for name, hs := range map[string][]sluice.Header{
+		"malformed": {{Key: "traceparent", Value: []byte("00-not-a-trace-01")}},
+		"zero ids":  {{Key: "traceparent", Value: []byte("00-00000000000000000000000000000000-0000000000000000-01")}},
+		"binary":    {{Key: "traceparent", Value: []byte{0xff, 0x00, 0xfe}}, {Key: "tracestate", Value: []byte{0xff}}},
+		"twice": {
+			{Key: "traceparent", Value: []byte(traceparent)},
+			{Key: "traceparent", Value: []byte("00-11111111111111111111111111111111-2222222222222222-01")},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := runTraced(t, setup{events: 1, headers: hs})
+			ps := r.named("process reviews")
+			if len(ps) != 1 {
+				t.Fatalf("%d process spans", len(ps))
+			}
+			out := r.sink.Messages()[0]
+			if n := countHeader(out.Headers, "traceparent"); n != 1 {
+				t.Fatalf("%d traceparent headers on the output, want 1: %v", n, out.Headers)
+			}
+			tp := header(out.Headers, "traceparent")
+			if len(tp) != 55 || tp[3:35] != ps[0].SpanContext.TraceID().String() {
+				t.Errorf("output traceparent %q not in the event's trace %v", tp, ps[0].SpanContext.TraceID())
+			}
+		})
+	}
+}
+
+// An event left unacked at shutdown ends its span in error.
+func TestLeftUnacked(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	defer tp.Shutdown(context.Background())
+	tr, err := sluiceotel.New(sluiceotel.WithTracerProvider(tp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := sluicetest.NewSource("reviews", 1)
+	src.Publish(nil, []byte("x"), sluice.Header{Key: "traceparent", Value: []byte(traceparent)})
+	started := make(chan struct{})
+	stuck := sluice.EnricherFunc(func(ctx context.Context, in *sluice.Message) (*sluice.Message, error) {
+		close(started)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})
+	p, err := sluice.New(src, stuck, sluicetest.NewSink(), sluice.WithObserver(tr),
+		sluice.WithDrainTimeout(time.Millisecond), sluice.WithLogger(testutil.Quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-started
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	spans := exp.GetSpans()
+	if len(spans) != 1 || spans[0].Name != "process reviews" {
+		t.Fatalf("spans %v, want one process span", names(spans))
+	}
+	if s := spans[0].Status; s.Code != codes.Error || !strings.Contains(s.Description, "left unacked") {
+		t.Errorf("status %v, want an error saying the event was left unacked", s)
 	}
 }
