@@ -143,3 +143,30 @@ func benchPipeline(b *testing.B, src sluice.Source, enr sluice.Enricher, opts ..
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 }
+
+// BenchmarkHooks is what tracing adds to one event, alone: the calls the
+// pipeline and the enricher make to the Tracer for an event with one model
+// call (received, model call started and ended, written, finished). ns/op
+// is per event; the runner's own cost per event is in BenchmarkTracing's
+// runner/off. Without tracing none of these calls is made.
+func BenchmarkHooks(b *testing.B) {
+	for _, tc := range tracings[1:] {
+		b.Run(tc.name, func(b *testing.B) {
+			_, tr := tracerOpts(b, tc)
+			m := &sluice.Message{Value: []byte(`{"id":1,"text":"a small event"}`),
+				Headers: []sluice.Header{{Key: "traceparent", Value: []byte(traceparent)}},
+				Origin:  sluice.Origin{Topic: "in", Offset: 1}}
+			call := &openai.Call{Model: "gpt-test", Task: "sentiment", Events: []*sluice.Message{m}}
+			res := &openai.CallResult{StatusCode: 200, UsageKnown: true, Usage: openai.Usage{PromptTokens: 100, CompletionTokens: 10}}
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				ectx := tr.EventReceived(ctx, m)
+				cctx := tr.CallStarted(ectx, call)
+				tr.CallEnded(cctx, call, res)
+				tr.EventWriting(ectx, m, m, m.Headers, false, "")
+				tr.EventFinished(ectx, m, true, nil)
+			}
+		})
+	}
+}
