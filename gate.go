@@ -147,6 +147,9 @@ func (r *runner) pauseUntil(now, until time.Time, spread time.Duration, reason s
 // tracePaused tells the tracers that the event waits for the pause under
 // way.
 func (r *runner) tracePaused(it *item, now time.Time, err error) {
+	if !it.traced {
+		return
+	}
 	for _, t := range r.tracers {
 		t.EventPaused(it.in.Context(), it.in, max(r.pausedUntil.Sub(now), 0), err)
 	}

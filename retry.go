@@ -14,8 +14,10 @@ func (r *runner) scheduleRetry(it *item) {
 	p := r.p
 	p.stats.retried.Add(1)
 	d := r.backoff(it.attempts)
-	for _, t := range r.tracers {
-		t.EventRetry(it.in.Context(), it.in, it.attempts, it.err, d)
+	if it.traced {
+		for _, t := range r.tracers {
+			t.EventRetry(it.in.Context(), it.in, it.attempts, it.err, d)
+		}
 	}
 	p.log.Debug("sluice: enrichment failed; will retry", "origin", it.in.Origin.String(), "attempt", it.attempts, "backoff", d, "err", it.err)
 	if d <= 0 {

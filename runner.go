@@ -288,7 +288,7 @@ func (r *runner) onFetched(msgs []*Message) {
 		it.in = m
 		it.grp = g
 		if r.tracers != nil {
-			r.traceReceived(m)
+			r.traceReceived(it)
 		}
 		r.rejectEarly(it)
 		if r.waitForKey(it) {
@@ -419,7 +419,7 @@ func (r *runner) onWritten(batch []*item) {
 // lets the next event with its key go, frees its window slot, and updates
 // the oldest-event age.
 func (r *runner) retire(it *item) {
-	if r.tracers != nil {
+	if it.traced {
 		r.traceFinished(it)
 	}
 	r.releaseKey(it)

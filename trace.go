@@ -22,6 +22,11 @@ type EventTracer interface {
 	// added (for example a span), and must not return a context that is
 	// cancelled sooner. The pipeline keeps it with the event (see
 	// [Message.Context]) and passes it to the enricher.
+	//
+	// Returning ctx itself says that the tracer has nothing to follow for
+	// this event (it is not sampled, or tracing is off): when every
+	// tracer does, the pipeline makes no other call for the event, so an
+	// event that is not traced costs next to nothing.
 	EventReceived(ctx context.Context, m *Message) context.Context
 	// EventRetry is called when an enrichment attempt failed with a
 	// transient error and the event will be tried again after backoff.
@@ -82,13 +87,18 @@ func tracers(obs []Observer) []EventTracer {
 	return ts
 }
 
-// traceReceived gives the event its context from every tracer, in order.
-func (r *runner) traceReceived(m *Message) {
+// traceReceived gives the event its context from every tracer, in order,
+// and marks it traced unless every tracer left the context as it was.
+func (r *runner) traceReceived(it *item) {
 	ctx := r.workCtx
 	for _, t := range r.tracers {
-		ctx = t.EventReceived(ctx, m)
+		ctx = t.EventReceived(ctx, it.in)
 	}
-	m.ctx = ctx
+	// workCtx is a pointer, so the comparison cannot panic.
+	if ctx != r.workCtx {
+		it.in.ctx = ctx
+		it.traced = true
+	}
 }
 
 // enrichCtx is the context an enrichment of m runs under.

@@ -41,6 +41,9 @@ func (r *recTracer) RateLimited(time.Duration)               {}
 
 func (r *recTracer) EventReceived(ctx context.Context, m *sluice.Message) context.Context {
 	r.add(m, "received")
+	if string(m.Value) == "skip" {
+		return ctx // not followed: no other call
+	}
 	return context.WithValue(ctx, traceKey{}, string(m.Value))
 }
 
@@ -68,7 +71,7 @@ func (r *recTracer) EventFinished(ctx context.Context, m *sluice.Message, acked 
 func TestEventTracerFollowsEachEvent(t *testing.T) {
 	src := sluicetest.NewSource("in", 1)
 	orig := []sluice.Header{{Key: "traceparent", Value: []byte("producer")}}
-	for _, v := range []string{"ok", "flaky", "bad", "limited"} {
+	for _, v := range []string{"ok", "flaky", "bad", "limited", "skip"} {
 		src.Publish(nil, []byte(v), orig...)
 	}
 	sink := sluicetest.NewSink()
@@ -77,6 +80,19 @@ func TestEventTracerFollowsEachEvent(t *testing.T) {
 	calls := map[string]int{}
 	enr := sluice.EnricherFunc(func(ctx context.Context, in *sluice.Message) (*sluice.Message, error) {
 		v := string(in.Value)
+		if v == "skip" {
+			if ctx.Value(traceKey{}) != nil || in.Context() != context.Background() {
+				return nil, sluice.Permanent(errors.New("an event not followed has a tracer's context"))
+			}
+			mu.Lock()
+			calls[v]++
+			n := calls[v]
+			mu.Unlock()
+			if n == 1 {
+				return nil, errors.New("flaked") // a retry the tracer is not told about
+			}
+			return in.WithValue([]byte("SKIP")), nil
+		}
 		if got := ctx.Value(traceKey{}); got != v {
 			return nil, sluice.Permanent(fmt.Errorf("enricher got the context of %v", got))
 		}
@@ -103,7 +119,7 @@ func TestEventTracerFollowsEachEvent(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(within(t))
 	done := start(t, ctx, p)
-	if err := sink.WaitFor(within(t), 4); err != nil {
+	if err := sink.WaitFor(within(t), 5); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
@@ -115,6 +131,7 @@ func TestEventTracerFollowsEachEvent(t *testing.T) {
 		"flaky":   {"received", "retry 1 flaked ctx=flaky", `writing dead=false out=true reason=""`, "finished acked=true"},
 		"bad":     {"received", `writing dead=true out=false reason="unusable"`, "finished acked=true"},
 		"limited": {"received", "paused true", `writing dead=false out=true reason=""`, "finished acked=true"},
+		"skip":    {"received"},
 	}
 	for v, w := range want {
 		if got := tr.of(v); !slices.Equal(got, w) {
@@ -123,8 +140,12 @@ func TestEventTracerFollowsEachEvent(t *testing.T) {
 	}
 	for _, m := range sink.Messages() {
 		v := strings.ToLower(string(m.Value))
-		if got, _ := m.Header("trace"); string(got) != v+"/out" {
-			t.Errorf("output %s has trace header %q, want %q", m.Value, got, v+"/out")
+		want := v + "/out"
+		if v == "skip" {
+			want = ""
+		}
+		if got, _ := m.Header("trace"); string(got) != want {
+			t.Errorf("output %s has trace header %q, want %q", m.Value, got, want)
 		}
 	}
 	letters := sink.DeadLetters()

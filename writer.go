@@ -40,7 +40,7 @@ func (w *batchWriter) flush(r *runner, batch []*item) {
 	for _, it := range batch {
 		if it.status == statusEnriched {
 			w.items = append(w.items, it)
-			if r.tracers != nil {
+			if it.traced {
 				it.out.Headers = r.traceWriting(it, it.out.Headers, false)
 			}
 		}
@@ -62,7 +62,7 @@ func (w *batchWriter) flush(r *runner, batch []*item) {
 	for _, it := range batch {
 		if it.status == statusDead {
 			w.items = append(w.items, it)
-			if r.tracers != nil {
+			if it.traced {
 				letter := *it.in
 				letter.Headers = r.traceWriting(it, it.in.Headers, true)
 				it.letter = &letter
