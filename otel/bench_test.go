@@ -160,10 +160,12 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkHooks is what tracing adds to one event, alone: the calls the
-// pipeline and the enricher make to the Tracer for an event with one model
-// call (received, model call started and ended, written, finished). ns/op
-// is per event; the runner's own cost per event is in BenchmarkTracing's
-// runner/off. Without tracing none of these calls is made.
+// pipeline and the enricher make to the Tracer for a traced event with one
+// model call (received, model call started and ended, written, finished).
+// ns/op is per event; the runner's own cost per event is in
+// BenchmarkTracing's runner/off. For an event the Tracer does not follow
+// (no-op provider, not sampled) the pipeline makes only the first call,
+// and without tracing none.
 func BenchmarkHooks(b *testing.B) {
 	for _, tc := range tracings[1:] {
 		b.Run(tc.name, func(b *testing.B) {
