@@ -63,7 +63,7 @@ func eventOf(ctx context.Context) *event {
 	return ev
 }
 
-// system is messaging.system for an event from o.
+// systemFor is messaging.system for an event from o.
 func (t *Tracer) systemFor(o sluice.Origin) string {
 	switch {
 	case t.system != "":
