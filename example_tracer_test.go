@@ -18,7 +18,7 @@ type requestIDKey struct{}
 type printTracer struct{}
 
 func (printTracer) EventDone(sluice.Outcome, time.Duration) {}
-func (printTracer) RateLimited(time.Duration)                {}
+func (printTracer) RateLimited(time.Duration)               {}
 
 func (printTracer) EventReceived(ctx context.Context, m *sluice.Message) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, "req-"+m.Origin.String())
