@@ -24,6 +24,12 @@ var (
 
 	// ErrInvalidConfig matches every error New returns for a bad option.
 	ErrInvalidConfig = errors.New("sluice: invalid configuration")
+
+	// ErrMisconfigured matches every [*MisconfiguredError]: a failure that
+	// says the pipeline's setup is wrong (a wrong model URL or name, a
+	// parameter the server refuses), not that the event is bad. Run returns
+	// an error matching it when the breaker trips (see [WithBreaker]).
+	ErrMisconfigured = errors.New("sluice: misconfigured")
 )
 
 type markedError struct {
@@ -54,6 +60,45 @@ func Fatal(err error) error {
 		return nil
 	}
 	return &markedError{err: err, mark: ErrFatal}
+}
+
+// MisconfiguredError is what an enricher returns for a failure that no
+// event would get past because the setup is wrong rather than the event:
+// the model's URL answers 404, the model does not exist, the server refuses
+// a parameter or the output schema. It is permanent, so the event is
+// dead-lettered, but consecutive failures of the same Class trip the
+// pipeline's breaker (see [WithBreaker]): the pipeline stops with the
+// error instead of dead-lettering the rest of the input. Build one with
+// [Misconfigured]; test for it with errors.Is(err, ErrMisconfigured) or
+// errors.As.
+type MisconfiguredError struct {
+	// Class names the kind of failure, the same for every event it hits,
+	// such as "HTTP 404 model_not_found". It must not hold anything specific
+	// to the event or the call (a request id, the event's text).
+	Class string
+	// Err is the underlying error.
+	Err error
+}
+
+// Misconfigured marks err as a sign of a wrong setup of the given class;
+// see [MisconfiguredError]. Misconfigured(class, nil) is nil.
+func Misconfigured(class string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &MisconfiguredError{Class: class, Err: err}
+}
+
+// Error implements error.
+func (e *MisconfiguredError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *MisconfiguredError) Unwrap() error { return e.Err }
+
+// Is makes errors.Is(err, ErrMisconfigured) and errors.Is(err,
+// ErrPermanent) true.
+func (e *MisconfiguredError) Is(target error) bool {
+	return target == ErrMisconfigured || target == ErrPermanent
 }
 
 // PanicError is the failure recorded when an enricher panics. The event is

@@ -313,8 +313,9 @@ func (p *Pipeline) LiveHandler() http.Handler {
 
 // Ready reports whether the pipeline can do its work now: nil once Run has
 // started, the source answers its lag probe (when it reports lag), and
-// every part implementing [Readier] says it is ready (for example, a Redis
-// Streams source has finished reconciling its pending entries).
+// every part implementing [Readier] (source, enricher, sink, dead-letter
+// writer) says it is ready (for example, a Redis Streams source has
+// finished reconciling its pending entries).
 func (p *Pipeline) Ready(ctx context.Context) error {
 	switch s := p.State(); s {
 	case StateRunning, StatePaused:
@@ -326,7 +327,7 @@ func (p *Pipeline) Ready(ctx context.Context) error {
 			return fmt.Errorf("sluice: cannot reach the source: %w", err)
 		}
 	}
-	for _, part := range distinct(p.src, p.sink, p.dlq) {
+	for _, part := range distinct(p.src, p.enr, p.sink, p.dlq) {
 		if rd, ok := part.(Readier); ok {
 			if err := rd.Ready(ctx); err != nil {
 				return fmt.Errorf("sluice: %T not ready: %w", part, err)

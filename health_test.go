@@ -342,3 +342,34 @@ func TestHealthShowsThePartsReports(t *testing.T) {
 	_, body = getJSON(t, p.Handler(), "/healthz")
 	assert.NotContains(t, body, "parts")
 }
+
+// notReadyEnricher is an enricher whose model check failed.
+type notReadyEnricher struct{ err error }
+
+func (n notReadyEnricher) Enrich(_ context.Context, in *sluice.Message) (*sluice.Message, error) {
+	return in, nil
+}
+
+func (n notReadyEnricher) Ready(context.Context) error { return n.err }
+
+// An enricher that implements Readier (openai.Enricher reports its latest
+// model check) takes part in readiness.
+func TestEnricherTakesPartInReadiness(t *testing.T) {
+	src := sluicetest.NewSource("in", 1)
+	enr := notReadyEnricher{err: errors.New("model check failed: HTTP 404 model_not_found")}
+	p, err := sluice.New(src, enr, sluicetest.NewSink(), quiet())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := start(t, ctx, p)
+	for p.State() == sluice.StateStarting {
+		runtime.Gosched()
+	}
+	err = p.Ready(context.Background())
+	require.ErrorIs(t, err, enr.err)
+	assert.Contains(t, err.Error(), "model_not_found")
+	rec := httptest.NewRecorder()
+	p.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	assert.Equal(t, 503, rec.Code)
+	cancel()
+	require.NoError(t, wait(t, done))
+}

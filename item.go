@@ -21,6 +21,7 @@ type item struct {
 	in       *Message
 	out      *Message // the enriched message, once statusEnriched
 	err      error    // the latest failure
+	oks      uint64   // successful enrichments in the pipeline when it failed, for the breaker
 	reason   string   // the dead letter's failure_reason
 	attempts int      // enrichment attempts; a rate-limited call is not one
 	first    time.Time

@@ -33,6 +33,8 @@ type config struct {
 	defaultRetryAfter time.Duration
 	pauseJitter       time.Duration // <0: proportional default
 	drainTimeout      time.Duration
+	flushTimeout      time.Duration // 0: drainTimeout
+	breaker           int
 	statsWindow       time.Duration
 	stallAfter        time.Duration
 	acker             Acker
@@ -59,6 +61,7 @@ func defaultConfig() config {
 		defaultRetryAfter: time.Second,
 		pauseJitter:       -1,
 		drainTimeout:      30 * time.Second,
+		breaker:           DefaultBreaker,
 		statsWindow:       time.Minute,
 		stallAfter:        5 * time.Minute,
 		clock:             wallClock{},
@@ -270,6 +273,50 @@ func WithDrainTimeout(d time.Duration) Option {
 			return
 		}
 		c.drainTimeout = d
+	}
+}
+
+// WithFlushTimeout bounds how long shutdown waits, after the drain, for
+// the acker, sink and dead-letter writer to make what was acked durable
+// (for example, for Kafka offsets to be committed). What is not flushed by
+// then is delivered again. The default is the drain timeout
+// ([WithDrainTimeout]), so a stop can take up to twice that; set both when
+// the stop must fit a grace period (systemd's TimeoutStopSec, Kubernetes'
+// terminationGracePeriodSeconds).
+func WithFlushTimeout(d time.Duration) Option {
+	return func(c *config) {
+		if d <= 0 {
+			c.invalid(fmt.Sprintf("WithFlushTimeout(%s)", d), "must be positive", "leave the option out for the drain timeout")
+			return
+		}
+		c.flushTimeout = d
+	}
+}
+
+// DefaultBreaker is how many consecutive events may fail with the same
+// [*MisconfiguredError] class before the pipeline stops; see [WithBreaker].
+const DefaultBreaker = 20
+
+// WithBreaker sets the breaker against mass dead-lettering: once n events
+// in a row fail with a [*MisconfiguredError] of the same Class (a wrong
+// model URL or name, a parameter the server refuses), the pipeline stops
+// and Run returns an error that matches [ErrMisconfigured] and names the
+// cause. The n-th event and every event after it stay unacked, so at most
+// n-1 events are dead-lettered for a wrong setup; fix it and restart, and
+// the rest of the input is still there. A successful enrichment, or a
+// failure of another class, starts the count again; other failures
+// (transient errors, event-specific permanent errors such as bad JSON or
+// an answer that breaks the schema) neither count nor reset it, and go on
+// to the dead letters as before. The default is [DefaultBreaker]; 0 turns
+// the breaker off, so that such failures are dead-lettered like any other
+// permanent one.
+func WithBreaker(n int) Option {
+	return func(c *config) {
+		if n < 0 {
+			c.invalid(fmt.Sprintf("WithBreaker(%d)", n), "cannot be negative", "0 turns the breaker off; the default is 20")
+			return
+		}
+		c.breaker = n
 	}
 }
 

@@ -40,10 +40,11 @@ type runner struct {
 	gate gate
 
 	// Shared with workers and writers.
-	mode      atomic.Int32 // a stopMode
-	lastOK    atomic.Int64 // clock time (UnixNano) of the latest successful enrichment
-	spread    atomic.Int64 // jitter window of the latest pause, for resuming workers
-	resumedAt atomic.Int64 // clock time (UnixNano) of the latest resume
+	mode      atomic.Int32  // a stopMode
+	lastOK    atomic.Int64  // clock time (UnixNano) of the latest successful enrichment
+	okCount   atomic.Uint64 // successful enrichments so far, for the breaker
+	spread    atomic.Int64  // jitter window of the latest pause, for resuming workers
+	resumedAt atomic.Int64  // clock time (UnixNano) of the latest resume
 
 	workCtx     context.Context // enrichment; cancelled at the drain deadline
 	cancelWork  context.CancelFunc
@@ -63,6 +64,7 @@ type runner struct {
 	resume      Timer
 	limitedFrom time.Time       // start of the current rate-limit streak
 	lastRL      *RateLimitError // the streak's latest refusal
+	brk         breaker
 	drain       Timer
 	drainAt     time.Time
 	stopErr     error
@@ -200,7 +202,11 @@ func timerC(t Timer) <-chan time.Time {
 // flush makes what was acked durable (for example, commits offsets).
 func (r *runner) flush(base context.Context) {
 	p := r.p
-	ctx, cancel := context.WithTimeout(base, p.cfg.drainTimeout)
+	d := p.cfg.flushTimeout
+	if d == 0 {
+		d = p.cfg.drainTimeout
+	}
+	ctx, cancel := context.WithTimeout(base, d)
 	defer cancel()
 	for _, f := range distinct(p.acker, p.sink, p.dlq) {
 		if fl, ok := f.(Flusher); ok {
@@ -338,11 +344,15 @@ func (r *runner) onResult(it *item) {
 	err := it.err
 	var rl *RateLimitError
 	var pe *PauseError
+	var mis *MisconfiguredError
 	switch {
 	case errors.Is(err, ErrFatal):
 		p.log.Error("sluice: fatal enrichment error; stopping", "origin", it.in.Origin.String(), "err", err)
 		r.beginStop(fmt.Errorf("sluice: enricher: %w", err))
 		r.retire(it)
+	case errors.As(err, &mis):
+		r.limitedFrom = time.Time{}
+		r.onMisconfigured(it, mis)
 	case errors.Is(err, ErrPermanent):
 		r.limitedFrom = time.Time{}
 		r.deadLetter(it, err)

@@ -122,3 +122,46 @@ func TestGracefulStopFinishesARetryDueBeforeTheDrainDeadline(t *testing.T) {
 	assert.Len(t, sink.Messages(), 1)
 	assert.EqualValues(t, 1, src.Committed(0))
 }
+
+// flushSpy is a sink whose Flush reports how long it was given.
+type flushSpy struct {
+	*sluicetest.Sink
+	given chan time.Duration
+}
+
+func (f *flushSpy) Flush(ctx context.Context) error {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		f.given <- -1
+		return nil
+	}
+	f.given <- time.Until(dl)
+	return nil
+}
+
+// The flush after the drain gets WithFlushTimeout, or else the drain
+// timeout, so that a stop's total can be budgeted.
+func TestFlushTimeout(t *testing.T) {
+	for name, c := range map[string]struct {
+		opts []sluice.Option
+		want time.Duration
+	}{
+		"default": {[]sluice.Option{sluice.WithDrainTimeout(40 * time.Second)}, 40 * time.Second},
+		"its own": {[]sluice.Option{sluice.WithDrainTimeout(40 * time.Second), sluice.WithFlushTimeout(3 * time.Second)}, 3 * time.Second},
+	} {
+		t.Run(name, func(t *testing.T) {
+			src := sluicetest.NewSource("in", 1)
+			src.End()
+			sink := &flushSpy{Sink: sluicetest.NewSink(), given: make(chan time.Duration, 1)}
+			p, err := sluice.New(src, sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) { return m, nil }),
+				sink, append(c.opts, quiet())...)
+			require.NoError(t, err)
+			require.NoError(t, p.Run(context.Background()))
+			got := wait(t, sink.given)
+			assert.LessOrEqual(t, got, c.want)
+			assert.Greater(t, got, c.want-10*time.Second, "the deadline is the flush timeout from the flush's start")
+		})
+	}
+	_, err := sluice.New(sluicetest.NewSource("in", 1), byValue, sluicetest.NewSink(), sluice.WithFlushTimeout(0))
+	require.ErrorIs(t, err, sluice.ErrInvalidConfig)
+}

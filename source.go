@@ -137,9 +137,10 @@ type LagReporter interface {
 	Lag(ctx context.Context) (Lag, error)
 }
 
-// Readier is an optional capability of sources and sinks: Ready returns nil
-// once the component is connected and, for sources, has finished any startup
-// reconciliation. Health endpoints use it for readiness.
+// Readier is an optional capability of sources, enrichers and sinks: Ready
+// returns nil once the component is connected and, for sources, has
+// finished any startup reconciliation (an enricher may report whether its
+// model answered a check). Health endpoints use it for readiness.
 type Readier interface {
 	Ready(ctx context.Context) error
 }

@@ -136,6 +136,7 @@ func (r *runner) settle(it *item, out *Message, err error) {
 	if err != nil {
 		it.status = statusFailed
 		it.err = err
+		it.oks = r.okCount.Load()
 		return
 	}
 	out.Origin = it.in.Origin
@@ -145,6 +146,7 @@ func (r *runner) settle(it *item, out *Message, err error) {
 	now := r.p.clock.Now()
 	it.latency = now.Sub(it.first)
 	r.lastOK.Store(now.UnixNano())
+	r.okCount.Add(1)
 }
 
 func (r *runner) safeEnrich(in *Message) (out *Message, err error) {

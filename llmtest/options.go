@@ -35,6 +35,8 @@ type config struct {
 	seed           uint64
 	models         []string
 	anyModel       bool
+	rejectFields   []string
+	noModelList    bool
 	errs           optcheck.Errors
 }
 
@@ -290,4 +292,26 @@ func WithModels(names ...string) Option {
 		c.models = names
 		c.anyModel = false
 	}
+}
+
+// WithRejectedField makes the server refuse, with 400, every completion
+// request that carries the named top-level field, as real servers do:
+// reasoning models refuse "max_tokens" (code unsupported_parameter, "use
+// max_completion_tokens instead"), and older servers refuse fields they do
+// not know, such as "max_completion_tokens". It may be given more than
+// once.
+func WithRejectedField(name string) Option {
+	return func(c *config) {
+		if name == "" {
+			c.reject(`WithRejectedField("")`, "the field name is empty", "name a request field, such as max_tokens")
+			return
+		}
+		c.rejectFields = append(c.rejectFields, name)
+	}
+}
+
+// WithoutModelList makes GET /v1/models answer 404, like servers that do
+// not offer it.
+func WithoutModelList() Option {
+	return func(c *config) { c.noModelList = true }
 }

@@ -74,8 +74,9 @@ func (s *Server) Close() {
 }
 
 // Handler is the fake server as an [http.Handler]. It serves
-// POST /v1/chat/completions, GET /v1/models and GET /stats (the [Stats] as
-// JSON), each also with or without the /v1 prefix. Its methods are safe for concurrent use.
+// POST /v1/chat/completions, GET /v1/models (unless [WithoutModelList]) and
+// GET /stats (the [Stats] as JSON), each also with or without the /v1
+// prefix; any other path answers 404 unknown_url, as OpenAI does. Its methods are safe for concurrent use.
 type Handler struct {
 	cfg     config
 	limiter *rate.Limiter
@@ -298,6 +299,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(h.Stats())
 	case "/models":
+		if h.cfg.noModelList {
+			h.fail(w, http.StatusNotFound, "invalid_request_error", "unknown_url", "unknown path "+r.URL.Path, nil)
+			return
+		}
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
 			h.fail(w, http.StatusMethodNotAllowed, "invalid_request_error", "", "use GET for /v1/models", nil)
@@ -329,6 +334,24 @@ func (h *Handler) listModels(w http.ResponseWriter, r *http.Request) {
 		list.Data = append(list.Data, model{ID: m, Object: "model", OwnedBy: "llmtest"})
 	}
 	writeJSON(w, http.StatusOK, list)
+}
+
+// rejectedField returns the first field of body that WithRejectedField
+// names.
+func (h *Handler) rejectedField(body []byte) (string, bool) {
+	if len(h.cfg.rejectFields) == 0 {
+		return "", false
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
+		return "", false
+	}
+	for _, f := range h.cfg.rejectFields {
+		if _, ok := fields[f]; ok {
+			return f, true
+		}
+	}
+	return "", false
 }
 
 func (h *Handler) authorized(r *http.Request) bool {
@@ -388,6 +411,15 @@ func (h *Handler) completion(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Model == "" || len(req.Messages) == 0 {
 		h.fail(w, http.StatusBadRequest, "invalid_request_error", "", "model and messages are required", nil)
+		return
+	}
+	if f, ok := h.rejectedField(body); ok {
+		if f == "max_tokens" {
+			h.fail(w, http.StatusBadRequest, "invalid_request_error", "unsupported_parameter",
+				"Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.", nil)
+		} else {
+			h.fail(w, http.StatusBadRequest, "invalid_request_error", "", "Unrecognized request argument supplied: "+f, nil)
+		}
 		return
 	}
 	format := "none"

@@ -280,3 +280,41 @@ func TestStatsEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// Real servers refuse fields they do not take: a reasoning model refuses
+// max_tokens, an older server max_completion_tokens; a wrong path is 404
+// unknown_url; a server may offer no model list.
+func TestRejectedFieldsUnknownURLAndNoModelList(t *testing.T) {
+	srv := llmtest.NewServer(llmtest.WithRejectedField("max_tokens"), llmtest.WithoutModelList())
+	defer srv.Close()
+	with := func(field string) map[string]any {
+		m := chat("Task: spam", "x", nil)
+		m[field] = 16
+		return m
+	}
+	if r := post(t, srv.URL, with("max_tokens")); r.status != 400 || !strings.Contains(r.body, "unsupported_parameter") || !strings.Contains(r.body, "Use 'max_completion_tokens' instead") {
+		t.Errorf("max_tokens: %d %s", r.status, r.body)
+	}
+	if r := post(t, srv.URL, with("max_completion_tokens")); r.status != 200 {
+		t.Errorf("max_completion_tokens: %d %s", r.status, r.body)
+	}
+	old := llmtest.NewServer(llmtest.WithRejectedField("max_completion_tokens"))
+	defer old.Close()
+	if r := post(t, old.URL, with("max_completion_tokens")); r.status != 400 || !strings.Contains(r.body, "Unrecognized request argument supplied: max_completion_tokens") {
+		t.Errorf("old server: %d %s", r.status, r.body)
+	}
+	for _, path := range []string{"/v1/models", "/v2/chat/completions"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 404 || !strings.Contains(string(body), "unknown_url") {
+			t.Errorf("%s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	if _, err := llmtest.NewHandler(llmtest.WithRejectedField("")); !errors.Is(err, sluice.ErrInvalidConfig) {
+		t.Errorf("empty field: %v", err)
+	}
+}

@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/llmtest"
 	"github.com/sluicehq/sluice/metrics"
+	"github.com/sluicehq/sluice/openai"
 	"github.com/sluicehq/sluice/sluicetest"
 )
 
@@ -52,4 +54,39 @@ func Example() {
 	// Output:
 	// sluice_consumer_lag 0
 	// sluice_enriched_total 1
+}
+
+// Model-call metrics: requests by status class, latency and tokens, fed by
+// the openai Enricher.
+func ExampleNewModelCalls() {
+	model := llmtest.NewServer()
+	defer model.Close()
+
+	reg := prometheus.NewRegistry()
+	calls, err := metrics.NewModelCalls(reg)
+	if err != nil {
+		panic(err)
+	}
+	enr, err := openai.New("llmtest", openai.Sentiment(), []string{"text"},
+		openai.WithBaseURL(model.BaseURL()), openai.WithCallObserver(calls))
+	if err != nil {
+		panic(err)
+	}
+	if _, err := enr.Enrich(context.Background(), &sluice.Message{Value: []byte(`{"text":"great"}`)}); err != nil {
+		panic(err)
+	}
+
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if strings.HasPrefix(line, "sluice_model_requests_total") {
+			fmt.Println(line)
+		}
+	}
+	// Output:
+	// sluice_model_requests_total{class="2xx"} 1
+	// sluice_model_requests_total{class="429"} 0
+	// sluice_model_requests_total{class="4xx"} 0
+	// sluice_model_requests_total{class="5xx"} 0
+	// sluice_model_requests_total{class="error"} 0
 }

@@ -158,7 +158,7 @@ func BenchmarkEventJSON(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := e.body(call{name: e.task.Name, schema: e.schema.JSON(), user: user, maxTokens: e.cfg.maxTokens}, OutputJSONSchema); err != nil {
+		if _, err := e.body(call{name: e.task.Name, schema: e.schema.JSON(), user: user, maxTokens: e.cfg.maxTokens}, OutputJSONSchema, TokenFieldMaxCompletionTokens); err != nil {
 			b.Fatal(err)
 		}
 		if err := e.schema.Validate(answer); err != nil {

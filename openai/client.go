@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -71,6 +72,7 @@ type chatRequest struct {
 	Messages       []chatMessage   `json:"messages"`
 	Temperature    *float64        `json:"temperature,omitempty"`
 	MaxTokens      int             `json:"max_tokens,omitempty"`
+	MaxCompletion  int             `json:"max_completion_tokens,omitempty"`
 	ResponseFormat *responseFormat `json:"response_format,omitempty"`
 }
 
@@ -125,24 +127,39 @@ func (e *Enricher) post(ctx context.Context, body []byte) (*chatResponse, error)
 }
 
 func (e *Enricher) roundTrip(ctx context.Context, body []byte) (*chatResponse, outcome, error) {
+	if len(e.cfg.observers) == 0 {
+		resp, out, _, err := e.exchange(ctx, body)
+		return resp, out, err
+	}
+	start := time.Now()
+	resp, out, status, err := e.exchange(ctx, body)
+	d := time.Since(start)
+	var u Usage
+	if resp != nil && resp.Usage != nil {
+		u = *resp.Usage
+	}
+	for _, o := range e.cfg.observers {
+		o.ModelCall(status, d, u.PromptTokens, u.CompletionTokens)
+	}
+	return resp, out, err
+}
+
+// exchange sends one request and reads its answer; status is the HTTP
+// status, or 0 without a response.
+func (e *Enricher) exchange(ctx context.Context, body []byte) (*chatResponse, outcome, int, error) {
 	rctx, cancel := context.WithTimeout(ctx, e.cfg.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, e.endpoint, bytes.NewReader(body))
 	if err != nil {
-		return nil, outcomeNeutral, sluice.Fatal(fmt.Errorf("openai: building request: %w", err))
+		return nil, outcomeNeutral, 0, sluice.Fatal(fmt.Errorf("openai: building request: %w", err))
 	}
-	for k, vs := range e.cfg.headers {
-		req.Header[k] = vs
-	}
+	e.authorize(req)
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	if !e.cfg.apiKey.empty() {
-		req.Header.Set("Authorization", "Bearer "+e.cfg.apiKey.value())
-	}
 	resp, err := e.http.Do(req)
 	if err != nil {
-		return nil, e.transportOutcome(ctx, rctx), e.transportError(ctx, rctx, err)
+		return nil, e.transportOutcome(ctx, rctx), 0, e.transportError(ctx, rctx, err)
 	}
+	status := resp.StatusCode
 	defer resp.Body.Close()
 	limit := e.cfg.maxBody
 	if resp.StatusCode != http.StatusOK {
@@ -150,7 +167,7 @@ func (e *Enricher) roundTrip(ctx context.Context, body []byte) (*chatResponse, o
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, e.transportOutcome(ctx, rctx), e.transportError(ctx, rctx, err)
+		return nil, e.transportOutcome(ctx, rctx), status, e.transportError(ctx, rctx, err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		err := e.classify(resp.StatusCode, resp.Header, data)
@@ -158,17 +175,28 @@ func (e *Enricher) roundTrip(ctx context.Context, body []byte) (*chatResponse, o
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			out = outcomeOverload
 		}
-		return nil, out, err
+		return nil, out, status, err
 	}
 	if int64(len(data)) > limit {
-		return nil, outcomeSuccess, fmt.Errorf("%w: %w: the body exceeds %d bytes", ErrInvalidAnswer, ErrResponseTooLarge, limit)
+		return nil, outcomeSuccess, status, fmt.Errorf("%w: %w: the body exceeds %d bytes", ErrInvalidAnswer, ErrResponseTooLarge, limit)
 	}
 	var cr chatResponse
 	if err := json.Unmarshal(data, &cr); err != nil {
 		// A 200 that is not a completion: a misbehaving proxy or server.
-		return nil, outcomeSuccess, fmt.Errorf("openai: HTTP 200 with a body that is not a chat completion (%v): %s", err, e.snippet(data))
+		return nil, outcomeSuccess, status, fmt.Errorf("openai: HTTP 200 with a body that is not a chat completion (%v): %s", err, e.snippet(data))
 	}
-	return &cr, outcomeSuccess, nil
+	return &cr, outcomeSuccess, status, nil
+}
+
+// authorize adds the configured headers and the key to req.
+func (e *Enricher) authorize(req *http.Request) {
+	for k, vs := range e.cfg.headers {
+		req.Header[k] = vs
+	}
+	req.Header.Set("Accept", "application/json")
+	if !e.cfg.apiKey.empty() {
+		req.Header.Set("Authorization", "Bearer "+e.cfg.apiKey.value())
+	}
 }
 
 func (e *Enricher) transportOutcome(ctx, rctx context.Context) outcome {
@@ -255,9 +283,68 @@ func (e *Enricher) classify(status int, h http.Header, body []byte) error {
 		return fmt.Errorf("openai: server overloaded: %w", ae)
 	case status >= 500, status == http.StatusRequestTimeout, status == http.StatusConflict:
 		return fmt.Errorf("openai: server error: %w", ae)
+	case configStatus(status) && !eventSpecific(ae):
+		// The request is refused for what every request carries (the URL,
+		// the model, a parameter, the schema), not for this event's text:
+		// the breaker stops the pipeline when it keeps happening.
+		return sluice.Misconfigured(ae.class(), fmt.Errorf("openai: request refused (%s): %w", e.hint(ae), ae))
 	default:
 		return sluice.Permanent(fmt.Errorf("openai: request refused: %w", ae))
 	}
+}
+
+// configStatus reports whether a 4xx status usually says the request's
+// setup is wrong: 400 (a parameter or the schema), 404 (the URL or the
+// model), 405 (the URL), 422 (a parameter, for some servers).
+func configStatus(status int) bool {
+	switch status {
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusUnprocessableEntity:
+		return true
+	}
+	return false
+}
+
+// eventCodes are error codes that blame the event's own content.
+var eventCodes = map[string]bool{
+	"context_length_exceeded":  true,
+	"string_above_max_length":  true,
+	"content_filter":           true,
+	"content_policy_violation": true,
+	"invalid_prompt":           true,
+}
+
+// eventHint finds messages that blame the event's content: its length, or
+// a content filter.
+var eventHint = regexp.MustCompile(`(?i)context length|context window|maximum context|too long|too many tokens|input validation|content.?(filter|policy|management)|safety system|flagged`)
+
+// eventSpecific reports whether a refusal blames the event rather than the
+// setup.
+func eventSpecific(ae *APIError) bool {
+	return eventCodes[ae.Code] || eventHint.MatchString(ae.Message)
+}
+
+// class is the breaker's name for a refusal: the status and the error's
+// code or type, which every event of a wrong setup shares.
+func (ae *APIError) class() string {
+	switch {
+	case ae.Code != "":
+		return fmt.Sprintf("HTTP %d %s", ae.StatusCode, ae.Code)
+	case ae.Type != "":
+		return fmt.Sprintf("HTTP %d %s", ae.StatusCode, ae.Type)
+	}
+	return fmt.Sprintf("HTTP %d", ae.StatusCode)
+}
+
+// hint says what to check for a refusal that blames the setup.
+func (e *Enricher) hint(ae *APIError) string {
+	notFound := ae.StatusCode == http.StatusNotFound
+	switch {
+	case notFound && (ae.Code == "model_not_found" || strings.Contains(strings.ToLower(ae.Message), "model")):
+		return fmt.Sprintf("check the model name %q", e.model)
+	case notFound || ae.StatusCode == http.StatusMethodNotAllowed:
+		return fmt.Sprintf("check the base URL %s: POST %s must be the chat completions endpoint", redactURL(e.cfg.baseURL), redactURL(e.endpoint))
+	}
+	return "the server rejects a parameter every request carries; check the model, the output mode and the token field"
 }
 
 // snippet quotes the start of a body that is not an OpenAI error, with

@@ -47,11 +47,39 @@
 //	5xx, 408, 409             transient
 //	timeout, connection reset transient
 //	401, 403                  sluice.Fatal, naming where the key came from
-//	other 4xx (400, 404, 422) sluice.Permanent
+//	400, 404, 405, 422        sluice.Misconfigured (a wrong URL or model name,
+//	                          a parameter or schema the server refuses), with
+//	                          the class "HTTP <status> <code>" and a hint of
+//	                          what to check; sluice.Permanent instead when
+//	                          the error blames the event (context length,
+//	                          content filter, input validation)
+//	other 4xx (413, ...)      sluice.Permanent
 //
+// A misconfiguration is permanent, so the event is dead-lettered, but the
+// pipeline's breaker (sluice.WithBreaker) stops it after 20 in a row of one
+// class, instead of dead-lettering the whole input for a typo.
 // A 429, a 503 and a timeout also cut the adaptive concurrency limit, when
 // it is on (see [WithAdaptiveConcurrency]). Errors carry an [*APIError] with
 // the status, type, code and request id.
+//
+// # Checking the setup
+//
+// [Enricher.Check] asks the server, before anything is consumed, whether
+// the URL answers, the key is accepted and the model exists (GET /models
+// where the server offers it, then a completion capped at one token with
+// the parameters every call carries), and says what is wrong if not; its
+// error matches sluice.ErrFatal, sluice.ErrMisconfigured, or neither when
+// the server is down. [Enricher.Ready] reports the latest result, so a
+// pipeline's /readyz follows it.
+//
+// The token cap ([WithMaxTokens]) is sent as max_completion_tokens, the
+// field OpenAI's reasoning models require; a server that refuses that field
+// gets max_tokens from then on (see [WithTokenField]).
+//
+// # Metrics
+//
+// [WithCallObserver] reports every request's status, latency and tokens,
+// for the metrics package's ModelCalls.
 //
 // # Batches
 //

@@ -38,9 +38,13 @@ type Enricher struct {
 	lim      *limiter
 	log      *slog.Logger
 	mode     atomic.Int32 // OutputMode in use; moves down under OutputAuto
+	tokens   atomic.Int32 // TokenField in use, never TokenFieldAuto; moves to max_tokens under TokenFieldAuto
 	prompts  [2][2]string // system prompts by [batch][schema in prompt]
 	cache    *cacheState  // nil without WithCache
+	tracers  []CallTracer // the call observers that trace
 	meter    *meter
+
+	checked atomic.Pointer[checkResult] // the latest Check's outcome
 }
 
 var (
@@ -106,6 +110,7 @@ func New(model string, task Task, textFields []string, opts ...Option) (*Enriche
 	}
 	e.meter = &meter{prices: cfg.prices, budget: cfg.budget, now: func() time.Time { return e.cfg.now() }}
 	e.lim = newLimiter(cfg.maxConc, cfg.adaptive)
+	e.tracers = callTracers(cfg.observers)
 	e.log = cfg.logger
 	if e.log == nil {
 		e.log = slog.Default()
@@ -124,6 +129,11 @@ func New(model string, task Task, textFields []string, opts ...Option) (*Enriche
 		mode = OutputJSONSchema
 	}
 	e.mode.Store(int32(mode))
+	tf := cfg.tokenField
+	if tf == TokenFieldAuto {
+		tf = TokenFieldMaxCompletionTokens
+	}
+	e.tokens.Store(int32(tf))
 	return e, nil
 }
 
@@ -137,6 +147,11 @@ func (e *Enricher) Task() Task { return e.task }
 // [OutputAuto] it moves from json_schema to json_object to prompt-only as
 // the server rejects them.
 func (e *Enricher) OutputMode() OutputMode { return OutputMode(e.mode.Load()) }
+
+// TokenField returns the field the token cap is sent in now: under
+// [TokenFieldAuto] it moves from max_completion_tokens to max_tokens when
+// the server rejects the former.
+func (e *Enricher) TokenField() TokenField { return TokenField(e.tokens.Load()) }
 
 // ConcurrencyLimit returns the current limit on calls in flight, which the
 // adaptive mode moves, or 0 when there is none.
@@ -172,7 +187,7 @@ type call struct {
 	events    int // the events the call answers
 	user      json.RawMessage
 	maxTokens int
-	msgs      []*sluice.Message // the events, for a CallObserver
+	msgs      []*sluice.Message // the events, for a CallTracer
 }
 
 // answer is the jsonenrich.ModelFunc behind Enrich.
@@ -189,7 +204,7 @@ func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, in *sl
 		}
 	}
 	c := call{name: e.task.Name, schema: e.schema.JSON(), events: 1, user: user, maxTokens: e.cfg.maxTokens}
-	if e.cfg.observer != nil {
+	if e.tracers != nil {
 		c.msgs = []*sluice.Message{in}
 	}
 	var last error
@@ -238,8 +253,8 @@ func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, Us
 		if err := e.meter.check(); err != nil {
 			return nil, "", Usage{}, err
 		}
-		mode := e.OutputMode()
-		body, err := e.body(c, mode)
+		mode, field := e.OutputMode(), e.TokenField()
+		body, err := e.body(c, mode, field)
 		if err != nil {
 			return nil, "", Usage{}, sluice.Permanent(err)
 		}
@@ -247,6 +262,9 @@ func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, Us
 		resp, err := e.post(cctx, body)
 		if err != nil {
 			e.endCall(cctx, info, nil, err)
+			if e.fellBack(field, err) {
+				continue
+			}
 			if e.cfg.output == OutputAuto && mode != OutputPromptOnly && formatRejected(err) {
 				next := mode + 1
 				if e.mode.CompareAndSwap(int32(mode), int32(next)) {
@@ -272,16 +290,43 @@ func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, Us
 	}
 }
 
+// fellBack moves, under TokenFieldAuto, from max_completion_tokens to
+// max_tokens when err is the server's rejection of the former sent as
+// field, and reports whether the call should be sent again.
+func (e *Enricher) fellBack(field TokenField, err error) bool {
+	if e.cfg.tokenField != TokenFieldAuto || field != TokenFieldMaxCompletionTokens || !tokenFieldRejected(err) {
+		return false
+	}
+	if e.tokens.CompareAndSwap(int32(field), int32(TokenFieldMaxTokens)) {
+		e.log.Warn("openai: the server rejected max_completion_tokens; sending max_tokens from now on (set the token field to max_tokens to skip this)", "err", err)
+	}
+	return true
+}
+
+// tokenFieldRejected reports whether err is a 400 or 422 that names
+// max_completion_tokens.
+func tokenFieldRejected(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) || (ae.StatusCode != http.StatusBadRequest && ae.StatusCode != http.StatusUnprocessableEntity) {
+		return false
+	}
+	return strings.Contains(ae.Message, "max_completion_tokens") || strings.Contains(ae.Code, "max_completion_tokens")
+}
+
 // body encodes the request for a call.
-func (e *Enricher) body(c call, mode OutputMode) ([]byte, error) {
+func (e *Enricher) body(c call, mode OutputMode, field TokenField) ([]byte, error) {
 	req := chatRequest{
 		Model:       e.model,
 		Temperature: e.cfg.temperature,
-		MaxTokens:   c.maxTokens,
 		Messages: []chatMessage{
 			{Role: "system", Content: e.prompts[btoi(c.batch)][btoi(mode != OutputJSONSchema)]},
 			{Role: "user", Content: string(c.user)},
 		},
+	}
+	if field == TokenFieldMaxTokens {
+		req.MaxTokens = c.maxTokens
+	} else {
+		req.MaxCompletion = c.maxTokens
 	}
 	switch mode {
 	case OutputJSONSchema:
@@ -400,7 +445,7 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 		user:      user.Bytes(),
 		maxTokens: e.cfg.maxTokens * len(chunk),
 	}
-	if e.cfg.observer != nil {
+	if e.tracers != nil {
 		c.msgs = make([]*sluice.Message, len(chunk))
 		for k, p := range chunk {
 			c.msgs[k] = in[p.i]

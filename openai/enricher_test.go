@@ -144,11 +144,12 @@ func TestStructuredOutputFallback(t *testing.T) {
 	}
 }
 
-// Without OutputAuto, a rejected response_format is a permanent failure.
+// Without OutputAuto, a rejected response_format is a permanent failure,
+// marked as a misconfiguration (every event would get it).
 func TestFixedOutputModeDoesNotFallBack(t *testing.T) {
 	e, srv := newTest(t, Sentiment(), []llmtest.Option{llmtest.WithSchemaMode(llmtest.SchemaRejectJSONSchema)}, WithOutputMode(OutputJSONSchema))
 	_, err := e.Enrich(bg(), event("great"))
-	if class(err) != "permanent" || !strings.Contains(err.Error(), "json_schema") {
+	if class(err) != "config" || !errors.Is(err, sluice.ErrPermanent) || !strings.Contains(err.Error(), "json_schema") {
 		t.Fatalf("err = %v", err)
 	}
 	if n := srv.Stats().Total; n != 1 {

@@ -3,6 +3,7 @@ package openai_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -122,4 +123,30 @@ func ExampleEnricher_EnrichBatch() {
 	fmt.Println("enriched:", p.Stats().Enriched, "spam:", spam)
 	// Output:
 	// enriched: 16 spam: 4
+}
+
+// Check the model endpoint before consuming anything: here the model name
+// is wrong, which every event would pay for.
+func ExampleEnricher_Check() {
+	srv := llmtest.NewServer(llmtest.WithModels("gpt-4o-mini"))
+	defer srv.Close()
+
+	enr, err := openai.New("gpt-4o-mimi", openai.Sentiment(), []string{"text"},
+		openai.WithBaseURL(srv.BaseURL()),
+		openai.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	)
+	if err != nil {
+		panic(err)
+	}
+	err = enr.Check(context.Background())
+	fmt.Println("misconfigured:", errors.Is(err, sluice.ErrMisconfigured))
+	fmt.Println("fatal:", errors.Is(err, sluice.ErrFatal))
+	var mis *sluice.MisconfiguredError
+	if errors.As(err, &mis) {
+		fmt.Println("class:", mis.Class)
+	}
+	// Output:
+	// misconfigured: true
+	// fatal: false
+	// class: HTTP 404 model_not_found
 }

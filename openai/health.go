@@ -13,6 +13,7 @@ type modelHealth struct {
 	Model            string        `json:"model"`
 	Task             string        `json:"task"`
 	OutputMode       string        `json:"output_mode"`
+	TokenField       string        `json:"token_field"`
 	ConcurrencyLimit int           `json:"concurrency_limit,omitempty"`
 	Cache            *cacheHealth  `json:"cache,omitempty"`
 	Usage            usageHealth   `json:"usage"`
@@ -50,11 +51,11 @@ type cacheHealth struct {
 }
 
 // HealthReport implements [sluice.HealthReporter]: under "model", the model,
-// task, output mode in use, concurrency limit, the tokens used in total and
+// task, output mode and token field in use, concurrency limit, the tokens used in total and
 // per event (and their cost, with [WithPrices]), the [Budget]'s period and
 // what was spent in it, and, with [WithCache], the cache's counters.
 func (e *Enricher) HealthReport() (string, any) {
-	h := modelHealth{Model: e.model, Task: e.task.Name, OutputMode: e.OutputMode().String(), ConcurrencyLimit: e.ConcurrencyLimit()}
+	h := modelHealth{Model: e.model, Task: e.task.Name, OutputMode: e.OutputMode().String(), TokenField: e.TokenField().String(), ConcurrencyLimit: e.ConcurrencyLimit()}
 	total, spent, period := e.meter.snapshot()
 	h.Usage = usageHealth{Calls: total.Calls, Events: total.Events, PromptTokens: total.PromptTokens,
 		CachedTokens: total.CachedTokens, CompletionTokens: total.CompletionTokens}

@@ -52,6 +52,8 @@ func class(err error) string {
 		return "ok"
 	case errors.Is(err, sluice.ErrFatal):
 		return "fatal"
+	case errors.Is(err, sluice.ErrMisconfigured):
+		return "config"
 	case errors.Is(err, sluice.ErrPermanent):
 		return "permanent"
 	case errors.As(err, &rl):

@@ -8,7 +8,7 @@ import (
 	"github.com/sluicehq/sluice"
 )
 
-// Call describes one request to the model, for a [CallObserver].
+// Call describes one request to the model, for a [CallTracer].
 type Call struct {
 	// Model is the model asked for, and Task the task's name.
 	Model string
@@ -38,11 +38,12 @@ type CallResult struct {
 	Err error
 }
 
-// CallObserver is told about every request the [Enricher] sends, for
-// tracing (the module github.com/sluicehq/sluice/otel implements it). See
-// [WithCallObserver]. Its methods run on the enricher's callers'
-// goroutines, many at once, and must not block.
-type CallObserver interface {
+// CallTracer is an optional capability of a [CallObserver] (see
+// [WithCallObserver]) that follows each request with the context of the
+// events it serves, for tracing (the module github.com/sluicehq/sluice/otel
+// implements it). Its methods run on the enricher's callers' goroutines,
+// many at once, and must not block.
+type CallTracer interface {
 	// CallStarted is called before a request is sent. ctx is the
 	// caller's context: an event's context for a call of one event, the
 	// batch's for a batch call. It returns the context the request is
@@ -54,31 +55,31 @@ type CallObserver interface {
 	CallEnded(ctx context.Context, c *Call, r *CallResult)
 }
 
-// WithCallObserver tells o about every request sent to the model: the
-// model, the task, the events it serves, its HTTP status, usage and
-// Retry-After. By default nothing is told.
-func WithCallObserver(o CallObserver) Option {
-	return func(c *config) {
-		if o == nil {
-			c.reject("WithCallObserver(nil)", "the observer is nil", "leave the option out")
-			return
+// callTracers returns the observers that are also CallTracers.
+func callTracers(obs []CallObserver) []CallTracer {
+	var ts []CallTracer
+	for _, o := range obs {
+		if t, ok := o.(CallTracer); ok {
+			ts = append(ts, t)
 		}
-		c.observer = o
 	}
+	return ts
 }
 
-// startCall tells the observer, if any, that a request for c is about to
+// startCall tells the tracers, if any, that a request for c is about to
 // be sent, and returns the context to send it under.
 func (e *Enricher) startCall(ctx context.Context, c *call) (context.Context, *Call) {
-	o := e.cfg.observer
-	if o == nil {
+	if len(e.tracers) == 0 {
 		return ctx, nil
 	}
 	info := &Call{Model: e.model, Task: e.task.Name, Events: c.msgs, Batch: c.batch}
-	return o.CallStarted(ctx, info), info
+	for _, t := range e.tracers {
+		ctx = t.CallStarted(ctx, info)
+	}
+	return ctx, info
 }
 
-// endCall tells the observer how the request ended.
+// endCall tells the tracers how the request ended.
 func (e *Enricher) endCall(ctx context.Context, info *Call, resp *chatResponse, err error) {
 	if info == nil {
 		return
@@ -101,7 +102,9 @@ func (e *Enricher) endCall(ctx context.Context, info *Call, resp *chatResponse, 
 	if errors.As(err, &rl) {
 		r.RetryAfter = rl.RetryAfter
 	}
-	e.cfg.observer.CallEnded(ctx, info, r)
+	for _, t := range e.tracers {
+		t.CallEnded(ctx, info, r)
+	}
 }
 
 // eventContext is ctx with the values of m's context (the one the

@@ -41,6 +41,7 @@ type config struct {
 	headers     http.Header
 	temperature *float64
 	maxTokens   int
+	tokenField  TokenField
 	timeout     time.Duration
 	maxBody     int64
 	maxBatch    int
@@ -54,7 +55,7 @@ type config struct {
 	prices      *Prices
 	budget      *Budget
 	usageHeader string
-	observer    CallObserver
+	observers   []CallObserver
 	now         func() time.Time
 	errs        optcheck.Errors
 }
@@ -151,8 +152,9 @@ func WithTemperature(t float64) Option {
 	}
 }
 
-// WithMaxTokens caps the tokens of one event's answer (max_tokens); a batch
-// call asks for this many per event. The default is 512. An answer cut off
+// WithMaxTokens caps the tokens of one event's answer (sent as
+// max_completion_tokens or max_tokens, see [WithTokenField]); a batch call
+// asks for this many per event. The default is 512. An answer cut off
 // at the cap is retried once, then dead-lettered.
 func WithMaxTokens(n int) Option {
 	return func(c *config) {
@@ -161,6 +163,51 @@ func WithMaxTokens(n int) Option {
 			return
 		}
 		c.maxTokens = n
+	}
+}
+
+// TokenField is the request field that carries the answer's token cap
+// ([WithMaxTokens]).
+type TokenField int
+
+const (
+	// TokenFieldAuto sends max_completion_tokens, OpenAI's current field
+	// (reasoning models refuse the deprecated max_tokens with a 400), and
+	// switches to max_tokens for good, with a warning, when the server
+	// rejects max_completion_tokens with a 400 or 422 that names it. It is
+	// the default.
+	TokenFieldAuto TokenField = iota
+	// TokenFieldMaxCompletionTokens always sends max_completion_tokens.
+	TokenFieldMaxCompletionTokens
+	// TokenFieldMaxTokens always sends max_tokens, for servers that know
+	// only that field. Use it for a server that silently ignores fields it
+	// does not know (such a server would ignore the cap in
+	// max_completion_tokens rather than reject it).
+	TokenFieldMaxTokens
+)
+
+// String names the field the mode sends.
+func (f TokenField) String() string {
+	switch f {
+	case TokenFieldAuto:
+		return "auto"
+	case TokenFieldMaxCompletionTokens:
+		return "max_completion_tokens"
+	case TokenFieldMaxTokens:
+		return "max_tokens"
+	}
+	return fmt.Sprintf("TokenField(%d)", int(f))
+}
+
+// WithTokenField sets the request field that carries the token cap; see
+// [TokenField]. The default is [TokenFieldAuto].
+func WithTokenField(f TokenField) Option {
+	return func(c *config) {
+		if f < TokenFieldAuto || f > TokenFieldMaxTokens {
+			c.reject(optcheck.Call("WithTokenField", int(f)), "the field is unknown", "pass one of the TokenField constants")
+			return
+		}
+		c.tokenField = f
 	}
 }
 
@@ -351,6 +398,29 @@ func WithUsageHeader(name string) Option {
 			return
 		}
 		c.usageHeader = name
+	}
+}
+
+// CallObserver is told about every completion request the Enricher sends,
+// for metrics; the metrics package's ModelCalls is one. ModelCall runs on
+// the caller's goroutine and must be fast.
+type CallObserver interface {
+	// ModelCall reports one request: the HTTP status, or 0 when no
+	// response came (a timeout, a refused connection, a cancelled call);
+	// how long it took, to the end of reading the body; and the prompt and
+	// completion tokens that the usage field of a 200 answer reports.
+	ModelCall(status int, latency time.Duration, promptTokens, completionTokens int64)
+}
+
+// WithCallObserver registers o to be told about every completion request.
+// It may be given more than once; every observer is told.
+func WithCallObserver(o CallObserver) Option {
+	return func(c *config) {
+		if o == nil {
+			c.reject("WithCallObserver(nil)", "the observer is nil", "pass a CallObserver, such as metrics.NewModelCalls's")
+			return
+		}
+		c.observers = append(c.observers, o)
 	}
 }
 

@@ -17,7 +17,7 @@ import (
 // callKey keys a model call's span in the call's context.
 type callKey struct{}
 
-// CallStarted implements [openai.CallObserver]: it starts the call's
+// CallStarted implements [openai.CallTracer]: it starts the call's
 // "chat <model>" span, a child of the event's span, or for a batch call a
 // new trace linked to every event's span.
 func (t *Tracer) CallStarted(ctx context.Context, c *openai.Call) context.Context {
@@ -75,7 +75,7 @@ func (t *Tracer) CallStarted(ctx context.Context, c *openai.Call) context.Contex
 	return context.WithValue(cctx, callKey{}, span)
 }
 
-// CallEnded implements [openai.CallObserver]: it records the call's
+// CallEnded implements [openai.CallTracer]: it records the call's
 // status, the model that answered and the tokens, a "rate_limited" event
 // for a 429 or a 503 with a Retry-After, and ends the span.
 func (t *Tracer) CallEnded(ctx context.Context, _ *openai.Call, r *openai.CallResult) {

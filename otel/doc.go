@@ -3,7 +3,8 @@
 // output record.
 //
 // A [Tracer] is both a [sluice.Observer] (it implements
-// [sluice.EventTracer]) and an [openai.CallObserver]; wire it into both:
+// [sluice.EventTracer]) and an [openai.CallObserver] (it implements
+// [openai.CallTracer]); wire it into both:
 //
 //	tr, err := sluiceotel.New(sluiceotel.WithTracerProvider(tp), sluiceotel.WithConsumerGroup("enrich"))
 //	enr, err := openai.New(model, task, fields, openai.WithCallObserver(tr))

@@ -35,6 +35,7 @@ var (
 	_ sluice.Observer     = (*Tracer)(nil)
 	_ sluice.EventTracer  = (*Tracer)(nil)
 	_ openai.CallObserver = (*Tracer)(nil)
+	_ openai.CallTracer   = (*Tracer)(nil)
 )
 
 // Option configures a [Tracer]. [New] reports every bad option at once,
@@ -160,6 +161,10 @@ func (t *Tracer) EventDone(sluice.Outcome, time.Duration) {}
 // RateLimited implements [sluice.Observer]; the Tracer records pauses on
 // the spans of the events they hold back.
 func (t *Tracer) RateLimited(time.Duration) {}
+
+// ModelCall implements [openai.CallObserver]; the Tracer records calls
+// through [openai.CallTracer] instead.
+func (t *Tracer) ModelCall(int, time.Duration, int64, int64) {}
 
 // Extract returns ctx with the remote span context found in m's headers,
 // if any: what the pipeline's spans for m are children of.

@@ -40,6 +40,8 @@ type backend struct {
 	publish func(t *testing.T, input string, values [][]byte)
 	// remove deletes topics or streams when the test ends.
 	remove func(names ...string)
+	// acked counts the input events the group has acked (committed).
+	acked func(t *testing.T, group, input string) int64
 }
 
 func kafkaBackend(t *testing.T) backend {
@@ -84,6 +86,24 @@ func kafkaBackend(t *testing.T) backend {
 				_ = admin.DeleteTopic(n)
 			}
 		},
+		acked: func(t *testing.T, group, input string) int64 {
+			cfg := sarama.NewConfig()
+			cfg.Version = sarama.V3_6_0_0
+			admin, err := sarama.NewClusterAdmin(brokers, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer admin.Close()
+			resp, err := admin.ListConsumerGroupOffsets(group, map[string][]int32{input: {0, 1, 2, 3}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int64
+			for _, b := range resp.Blocks[input] {
+				n += max(b.Offset, 0) // -1: nothing committed
+			}
+			return n
+		},
 	}
 }
 
@@ -108,6 +128,21 @@ func redisBackend(t *testing.T) backend {
 			c := redis.NewClient(&redis.Options{Addr: addr})
 			defer c.Close()
 			c.Del(context.Background(), names...)
+		},
+		acked: func(t *testing.T, group, input string) int64 {
+			c := redis.NewClient(&redis.Options{Addr: addr})
+			defer c.Close()
+			ctx := context.Background()
+			groups, err := c.XInfoGroups(ctx, input).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range groups {
+				if g.Name == group {
+					return g.EntriesRead - g.Pending
+				}
+			}
+			return 0 // the group was never created: nothing read
 		},
 	}
 }
@@ -201,9 +236,15 @@ func testEnrichService(t *testing.T, b backend) {
 	}
 	m := scrape(t, svc)
 	for _, name := range []string{"sluice_received_total", "sluice_enriched_total", "sluice_dead_lettered_total",
-		"sluice_rate_limited_total", "sluice_rate_limit_pauses_total", "sluice_consumer_lag"} {
+		"sluice_rate_limited_total", "sluice_rate_limit_pauses_total", "sluice_consumer_lag", "sluice_model_cached_prompt_tokens_total"} {
 		if _, ok := m[name]; !ok {
 			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	// The model-call metrics: every request, its latency and the tokens.
+	for _, name := range []string{"sluice_model_requests_total", "sluice_model_request_duration_seconds_count", "sluice_model_tokens_total", "sluice_model_events_total"} {
+		if m[name] <= 0 {
+			t.Errorf("/metrics: %s = %v, want it above 0", name, m[name])
 		}
 	}
 	if m["sluice_paused"] != 1 || m["sluice_up"] != 1 || m["sluice_rate_limit_pauses_total"] < 1 {
@@ -266,28 +307,30 @@ func testEnrichService(t *testing.T, b backend) {
 	}
 
 	// A model that refuses the key's quota is fatal: the service exits
-	// non-zero (4), so that systemd restarts it, and dead-letters nothing.
+	// with 77, which systemd does not restart, and dead-letters nothing.
+	// (The preflight would find it first; it is skipped here to see the
+	// running pipeline meet it.)
 	broke := llmtest.NewServer(llmtest.WithInsufficientQuota())
 	defer broke.Close()
 	fatalEnv := append(env[:len(env):len(env)], "SLUICE_MODEL_URL="+broke.BaseURL(), "SLUICE_GROUP="+run+"-fatal",
-		"SLUICE_INSTANCE_ID="+run+"-fatal", "SLUICE_DEAD_LETTER="+dlq+".fatal")
+		"SLUICE_INSTANCE_ID="+run+"-fatal", "SLUICE_DEAD_LETTER="+dlq+".fatal", "SLUICE_SKIP_PREFLIGHT=true")
 	svc = startService(t, bin, fatalEnv, "fatal")
 	all = append(all, svc)
-	if code := svc.wait(t, 60*time.Second); code != 4 {
-		t.Errorf("exit status %d after insufficient_quota, want 4", code)
+	if code := svc.wait(t, 60*time.Second); code != 77 {
+		t.Errorf("exit status %d after insufficient_quota, want 77", code)
 	}
 
 	// A model that asks for a pause of hours (Retry-After: 10000) must not
-	// park the service past the rate-limit deadline: it exits with status 3
-	// once rate limiting has lasted -max-rate-limit-duration.
+	// park the service past the rate-limit deadline: it exits with status
+	// 75 once rate limiting has lasted -max-rate-limit-duration.
 	stingy := llmtest.NewServer(llmtest.WithRPS(0.0001, 1))
 	defer stingy.Close()
 	limitedEnv := append(env[:len(env):len(env)], "SLUICE_MODEL_URL="+stingy.BaseURL(), "SLUICE_GROUP="+run+"-limited",
 		"SLUICE_INSTANCE_ID="+run+"-limited", "SLUICE_DEAD_LETTER="+dlq+".limited", "SLUICE_MAX_RATE_LIMIT_DURATION=3s")
 	svc = startService(t, bin, limitedEnv, "limited")
 	all = append(all, svc)
-	if code := svc.wait(t, 60*time.Second); code != 3 {
-		t.Errorf("exit status %d after a 10000 s Retry-After with -max-rate-limit-duration 3s, want 3", code)
+	if code := svc.wait(t, 60*time.Second); code != 75 {
+		t.Errorf("exit status %d after a 10000 s Retry-After with -max-rate-limit-duration 3s, want 75", code)
 	}
 }
 

@@ -5,18 +5,27 @@
 //
 // Every flag can also be set with an environment variable SLUICE_<NAME>
 // (upper case, dashes as underscores): -rate-limit is SLUICE_RATE_LIMIT.
-// The model API key is read from SLUICE_MODEL_API_KEY only.
+// The model API key is read from SLUICE_MODEL_API_KEY, or from the systemd
+// credential model-api-key (LoadCredential=); never from a flag.
 //
 //	sluice-enrich -source kafka -brokers 127.0.0.1:9092 -input reviews \
 //	    -output reviews.enriched -task sentiment -fields review.body \
 //	    -model-url https://api.openai.com/v1 -model gpt-4o-mini
 //
-// It serves /livez, /readyz, /healthz and /metrics on -health-addr. SIGTERM or SIGINT
-// drains in-flight events and exits 0 (a second signal exits at once).
+// Before it consumes anything it checks the model endpoint (the URL
+// answers, the key is accepted, the model exists and takes the requests;
+// -skip-preflight turns that off). It serves /livez, /readyz, /healthz and
+// /metrics on -health-addr. SIGTERM or SIGINT drains in-flight events and
+// exits 0 (a second signal exits at once); a stop takes at most
+// -drain-timeout + -flush-timeout + 5s (25s by default).
 //
-// Exit status: 0 after a graceful stop; 1 when startup or the source fails;
-// 2 for a bad configuration; 3 when rate limiting outlasted
-// -max-rate-limit-duration; 4 on a fatal model error (rejected key, no quota).
+// Exit status (also in -h): 0 after a graceful stop; 1 when startup or the
+// source fails; 69 when the model endpoint does not answer the preflight;
+// 75 when rate limiting outlasted -max-rate-limit-duration; 76 when the
+// breaker opened (-breaker events in a row failed with the same
+// configuration error); 77 when the model refused the key or the quota is
+// spent; 78 for a bad configuration; 79 when the preflight found the model
+// URL, name or a parameter wrong. Go itself exits 2 on a panic.
 package main
 
 import (

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +45,9 @@ func run(args []string, stderr io.Writer) int {
 	malformedRate := fs.Float64("malformed-rate", 0, "fraction of completions answered with content that is not JSON")
 	apiKey := fs.String("api-key", "", "demand this bearer token (401 otherwise); also read from FAKE_MODEL_API_KEY")
 	seed := fs.Uint64("seed", 1, "seed of the random choices")
+	models := fs.String("models", "", "comma-separated model `names` to list and serve; others get 404 model_not_found (default: list llmtest, serve any)")
+	rejectFields := fs.String("reject-fields", "", "comma-separated request `fields` answered with 400, as real servers refuse them (max_tokens: a reasoning model; max_completion_tokens: an older server)")
+	noModelList := fs.Bool("no-model-list", false, "answer GET /v1/models with 404, like servers that do not offer it")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -70,6 +74,15 @@ func run(args []string, stderr io.Writer) int {
 	}
 	if *apiKey != "" {
 		opts = append(opts, llmtest.WithAPIKey(*apiKey))
+	}
+	if names := fields(*models); len(names) > 0 {
+		opts = append(opts, llmtest.WithModels(names...))
+	}
+	for _, f := range fields(*rejectFields) {
+		opts = append(opts, llmtest.WithRejectedField(f))
+	}
+	if *noModelList {
+		opts = append(opts, llmtest.WithoutModelList())
 	}
 	h, err := llmtest.NewHandler(opts...)
 	if err != nil {
@@ -118,4 +131,15 @@ func run(args []string, stderr io.Writer) int {
 	st := h.Stats()
 	log.Info("stopped", "completions", st.Total, "by_status", st.ByStatus)
 	return 0
+}
+
+// fields splits a comma-separated list, dropping empty items.
+func fields(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -5,9 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,9 +19,15 @@ import (
 // envPrefix is the prefix of the environment variables that set flags.
 const envPrefix = "SLUICE_"
 
-// Secrets come only from the environment, never from flags (which other
-// users can read in the process list).
+// Secrets come only from the environment or from systemd credentials
+// (LoadCredential=, read from $CREDENTIALS_DIRECTORY), never from flags
+// (which other users can read in the process list).
 const (
+	envCredentialsDir     = "CREDENTIALS_DIRECTORY"
+	credAPIKey            = "model-api-key"
+	credRedisPassword     = "redis-password"
+	credKafkaSASLPassword = "kafka-sasl-password"
+
 	envAPIKey            = "SLUICE_MODEL_API_KEY"
 	envRedisPassword     = "SLUICE_REDIS_PASSWORD"
 	envKafkaSASLPassword = "SLUICE_KAFKA_SASL_PASSWORD"
@@ -47,6 +55,10 @@ type config struct {
 	Retries              int
 	MaxRateLimitDuration time.Duration
 	DrainTimeout         time.Duration
+	FlushTimeout         time.Duration
+	Breaker              int
+	SkipPreflight        bool
+	PreflightWait        time.Duration
 	InstanceID           string
 	HealthAddr           string
 	LogFormat            string
@@ -69,13 +81,14 @@ type config struct {
 	Tuning tuning
 
 	apiKey        string
+	apiKeyFromEnv bool // else from the credential
 	redisPassword string
 	kafkaSASLPass string
 	showVersion   bool
 }
 
-// errUsage marks a configuration error: exit status 2, which systemd is told
-// not to restart on. errParse marks one the flag package already printed.
+// errUsage marks a configuration error: exit status 78 (EX_CONFIG), which
+// systemd is told not to restart on. errParse marks one the flag package already printed.
 var (
 	errUsage = errors.New("invalid configuration")
 	errParse = errors.New("bad command line")
@@ -103,8 +116,12 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "model calls in flight at once")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "client-side limit on model `requests/s` (0 = off)")
 	fs.IntVar(&c.Retries, "retries", 3, "retries of a transient failure before an event is dead-lettered")
-	fs.DurationVar(&c.MaxRateLimitDuration, "max-rate-limit-duration", time.Minute, "stop (exit 3) after rate limiting lasts this long without one success")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "how long shutdown waits for in-flight events")
+	fs.DurationVar(&c.MaxRateLimitDuration, "max-rate-limit-duration", time.Minute, "stop (exit 75) after rate limiting lasts this long without one success")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 15*time.Second, "how long shutdown waits for in-flight events; a stop takes at most this plus -flush-timeout plus 5s")
+	fs.DurationVar(&c.FlushTimeout, "flush-timeout", 5*time.Second, "how long shutdown waits, after the drain, for offsets or acks to be committed")
+	fs.IntVar(&c.Breaker, "breaker", 20, "stop (exit 76) once this many events in a row fail with the same configuration error (wrong model URL, model or parameter), leaving the rest unconsumed (0: off, dead-letter them)")
+	fs.BoolVar(&c.SkipPreflight, "skip-preflight", false, "do not check the model endpoint (URL, key, model, parameters) before consuming; for servers that cannot take the probe")
+	fs.DurationVar(&c.PreflightWait, "preflight-wait", time.Minute, "how long the preflight retries a model endpoint that does not answer (down, starting, 5xx) before it exits 69")
 	fs.StringVar(&c.InstanceID, "instance-id", "", "Kafka static group member id, or the Redis consumer name (default: host name)")
 	fs.StringVar(&c.HealthAddr, "health-addr", "127.0.0.1:8080", "`address` serving /livez, /readyz, /healthz and /metrics")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
@@ -125,7 +142,13 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.Cache.TTL, "cache-ttl", defaultCacheTTL, "how long the redis cache keeps an answer")
 	fs.StringVar(&c.Cache.RedisAddr, "cache-redis-addr", "", "Redis `host:port` of the redis cache (default: -redis-addr; user, password and TLS as for -redis-addr)")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
-	fs.Usage = envflag.Usage(fs, envPrefix, "sluice-enrich [flags]", "version")
+	usage := envflag.Usage(fs, envPrefix, "sluice-enrich [flags]", "version")
+	fs.Usage = func() {
+		usage()
+		fmt.Fprintf(fs.Output(), "\nSecrets: %s, %s and %s, or the systemd credentials (LoadCredential=) %s, %s and %s.\n",
+			envAPIKey, envRedisPassword, envKafkaSASLPassword, credAPIKey, credRedisPassword, credKafkaSASLPassword)
+		fmt.Fprint(fs.Output(), exitHelp)
+	}
 
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %w", errParse, err)
@@ -138,9 +161,21 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	}
 	c.Brokers = splitList(brokers)
 	c.Fields = splitList(fields)
-	c.apiKey = os.Getenv(envAPIKey)
-	c.redisPassword = os.Getenv(envRedisPassword)
-	c.kafkaSASLPass = os.Getenv(envKafkaSASLPassword)
+	var errs []error
+	for _, s := range []struct {
+		dst       *string
+		env, cred string
+	}{{&c.apiKey, envAPIKey, credAPIKey}, {&c.redisPassword, envRedisPassword, credRedisPassword}, {&c.kafkaSASLPass, envKafkaSASLPassword, credKafkaSASLPassword}} {
+		v, err := secret(s.env, s.cred)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		*s.dst = v
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	c.apiKeyFromEnv = os.Getenv(envAPIKey) != ""
 	c.KafkaTLS = c.KafkaTLS || c.KafkaCAFile != "" || c.KafkaCertFile != "" || c.KafkaKeyFile != ""
 	c.RedisTLS = c.RedisTLS || c.RedisCAFile != ""
 	if c.Cache.RedisAddr == "" {
@@ -211,8 +246,14 @@ func (c *config) validate() error {
 	if c.Retries < 0 {
 		bad("-retries %d: must be >= 0", c.Retries)
 	}
-	if c.DrainTimeout <= 0 || c.MaxRateLimitDuration <= 0 || c.ModelTimeout <= 0 {
-		bad("-drain-timeout, -max-rate-limit-duration and -model-timeout must be positive")
+	if c.DrainTimeout <= 0 || c.FlushTimeout <= 0 || c.MaxRateLimitDuration <= 0 || c.ModelTimeout <= 0 {
+		bad("-drain-timeout, -flush-timeout, -max-rate-limit-duration and -model-timeout must be positive")
+	}
+	if c.PreflightWait < 0 {
+		bad("-preflight-wait %s: must be 0 (no retry) or more", c.PreflightWait)
+	}
+	if c.Breaker < 0 {
+		bad("-breaker %d: must be 0 (off) or more", c.Breaker)
 	}
 	if _, _, err := net.SplitHostPort(c.HealthAddr); err != nil {
 		bad("-health-addr %q: %v", c.HealthAddr, err)
@@ -263,6 +304,11 @@ func (c *config) redacted() map[string]any {
 		"retries":                 c.Retries,
 		"max_rate_limit_duration": c.MaxRateLimitDuration.String(),
 		"drain_timeout":           c.DrainTimeout.String(),
+		"flush_timeout":           c.FlushTimeout.String(),
+		"stop_budget":             c.stopBudget().String(),
+		"breaker":                 c.Breaker,
+		"preflight":               !c.SkipPreflight,
+		"preflight_wait":          c.PreflightWait.String(),
 		"instance_id":             c.InstanceID,
 		"health_addr":             c.HealthAddr,
 		"log_format":              c.LogFormat,
@@ -299,6 +345,31 @@ func (c *config) redacted() map[string]any {
 		}
 	}
 	return m
+}
+
+// secret reads a secret from the environment variable env or, when that is
+// unset, from the systemd credential cred. A credential file that cannot be
+// read is an error; no variable and no credential is an empty secret.
+func secret(env, cred string) (string, error) {
+	if v := os.Getenv(env); v != "" {
+		return v, nil
+	}
+	dir := os.Getenv(envCredentialsDir)
+	if dir == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, cred))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("credential %s: %w", cred, err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("credential %s: the file %s is empty", cred, filepath.Join(dir, cred))
+	}
+	return v, nil
 }
 
 func secretState(s string) string {

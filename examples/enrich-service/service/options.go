@@ -36,7 +36,7 @@ func WithExtension(ext Extension) Option {
 
 // Extension adds to the service what its own flags do not: options for the
 // pipeline and the enricher, and what to do at exit. An error stops the
-// service with exit status 2 (a bad configuration).
+// service with exit status 78 (a bad configuration).
 type Extension func(ctx context.Context, info Info) (Extra, error)
 
 // Info is what an [Extension] may want to know about the service.
@@ -84,10 +84,10 @@ type extras struct {
 }
 
 // close runs the extensions' Close functions, last first, each with a
-// few seconds to finish.
+// second to finish.
 func (x *extras) close(log *slog.Logger) {
 	for i := len(x.closers) - 1; i >= 0; i-- {
-		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), extensionCloseTimeout)
 		if err := x.closers[i](ctx); err != nil {
 			log.Warn("closing an extension", "err", err)
 		}
@@ -95,5 +95,6 @@ func (x *extras) close(log *slog.Logger) {
 	}
 }
 
-// closeTimeout bounds each extension's Close.
-const closeTimeout = 5 * time.Second
+// extensionCloseTimeout bounds each extension's Close, which runs last in
+// a stop: the stop budget leaves it about a second.
+const extensionCloseTimeout = time.Second

@@ -31,15 +31,6 @@ import (
 	"github.com/sluicehq/sluice/openai"
 )
 
-// Exit statuses.
-const (
-	exitOK          = 0
-	exitFailure     = 1
-	exitUsage       = 2
-	exitRateLimited = 3
-	exitFatal       = 4
-)
-
 // Main runs the service with the command-line arguments args (without the
 // program name) and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer, opts ...Option) int {
@@ -59,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer, o *options) int {
 		if !errors.Is(err, errParse) {
 			fmt.Fprintln(stderr, "sluice-enrich:", err)
 		}
-		return exitUsage
+		return exitConfig
 	}
 	if cfg.showVersion {
 		fmt.Fprintf(stdout, "sluice-enrich %s (%s %s/%s)\n", buildVersion(o.version), runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -74,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer, o *options) int {
 	}
 	log.Info("starting sluice-enrich", "version", buildVersion(o.version), "go", runtime.Version(), "binary", exe, "pid", os.Getpid())
 	log.Info("configuration", "config", cfg.redacted())
+	warnStopBudget(cfg, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -95,33 +87,55 @@ func run(args []string, stdout, stderr io.Writer, o *options) int {
 func serve(ctx context.Context, cfg *config, log *slog.Logger, o *options) (int, error) {
 	extra, err := o.extend(ctx, cfg, log)
 	if err != nil {
-		return exitUsage, err
+		return exitConfig, err
 	}
 	defer extra.close(log)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cache, closeCache, err := newCache(cfg, reg, log)
 	if err != nil {
-		return exitUsage, err
+		return exitConfig, err
 	}
 	defer closeCache()
-	enr, err := newEnricher(cfg, cache, log, extra.Enricher...)
+	calls, err := metrics.NewModelCalls(reg)
 	if err != nil {
-		return exitUsage, err
+		return exitFailure, err
+	}
+	enr, err := newEnricher(cfg, cache, log, append([]openai.Option{openai.WithCallObserver(calls)}, extra.Enricher...)...)
+	if err != nil {
+		return exitConfig, err
 	}
 	defer enr.Close()
+	usage := func() metrics.Usage {
+		u := enr.Usage()
+		return metrics.Usage{Events: u.Events, CachedPromptTokens: u.CachedTokens, CostUSD: u.CostUSD}
+	}
+	if err := metrics.ExportUsage(reg, usage, cfg.Tuning.priced()); err != nil {
+		return exitFailure, err
+	}
+
+	if cfg.SkipPreflight {
+		log.Warn("preflight skipped (-skip-preflight): a wrong model URL, name or parameter shows only once events fail; the breaker stops the service after -breaker of them", "breaker", cfg.Breaker)
+	} else if err := preflight(ctx, enr, cfg.PreflightWait, log); err != nil {
+		if ctx.Err() != nil {
+			return exitOK, nil // stopped during the preflight; nothing was consumed
+		}
+		return preflightStatus(err), fmt.Errorf("preflight failed, nothing was consumed: %w", err)
+	}
 
 	ps, err := connect(ctx, cfg, log)
 	if err != nil {
 		return exitFailure, err
 	}
-	defer ps.close(log)
+	defer closeWithin(ps, log)
 
 	opts := []sluice.Option{
 		sluice.WithConcurrency(cfg.Concurrency),
 		sluice.WithRetries(cfg.Retries),
 		sluice.WithMaxRateLimitDuration(cfg.MaxRateLimitDuration),
 		sluice.WithDrainTimeout(cfg.DrainTimeout),
+		sluice.WithFlushTimeout(cfg.FlushTimeout),
+		sluice.WithBreaker(cfg.Breaker),
 		metrics.Export(reg),
 		sluice.WithLogger(log),
 	}
@@ -134,7 +148,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, o *options) (int,
 	}
 	p, err := sluice.New(ps.src, enr, ps.sink, opts...)
 	if err != nil {
-		return exitUsage, err
+		return exitConfig, err
 	}
 
 	ln, err := net.Listen("tcp", cfg.HealthAddr)
@@ -156,7 +170,7 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, o *options) (int,
 	go func() {
 		select {
 		case <-ctx.Done():
-			log.Info("signal received: draining in-flight events", "drain_timeout", cfg.DrainTimeout.String())
+			log.Info("signal received: draining in-flight events", "drain_timeout", cfg.DrainTimeout.String(), "stop_budget", cfg.stopBudget().String())
 		case <-runDone:
 		}
 	}()
@@ -166,19 +180,26 @@ func serve(ctx context.Context, cfg *config, log *slog.Logger, o *options) (int,
 	log.Info("pipeline stopped", "received", st.Received, "enriched", st.Enriched,
 		"dead_lettered", st.DeadLettered, "retried", st.Retried, "rate_limit_pauses", st.RateLimitPauses)
 
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
+	return runStatus(runErr), runErr
+}
 
-	switch {
-	case runErr == nil:
-		return exitOK, nil
-	case errors.Is(runErr, sluice.ErrFatal):
-		return exitFatal, runErr
-	case errors.Is(runErr, sluice.ErrRateLimited):
-		return exitRateLimited, runErr
-	default:
-		return exitFailure, runErr
+// closeWithin closes the broker connections, waiting at most closeTimeout:
+// everything acked was flushed already, and the stop must fit its budget.
+func closeWithin(ps *parts, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ps.close(log)
+	}()
+	t := time.NewTimer(closeTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		log.Warn("closing the broker connections takes too long; exiting without waiting", "waited", closeTimeout.String())
 	}
 }
 
@@ -205,8 +226,12 @@ func newEnricher(cfg *config, cache enrichcache.Cache, log *slog.Logger, extra .
 		openai.WithTimeout(cfg.ModelTimeout),
 		openai.WithLogger(log),
 	}
-	if cfg.apiKey != "" {
+	switch {
+	case cfg.apiKey == "":
+	case cfg.apiKeyFromEnv:
 		opts = append(opts, openai.WithAPIKeyEnv(envAPIKey))
+	default:
+		opts = append(opts, openai.WithAPIKey(cfg.apiKey)) // the credential model-api-key
 	}
 	if cache != nil {
 		opts = append(opts, openai.WithCache(cache))

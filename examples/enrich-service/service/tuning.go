@@ -36,6 +36,7 @@ type tuning struct {
 	BudgetUSD       float64
 	BudgetPer       time.Duration
 	UsageHeader     string
+	TokenField      string
 }
 
 func (t *tuning) register(fs *flag.FlagSet) {
@@ -55,6 +56,7 @@ func (t *tuning) register(fs *flag.FlagSet) {
 	fs.Int64Var(&t.BudgetTokens, "budget-tokens", 0, "most model `tokens` per -budget-per; once spent, consumption pauses until the next period (0: none)")
 	fs.Float64Var(&t.BudgetUSD, "budget-usd", 0, "most US `dollars` per -budget-per, at the -price-* flags (0: none)")
 	fs.DurationVar(&t.BudgetPer, "budget-per", 24*time.Hour, "the budget's period, aligned on the clock (1h: each hour; 24h: each day from midnight UTC)")
+	fs.StringVar(&t.TokenField, "token-field", "auto", "request `field` of the token cap: auto (max_completion_tokens, then max_tokens if the server refuses it), max_completion_tokens, or max_tokens for servers that know only that one")
 	fs.StringVar(&t.UsageHeader, "usage-header", "", "output `header` that carries each event's tokens and cost as JSON (empty: none)")
 }
 
@@ -83,6 +85,9 @@ func (t *tuning) validate(c *config, bad func(string, ...any)) {
 		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
 			bad("%s %v: must be 0 or more", name, v)
 		}
+	}
+	if _, ok := tokenFields[t.TokenField]; !ok {
+		bad("-token-field %q: must be auto, max_completion_tokens or max_tokens", t.TokenField)
 	}
 	if t.BudgetTokens < 0 {
 		bad("-budget-tokens %d: must be 0 or more", t.BudgetTokens)
@@ -145,7 +150,17 @@ func (t *tuning) openaiOptions(c *config) []openai.Option {
 	if t.UsageHeader != "" {
 		opts = append(opts, openai.WithUsageHeader(t.UsageHeader))
 	}
+	if f := tokenFields[t.TokenField]; f != openai.TokenFieldAuto {
+		opts = append(opts, openai.WithTokenField(f))
+	}
 	return opts
+}
+
+// tokenFields are the values of -token-field.
+var tokenFields = map[string]openai.TokenField{
+	"auto":                  openai.TokenFieldAuto,
+	"max_completion_tokens": openai.TokenFieldMaxCompletionTokens,
+	"max_tokens":            openai.TokenFieldMaxTokens,
 }
 
 // pipelineOptions are the pipeline's options the flags ask for.
@@ -165,7 +180,7 @@ func (t *tuning) pipelineOptions() []sluice.Option {
 
 func (t *tuning) redacted(m map[string]any) {
 	m["batch_size"], m["adaptive_concurrency"], m["max_in_flight"] = t.BatchSize, t.Adaptive, t.MaxInFlight
-	m["start_at"], m["key_ordering"] = t.StartAt, t.KeyOrdering
+	m["start_at"], m["key_ordering"], m["token_field"] = t.StartAt, t.KeyOrdering, t.TokenField
 	if t.Temperature >= 0 {
 		m["temperature"] = t.Temperature
 	}
