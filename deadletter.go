@@ -26,7 +26,9 @@ const maxReasonLen = 1024
 
 // DeadLetter is an event the pipeline gave up on, with why.
 type DeadLetter struct {
-	// Msg is the original message exactly as the source delivered it.
+	// Msg is the original message exactly as the source delivered it,
+	// except that an [EventTracer] may have replaced its trace-context
+	// headers.
 	Msg *Message
 	// Reason is a one-line, human-readable cause, at most 1 KiB.
 	Reason string

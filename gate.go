@@ -69,6 +69,7 @@ func (r *runner) onRateLimited(it *item, rl *RateLimitError) {
 	}
 	it.attempts--
 	r.pause(now, rl, it.in.Origin)
+	r.tracePaused(it, now, rl)
 	// Queued last: once a worker has it, the runner must not touch it.
 	r.work <- it
 }
@@ -111,6 +112,7 @@ func (r *runner) onPlannedPause(it *item, pe *PauseError) {
 	r.pauseUntil(now, until, p.cfg.pauseJitter, pe.Reason, func(d time.Duration) {
 		p.log.Warn("sluice: the enricher asked for a pause; pausing consumption", "pause", d, "until", until, "reason", pe.Reason)
 	})
+	r.tracePaused(it, now, pe)
 	r.work <- it
 }
 
@@ -144,6 +146,17 @@ func (r *runner) pauseUntil(now, until time.Time, spread time.Duration, reason s
 	}
 	// Armed last, so that a test that sees the timer sees the pause too.
 	r.resume = p.clock.NewTimer(d)
+}
+
+// tracePaused tells the tracers that the event waits for the pause under
+// way.
+func (r *runner) tracePaused(it *item, now time.Time, err error) {
+	if !it.traced {
+		return
+	}
+	for _, t := range r.tracers {
+		t.EventPaused(it.in.Context(), it.in, max(r.pausedUntil.Sub(now), 0), err)
+	}
 }
 
 // stopIfLimitedTooLong stops the pipeline with [ErrRateLimited] once rate

@@ -30,6 +30,9 @@ type item struct {
 	latency   time.Duration // first attempt to outcome
 	retryAt   time.Time
 	status    status
+	acked     bool        // written and acked
+	traced    bool        // a tracer follows it (see EventTracer)
+	letter    *Message    // the dead letter's message, when a tracer set its headers
 	keyed     bool        // holds its key's turn, when ordering by key
 	grp       *fetchGroup // the fetch it came in, for the oldest-event age
 }

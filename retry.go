@@ -14,6 +14,11 @@ func (r *runner) scheduleRetry(it *item) {
 	p := r.p
 	p.stats.retried.Add(1)
 	d := r.backoff(it.attempts)
+	if it.traced {
+		for _, t := range r.tracers {
+			t.EventRetry(it.in.Context(), it.in, it.attempts, it.err, d)
+		}
+	}
 	p.log.Debug("sluice: enrichment failed; will retry", "origin", it.in.Origin.String(), "attempt", it.attempts, "backoff", d, "err", it.err)
 	if d <= 0 {
 		r.dispatch(it)

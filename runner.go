@@ -69,6 +69,7 @@ type runner struct {
 	drainAt     time.Time
 	stopErr     error
 	lats        []time.Duration // scratch for onWritten
+	tracers     []EventTracer   // the observers that trace events; nil when none does
 }
 
 // stopMode says how far the runner is from stopping.
@@ -91,6 +92,7 @@ func newRunner(p *Pipeline) *runner {
 		written: make(chan []*item, w),
 		win:     newWindow(p.cfg.windowMin),
 		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		tracers: tracers(p.cfg.observers),
 	}
 	r.pool.New = func() any { return new(item) }
 	if p.cfg.windowMin < p.cfg.windowMax {
@@ -291,6 +293,9 @@ func (r *runner) onFetched(msgs []*Message) {
 		it := r.pool.Get().(*item)
 		it.in = m
 		it.grp = g
+		if r.tracers != nil {
+			r.traceReceived(it)
+		}
 		r.rejectEarly(it)
 		if r.waitForKey(it) {
 			continue
@@ -383,8 +388,10 @@ func (r *runner) onWritten(batch []*item) {
 		case statusEnriched:
 			enriched++
 			lats = append(lats, it.latency)
+			it.acked = true
 		case statusDead:
 			dead++
+			it.acked = true
 		case statusRefused:
 			fatal = fmt.Errorf("%w: %s refused event %s: %w", ErrFatal, it.refusedBy, it.in.Origin.String(), it.err)
 		}
@@ -422,6 +429,9 @@ func (r *runner) onWritten(batch []*item) {
 // lets the next event with its key go, frees its window slot, and updates
 // the oldest-event age.
 func (r *runner) retire(it *item) {
+	if it.traced {
+		r.traceFinished(it)
+	}
 	r.releaseKey(it)
 	r.outstanding--
 	r.win.release(1)

@@ -66,6 +66,9 @@ type Message struct {
 	// the consumer-group generation that fetched it), passed back untouched
 	// to its Acker. Enrichers copy it along with the rest of the message.
 	Token any
+
+	// ctx is the event's context; see [Message.Context].
+	ctx context.Context
 }
 
 // WithValue returns a shallow copy of m whose Value is v. Key, Headers,

@@ -39,7 +39,8 @@ const (
 //
 // is handed the pipeline by [New] once it is built, so that it can read
 // [Pipeline.Stats] and [Pipeline.Health] (the metrics package registers its
-// collector there); an error from Attach fails New.
+// collector there); an error from Attach fails New. An Observer that
+// implements [EventTracer] also follows each event, for tracing.
 type Observer interface {
 	// EventDone is called once an event's output or dead letter is written
 	// and the event is acked. latency runs from its first enrichment attempt

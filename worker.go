@@ -156,7 +156,7 @@ func (r *runner) safeEnrich(in *Message) (out *Message, err error) {
 			r.p.log.Error("sluice: enricher panicked; dead-lettering the event", "origin", in.Origin.String(), "panic", v)
 		}
 	}()
-	return r.p.enr.Enrich(r.workCtx, in)
+	return r.p.enr.Enrich(r.enrichCtx(in), in)
 }
 
 func (r *runner) enrichBatch(batch []*item) {

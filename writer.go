@@ -42,6 +42,9 @@ func (w *batchWriter) flush(r *runner, batch []*item) {
 	for _, it := range batch {
 		if it.status == statusEnriched {
 			w.items = append(w.items, it)
+			if it.traced {
+				it.out.Headers = r.traceWriting(it, it.out.Headers, false)
+			}
 		}
 	}
 	r.writeRetrying("sink", w.items, func(ctx context.Context, items []*item) error {
@@ -65,14 +68,23 @@ func (w *batchWriter) flush(r *runner, batch []*item) {
 	for _, it := range batch {
 		if it.status == statusDead {
 			w.items = append(w.items, it)
+			if it.traced {
+				letter := *it.in
+				letter.Headers = r.traceWriting(it, it.in.Headers, true)
+				it.letter = &letter
+			}
 		}
 	}
 	now := p.clock.Now()
 	r.writeRetrying("dead-letter writer", w.items, func(ctx context.Context, items []*item) error {
 		w.letters = w.letters[:0]
 		for _, it := range items {
+			msg := it.in
+			if it.letter != nil {
+				msg = it.letter
+			}
 			w.letters = append(w.letters, DeadLetter{
-				Msg: it.in, Reason: it.reason, Err: it.err, Attempts: it.attempts,
+				Msg: msg, Reason: it.reason, Err: it.err, Attempts: it.attempts,
 				FirstAttempt: it.first, FailedAt: now,
 			})
 		}

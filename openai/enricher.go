@@ -41,6 +41,7 @@ type Enricher struct {
 	tokens   atomic.Int32 // TokenField in use, never TokenFieldAuto; moves to max_tokens under TokenFieldAuto
 	prompts  [2][2]string // system prompts by [batch][schema in prompt]
 	cache    *cacheState  // nil without WithCache
+	tracers  []CallTracer // the call observers that trace
 	meter    *meter
 
 	checked atomic.Pointer[checkResult] // the latest Check's outcome
@@ -109,6 +110,7 @@ func New(model string, task Task, textFields []string, opts ...Option) (*Enriche
 	}
 	e.meter = &meter{prices: cfg.prices, budget: cfg.budget, now: func() time.Time { return e.cfg.now() }}
 	e.lim = newLimiter(cfg.maxConc, cfg.adaptive)
+	e.tracers = callTracers(cfg.observers)
 	e.log = cfg.logger
 	if e.log == nil {
 		e.log = slog.Default()
@@ -185,10 +187,11 @@ type call struct {
 	events    int // the events the call answers
 	user      json.RawMessage
 	maxTokens int
+	msgs      []*sluice.Message // the events, for a CallTracer
 }
 
 // answer is the jsonenrich.ModelFunc behind Enrich.
-func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, _ *sluice.Message) (json.RawMessage, error) {
+func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, in *sluice.Message) (json.RawMessage, error) {
 	user, err := e.task.input(fields)
 	if err != nil {
 		return nil, err
@@ -201,6 +204,9 @@ func (e *Enricher) answer(ctx context.Context, fields []jsonenrich.Field, _ *slu
 		}
 	}
 	c := call{name: e.task.Name, schema: e.schema.JSON(), events: 1, user: user, maxTokens: e.cfg.maxTokens}
+	if e.tracers != nil {
+		c.msgs = []*sluice.Message{in}
+	}
 	var last error
 	for attempt := 1; attempt <= 2; attempt++ {
 		ans, model, u, err := e.ask(ctx, c)
@@ -252,8 +258,10 @@ func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, Us
 		if err != nil {
 			return nil, "", Usage{}, sluice.Permanent(err)
 		}
-		resp, err := e.post(ctx, body)
+		cctx, info := e.startCall(ctx, &c)
+		resp, err := e.post(cctx, body)
 		if err != nil {
+			e.endCall(cctx, info, nil, err)
 			if e.fellBack(field, err) {
 				continue
 			}
@@ -277,6 +285,7 @@ func (e *Enricher) ask(ctx context.Context, c call) (json.RawMessage, string, Us
 			msg := strings.TrimPrefix(err.Error(), ErrInvalidAnswer.Error()+": ")
 			err = invalid("%s", e.cfg.apiKey.scrub(msg))
 		}
+		e.endCall(cctx, info, resp, err)
 		return ans, resp.Model, u, err
 	}
 }
@@ -409,7 +418,7 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 				res[p.i].Err = fmt.Errorf("openai: call cancelled: %w", context.Cause(ctx))
 				continue
 			}
-			res[p.i].Msg, res[p.i].Err = e.Enrich(ctx, in[p.i])
+			res[p.i].Msg, res[p.i].Err = e.Enrich(eventContext(ctx, in[p.i]), in[p.i])
 		}
 	}
 	if len(chunk) == 1 {
@@ -435,6 +444,12 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 		events:    len(chunk),
 		user:      user.Bytes(),
 		maxTokens: e.cfg.maxTokens * len(chunk),
+	}
+	if e.tracers != nil {
+		c.msgs = make([]*sluice.Message, len(chunk))
+		for k, p := range chunk {
+			c.msgs[k] = in[p.i]
+		}
 	}
 	ans, model, u, err := e.ask(ctx, c)
 	shares := u.split(len(chunk))

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"bufio"
@@ -60,7 +60,7 @@ func TestPreflightExitStatuses(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv("SLUICE_MODEL_API_KEY", tc.key)
 			var out bytes.Buffer
-			code := run(append(base, tc.args...), io.Discard, &out)
+			code := Main(append(base, tc.args...), io.Discard, &out)
 			if code != tc.want {
 				t.Fatalf("exit %d, want %d; log:\n%s", code, tc.want, out.String())
 			}
@@ -125,7 +125,7 @@ func TestSecretsFromCredentials(t *testing.T) {
 // -h documents every exit status the code uses.
 func TestHelpDocumentsExitStatuses(t *testing.T) {
 	var out bytes.Buffer
-	if code := run([]string{"-h"}, io.Discard, &out); code != exitOK {
+	if code := Main([]string{"-h"}, io.Discard, &out); code != exitOK {
 		t.Fatalf("-h: exit %d", code)
 	}
 	for _, code := range []int{exitOK, exitFailure, exitUnavailable, exitRateLimited, exitBreaker, exitFatal, exitConfig, exitPreflight} {
@@ -143,7 +143,7 @@ func TestHelpDocumentsExitStatuses(t *testing.T) {
 // unit reads the systemd unit's settings (the last value of each key).
 func unit(t *testing.T) map[string][]string {
 	t.Helper()
-	f, err := os.Open("sluice-enrich.service")
+	f, err := os.Open("../sluice-enrich.service")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestSystemdUnit(t *testing.T) {
 	if path, err := exec.LookPath("systemd-analyze"); err == nil {
 		// verify wants the ExecStart binary to exist; point it at one that does.
 		dir := t.TempDir()
-		data, err := os.ReadFile("sluice-enrich.service")
+		data, err := os.ReadFile("../sluice-enrich.service")
 		if err != nil {
 			t.Fatal(err)
 		}

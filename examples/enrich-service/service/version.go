@@ -1,20 +1,14 @@
-package main
+package service
 
 import (
 	"runtime/debug"
 	"strings"
 )
 
-// version is set at build time:
-//
-//	go build -ldflags "-X main.version=v1.2.3" ./examples/enrich-service
-//
-// When it is empty, the module version and VCS revision recorded by the Go
-// toolchain are used.
-var version string
-
-// buildVersion returns the version of this binary.
-func buildVersion() string {
+// buildVersion returns the version of this binary: version, as
+// [WithVersion] gave it, or when it is empty the module version and VCS
+// revision recorded by the Go toolchain.
+func buildVersion(version string) string {
 	if version != "" {
 		return version
 	}

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"errors"
@@ -51,14 +51,14 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestExitStatuses(t *testing.T) {
-	if code := run([]string{"-version"}, io.Discard, io.Discard); code != exitOK {
+	if code := Main([]string{"-version"}, io.Discard, io.Discard); code != exitOK {
 		t.Errorf("-version: exit %d", code)
 	}
-	if code := run([]string{"-task", "poetry"}, io.Discard, io.Discard); code != exitConfig {
+	if code := Main([]string{"-task", "poetry"}, io.Discard, io.Discard); code != exitConfig {
 		t.Errorf("bad task: exit %d", code)
 	}
 	// Nothing listens on port 1: startup fails with status 1.
-	if code := run([]string{"-skip-preflight", "-source", "redis", "-redis-addr", "127.0.0.1:1"}, io.Discard, io.Discard); code != exitFailure {
+	if code := Main([]string{"-skip-preflight", "-source", "redis", "-redis-addr", "127.0.0.1:1"}, io.Discard, io.Discard); code != exitFailure {
 		t.Errorf("unreachable Redis: exit %d", code)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package service
 
 // The service against the secured test servers (scripts/kafka.sh start
 // --secure, scripts/redis.sh start --secure; their env files set the
@@ -76,7 +76,7 @@ func runService(t *testing.T, env map[string]string, limit time.Duration) (int, 
 	}
 	var out syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- run(nil, &out, &out) }()
+	go func() { done <- Main(nil, &out, &out) }()
 	select {
 	case code := <-done:
 		return code, out.String()
