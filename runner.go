@@ -35,9 +35,10 @@ type runner struct {
 	write   chan *item      // runner and workers → writers
 	written chan []*item    // writers → runner
 
-	win  *window
-	ctl  *windowCtl // nil when WithMaxInFlight pins the window
-	gate gate
+	win   *window
+	async AsyncAcker // the acker, when it settles acks later
+	ctl   *windowCtl // nil when WithMaxInFlight pins the window
+	gate  gate
 
 	// Shared with workers and writers.
 	mode      atomic.Int32 // a stopMode
@@ -91,6 +92,7 @@ func newRunner(p *Pipeline) *runner {
 		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 	r.pool.New = func() any { return new(item) }
+	r.async, _ = p.acker.(AsyncAcker)
 	if p.cfg.windowMin < p.cfg.windowMax {
 		r.ctl = newWindowCtl(p.cfg.windowMin, p.cfg.windowMax)
 	}
@@ -265,6 +267,9 @@ func (r *runner) onFetched(msgs []*Message) {
 	p.stats.received.Add(uint64(len(msgs)))
 	if r.stopping() { // fetched as the stop began: left for redelivery
 		r.win.release(len(msgs))
+		if r.async != nil {
+			r.async.Abandon(msgs)
+		}
 		return
 	}
 	r.outstanding += len(msgs)
@@ -412,6 +417,9 @@ func (r *runner) onWritten(batch []*item) {
 // lets the next event with its key go, frees its window slot, and updates
 // the oldest-event age.
 func (r *runner) retire(it *item) {
+	if r.async != nil && it.status != statusEnriched && it.status != statusDead {
+		r.async.Abandon([]*Message{it.in}) // acks held behind it are given up on
+	}
 	r.releaseKey(it)
 	r.outstanding--
 	r.win.release(1)
