@@ -86,6 +86,9 @@ func connectKafka(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 	if c.Tuning.StartAt == "newest" {
 		srcOpts = append(srcOpts, kafka.WithStartAt(kafka.Newest))
 	}
+	if c.ExactlyOnce {
+		return connectKafkaTxn(ctx, c, p, srcOpts, sinkOpts)
+	}
 	// Build the sink first: the source starts consuming as soon as it
 	// has joined the group.
 	sink, err := kafka.NewSink(ctx, c.Brokers, c.Output, sinkOpts...)
@@ -98,6 +101,32 @@ func connectKafka(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 		return nil, fmt.Errorf("kafka source: %w", err)
 	}
 	p.closers = append(p.closers, src.Close)
+	p.src, p.sink = src, sink
+	return p, nil
+}
+
+// connectKafkaTxn builds the exactly-once pair: a read_committed source
+// and a transactional sink that commits its offsets. The transactional id
+// is stable across restarts of one instance (its -instance-id, or the host
+// name), so that a restarted instance ends the transaction its predecessor
+// left open.
+func connectKafkaTxn(ctx context.Context, c *config, p *parts, srcOpts []kafka.SourceOption, sinkOpts []kafka.SinkOption) (*parts, error) {
+	id := c.InstanceID
+	if id == "" {
+		id, _ = os.Hostname()
+	}
+	src, err := kafka.NewSource(ctx, c.Brokers, c.Group, []string{c.Input}, append(srcOpts, kafka.WithReadCommitted())...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka source: %w", err)
+	}
+	sink, err := kafka.NewTxnSink(ctx, c.Brokers, c.Output, src, "sluice-"+c.Group+"-"+id, sinkOpts...)
+	if err != nil {
+		_ = src.Close()
+		return nil, fmt.Errorf("kafka transactional sink: %w", err)
+	}
+	// Closed last first: the source commits its partitions in a last
+	// transaction as it leaves, then the sink closes.
+	p.closers = append(p.closers, sink.Close, src.Close)
 	p.src, p.sink = src, sink
 	return p, nil
 }
