@@ -18,17 +18,18 @@ const (
 
 // item is one event between its fetch and its ack.
 type item struct {
-	in       *Message
-	out      *Message // the enriched message, once statusEnriched
-	err      error    // the latest failure
-	reason   string   // the dead letter's failure_reason
-	attempts int      // enrichment attempts; a rate-limited call is not one
-	first    time.Time
-	latency  time.Duration // first attempt to outcome
-	retryAt  time.Time
-	status   status
-	keyed    bool        // holds its key's turn, when ordering by key
-	grp      *fetchGroup // the fetch it came in, for the oldest-event age
+	in        *Message
+	out       *Message // the enriched message, once statusEnriched
+	err       error    // the latest failure
+	reason    string   // the dead letter's failure_reason
+	attempts  int      // enrichment attempts; a rate-limited call is not one
+	first     time.Time
+	latency   time.Duration // first attempt to outcome
+	retryAt   time.Time
+	status    status
+	keyed     bool        // holds its key's turn, when ordering by key
+	unsettled bool        // an AsyncAcker took its ack and settled it as not committed
+	grp       *fetchGroup // the fetch it came in, for the oldest-event age
 }
 
 // started reports whether enrichment of the event ever began.

@@ -417,7 +417,7 @@ func (r *runner) onWritten(batch []*item) {
 // lets the next event with its key go, frees its window slot, and updates
 // the oldest-event age.
 func (r *runner) retire(it *item) {
-	if r.async != nil && it.status != statusEnriched && it.status != statusDead {
+	if r.async != nil && it.status != statusEnriched && it.status != statusDead && !it.unsettled {
 		r.async.Abandon([]*Message{it.in}) // acks held behind it are given up on
 	}
 	r.releaseKey(it)

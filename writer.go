@@ -138,11 +138,13 @@ func (w *batchWriter) ackAsync(r *runner, a AsyncAcker, batch []*item) {
 				for _, e := range we {
 					if e.Index >= 0 && e.Index < len(items) {
 						items[e.Index].status = statusAbandoned
+						items[e.Index].unsettled = true
 					}
 				}
 			} else {
 				for _, it := range items {
 					it.status = statusAbandoned
+					it.unsettled = true
 				}
 			}
 		}
