@@ -371,4 +371,3 @@ func TestKafkaTxnSinkOptions(t *testing.T) {
 		t.Errorf("Ack on the source of a transactional sink: %v, want ErrFatal", err)
 	}
 }
-
