@@ -139,8 +139,10 @@ type config struct {
 	maxReadCount  int
 
 	// sink
-	maxLen     int64
-	deadLetter string
+	maxLen      int64
+	deadLetter  string
+	waitN       int           // replicas that must confirm each write; 0: none
+	waitTimeout time.Duration // how long to wait for them
 
 	logger *slog.Logger
 	errs   optcheck.Errors
@@ -437,6 +439,30 @@ func WithMaxLen(n int64) SinkOption {
 			return
 		}
 		cfg.maxLen = n
+	})
+}
+
+// WithWaitReplicas makes a [Sink] wait, after each batch of XADDs (outputs
+// and dead letters alike), until at least n replicas have confirmed them
+// (WAIT n timeout, in the same round trip), so that a failover to a
+// replica cannot lose an output whose input was then acknowledged. If
+// fewer than n replicas confirm within timeout, Write returns an error for
+// the whole batch: the pipeline writes it again (the primary may then hold
+// two copies, which the idempotency_key field tells apart) and does not
+// acknowledge its entries meanwhile. n must be at least 1 and timeout
+// between 1ms and 1m. WAIT makes the writes reach the replicas' memory,
+// not their disks. Off by default.
+func WithWaitReplicas(n int, timeout time.Duration) SinkOption {
+	return sinkOnly(func(cfg *config) {
+		if n < 1 {
+			cfg.reject(optcheck.Call("WithWaitReplicas", n), "needs at least one replica", "leave the option out to not wait")
+			return
+		}
+		if timeout < time.Millisecond || timeout > time.Minute {
+			cfg.reject(optcheck.Call("WithWaitReplicas", timeout), "the timeout must be between 1ms and 1m", "a few hundred milliseconds suits a replica on the same network")
+			return
+		}
+		cfg.waitN, cfg.waitTimeout = n, timeout
 	})
 }
 

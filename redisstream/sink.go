@@ -103,6 +103,7 @@ func (s *Sink) Write(ctx context.Context, msgs []*sluice.Message) error {
 		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.stream, MaxLen: s.cfg.maxLen, Approx: true, Values: fields})
 	}
 	if n := pipe.Len(); n > 0 {
+		wait := s.queueWait(ctx, pipe)
 		if _, err := pipe.Exec(ctx); err != nil {
 			if !isServerError(err) {
 				return fmt.Errorf("redisstream: XADD of %d entries to %q on %s: %w", n, s.stream, addrOf(s.client), err)
@@ -113,10 +114,38 @@ func (s *Sink) Write(ctx context.Context, msgs []*sluice.Message) error {
 				}
 			}
 		}
+		if err := s.checkWait(wait, n); err != nil {
+			return err
+		}
 	}
 	if len(werrs) > 0 {
 		slices.SortFunc(werrs, func(a, b sluice.WriteError) int { return cmp.Compare(a.Index, b.Index) })
 		return werrs
+	}
+	return nil
+}
+
+// queueWait queues WAIT behind the XADDs when [WithWaitReplicas] is set.
+func (s *Sink) queueWait(ctx context.Context, pipe redis.Pipeliner) *redis.Cmd {
+	if s.cfg.waitN == 0 {
+		return nil
+	}
+	return pipe.Do(ctx, "WAIT", s.cfg.waitN, s.cfg.waitTimeout.Milliseconds())
+}
+
+// checkWait turns a WAIT that fewer replicas than asked answered into an
+// error for the whole batch of n entries.
+func (s *Sink) checkWait(wait *redis.Cmd, n int) error {
+	if wait == nil {
+		return nil
+	}
+	got, err := wait.Int64()
+	if err != nil {
+		return fmt.Errorf("redisstream: WAIT %d after %d XADDs on %s: %w; the entries are written again", s.cfg.waitN, n, addrOf(s.client), err)
+	}
+	if got < int64(s.cfg.waitN) {
+		return fmt.Errorf("redisstream: only %d of the %d replicas asked for (WithWaitReplicas) confirmed %d XADDs within %s on %s; the entries are written again and not acknowledged meanwhile",
+			got, s.cfg.waitN, n, s.cfg.waitTimeout, addrOf(s.client))
 	}
 	return nil
 }
@@ -156,11 +185,15 @@ func (s *Sink) WriteDeadLetters(ctx context.Context, letters []sluice.DeadLetter
 	for i, d := range letters {
 		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.cfg.deadLetter, Values: s.codec.deadLetterFields(d)})
 	}
+	wait := s.queueWait(ctx, pipe)
 	_, err := pipe.Exec(ctx)
 	if err != nil && !isServerError(err) {
 		// The connection failed: no reply can be trusted, and the
 		// pipeline writes the whole batch again.
 		return fmt.Errorf("redisstream: XADD of %d dead letters to %q on %s: %w", len(letters), s.cfg.deadLetter, addrOf(s.client), err)
+	}
+	if err := s.checkWait(wait, len(letters)); err != nil {
+		return err // nothing acknowledged: the letters are written again
 	}
 	var werrs sluice.WriteErrors
 	for i, c := range cmds {
