@@ -251,8 +251,11 @@ func connectRedis(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 		return nil, fmt.Errorf("redis source: %w", err)
 	}
 	p.closers = append(p.closers, src.Close)
-	snk, err := redisstream.NewSink(ctx, c.Output,
-		redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithDeadLetterStream(c.DeadLetter))
+	sinkOpts := []redisstream.SinkOption{redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithDeadLetterStream(c.DeadLetter)}
+	if c.RedisWaitReplicas > 0 {
+		sinkOpts = append(sinkOpts, redisstream.WithWaitReplicas(c.RedisWaitReplicas, c.RedisWaitTimeout))
+	}
+	snk, err := redisstream.NewSink(ctx, c.Output, sinkOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("redis sink: %w", err)
 	}

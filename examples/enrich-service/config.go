@@ -63,6 +63,10 @@ type config struct {
 	RedisUser     string
 	RedisTLS      bool
 	RedisCAFile   string
+	// Replicas each Redis write must reach (WAIT) before its entries are
+	// acknowledged; 0: none.
+	RedisWaitReplicas int
+	RedisWaitTimeout  time.Duration
 
 	// The enrichment cache.
 	Cache cacheConfig
@@ -120,6 +124,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.RedisUser, "redis-user", "", "Redis ACL `user` (password from "+envRedisPassword+")")
 	fs.BoolVar(&c.RedisTLS, "redis-tls", false, "connect to Redis with TLS (implied by -redis-ca-file)")
 	fs.StringVar(&c.RedisCAFile, "redis-ca-file", "", "PEM `file` of the CAs that sign the Redis server's certificate (default: system roots)")
+	fs.IntVar(&c.RedisWaitReplicas, "redis-wait-replicas", 0, "Redis: replicas that must confirm each batch of writes (WAIT) before its entries are acknowledged; 0 = do not wait")
+	fs.DurationVar(&c.RedisWaitTimeout, "redis-wait-timeout", 500*time.Millisecond, "Redis: how long -redis-wait-replicas waits; fewer confirmations make the batch be written again")
 	c.Tuning.register(fs)
 	c.Cache.Size = defaultCacheSize
 	fs.StringVar(&c.Cache.Kind, "cache", "memory", "enrichment `cache`: memory (in this process), redis (shared by instances, with a TTL) or off; a hit skips the model call")
@@ -187,6 +193,12 @@ func (c *config) validate() error {
 		if v == "" {
 			bad("%s: empty", name)
 		}
+	}
+	if c.RedisWaitReplicas < 0 {
+		bad("-redis-wait-replicas %d: must be >= 0", c.RedisWaitReplicas)
+	}
+	if c.RedisWaitReplicas > 0 && (c.RedisWaitTimeout < time.Millisecond || c.RedisWaitTimeout > time.Minute) {
+		bad("-redis-wait-timeout %s: must be between 1ms and 1m", c.RedisWaitTimeout)
 	}
 	if c.ExactlyOnce && c.Source != "kafka" {
 		bad("-exactly-once: Kafka only; a Redis sink acknowledges each entry in the round trip after its XADD (see docs/guarantees.md)")
@@ -270,6 +282,7 @@ func (c *config) redacted() map[string]any {
 		"drain_timeout":           c.DrainTimeout.String(),
 		"instance_id":             c.InstanceID,
 		"exactly_once":            c.ExactlyOnce,
+		"redis_wait_replicas":     c.RedisWaitReplicas,
 		"health_addr":             c.HealthAddr,
 		"log_format":              c.LogFormat,
 		"model_api_key":           secretState(c.apiKey),
