@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -140,12 +142,17 @@ func BenchmarkKafkaExactlyOnceThroughput(b *testing.B) {
 	}
 }
 
-// BenchmarkKafkaExactlyOnceLatency feeds b.N events at 5,000/s through a
-// pass-through at least once and exactly once, and reports the latency
-// from the input record's timestamp to the moment a downstream consumer
-// can read the output (acknowledged, or committed).
+// BenchmarkKafkaExactlyOnceLatency feeds b.N events at
+// SLUICE_LATENCY_RATE events/s (default 1,000) through a pass-through at
+// least once and exactly once, and reports the latency from the input
+// record's timestamp to the moment a downstream consumer can read the
+// output (acknowledged, or committed).
 func BenchmarkKafkaExactlyOnceLatency(b *testing.B) {
 	bs := brokers(b)
+	rate := 1000
+	if v, err := strconv.Atoi(os.Getenv("SLUICE_LATENCY_RATE")); err == nil && v > 0 {
+		rate = v
+	}
 	cases := []struct {
 		name string
 		run  passThrough
@@ -164,7 +171,7 @@ func BenchmarkKafkaExactlyOnceLatency(b *testing.B) {
 				lat.mu.Lock()
 				lat.from = time.Now().Add(time.Second) // the first second warms up connections
 				lat.mu.Unlock()
-				go func() { defer close(fed); feed(b, bs, in, b.N, benchRate) }()
+				go func() { defer close(fed); feed(b, bs, in, b.N, rate) }()
 			})
 			<-fed
 			lat.report(b)
