@@ -359,14 +359,21 @@ func (t *TxnSink) checkSize(r staged) error {
 	return nil
 }
 
-// part returns the claim's part, creating it. Caller holds t.mu.
+// part returns the claim's part, creating it. A claim already revoked gets
+// a dead part that is not kept: nothing more is committed for it, and a
+// transaction never carries its offsets (with a stale generation they would
+// fail the whole transaction). Caller holds t.mu.
 func (t *TxnSink) part(c *claim) *txnPart {
 	p := t.parts[c]
 	if p == nil {
 		c.mu.Lock()
-		from := c.marked
+		from, revoked := c.marked, c.revoked
 		c.mu.Unlock()
 		p = &txnPart{recs: map[int64]staged{}, committed: from, abandoned: -1}
+		if revoked {
+			p.dead = fmt.Errorf("kafka: partition %s/%d was revoked before these offsets were committed", c.topic, c.partition)
+			return p
+		}
 		t.parts[c] = p
 	}
 	return p
