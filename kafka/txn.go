@@ -570,7 +570,6 @@ func (t *TxnSink) commit(only *claim) error {
 		t.settle(cuts, fmt.Errorf("%w: %w", ErrFenced, err))
 		return nil
 	default:
-		t.aborts.Add(1)
 		return err
 	}
 }
@@ -630,6 +629,9 @@ func (t *TxnSink) transact(cuts []cut) error {
 // which ends the transaction on the broker's side, and the group's
 // committed offsets then say whether it committed.
 func (t *TxnSink) recover(cuts []cut, err error) error {
+	if !isFenced(err) {
+		t.aborts.Add(1) // counted now: ending it may wait for the cluster
+	}
 	ap := t.ap
 	if ap.TxnStatus()&sarama.ProducerTxnFlagFatalError == 0 {
 		if aerr := ap.AbortTxn(); aerr == nil {

@@ -371,3 +371,75 @@ func TestKafkaTxnSinkOptions(t *testing.T) {
 		t.Errorf("Ack on the source of a transactional sink: %v, want ErrFatal", err)
 	}
 }
+
+// TestKafkaTxnSurvivesProducerFaults takes the transactional producer's
+// connections down (the proxy refuses them) for a few seconds, then resets
+// every connection for a while, during the run: transactions fail and are
+// aborted or the producer rebuilt, their events stay staged, and a later
+// transaction commits them; a read_committed consumer sees every input once.
+func TestKafkaTxnSurvivesProducerFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: waits out producer retries")
+	}
+	bs := brokers(t)
+	const n = 2000
+	in := createTopic(t, bs, "txfault-in", 4)
+	out := createTopic(t, bs, "txfault-out", 4)
+	dlq := createTopic(t, bs, "txfault-dlq", 1)
+	group := in + "-g"
+	produce(t, bs, in, 4, n)
+	proxy, viaProxy, _ := proxied(t, bs[0])
+
+	src, err := NewSource(context.Background(), bs, group, []string{in}, WithLogger(testutil.Quiet()), WithReadCommitted())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	snk, err := NewTxnSink(context.Background(), bs, out, src, in+"-tx", WithDeadLetterTopic(dlq), WithLogger(testutil.Quiet()), viaProxy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snk.Close()
+	slow := sluice.EnricherFunc(func(ctx context.Context, m *sluice.Message) (*sluice.Message, error) {
+		select { // about 800 events/s with 16 calls at once: the run spans the faults
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return outOfOrder.Enrich(ctx, m)
+	})
+	p, err := sluice.New(src, slow, snk, sluice.WithLogger(testutil.Quiet()), sluice.WithConcurrency(16), sluice.WithDrainTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	testutil.WaitFor(t, time.Minute, "some events committed", func() (bool, string) {
+		st := snk.Stats()
+		return st.Events >= 200, fmt.Sprintf("%+v", st)
+	})
+	if err := proxy.Down(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, time.Minute, "a transaction failed", func() (bool, string) {
+		st := snk.Stats()
+		return st.Aborts > 0, fmt.Sprintf("%+v", st)
+	})
+	if err := proxy.Up(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 2*time.Minute, "all committed", func() (bool, string) {
+		st := snk.Stats()
+		return st.Events >= n, fmt.Sprintf("%+v", st)
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	outs, dls := readCommitted(t, bs, out), readCommitted(t, bs, dlq)
+	if missing, dups := exactlyOnce(t, n, outs, dls); missing != 0 || dups != 0 {
+		t.Fatalf("%d missing, %d duplicates; %+v", missing, dups, snk.Stats())
+	}
+	t.Logf("producer faults: %+v", snk.Stats())
+}
