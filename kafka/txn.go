@@ -83,10 +83,12 @@ type TxnSink struct {
 	timeout  time.Duration // connect timeout
 	interval time.Duration
 
-	txMu   sync.Mutex // one transaction at a time; guards client and ap
-	client sarama.Client
-	ap     sarama.AsyncProducer
-	broken bool // the producer failed for good and must be rebuilt
+	txMu     sync.Mutex // one transaction at a time; guards ap and broken
+	ap       sarama.AsyncProducer
+	broken   bool       // the producer failed for good and must be rebuilt
+	clientMu sync.Mutex // guards client, which Ready reads during a transaction
+	client   sarama.Client
+	closeOne sync.Once
 
 	mu     sync.Mutex
 	parts  map[*claim]*txnPart
@@ -255,7 +257,10 @@ func (t *TxnSink) connect(ctx context.Context) error {
 		}
 		return fmt.Errorf("kafka: transactional producer %q: %w", t.id, err)
 	}
-	t.client, t.ap, t.broken = client, ap, false
+	t.clientMu.Lock()
+	t.client = client
+	t.clientMu.Unlock()
+	t.ap, t.broken = ap, false
 	go t.drainErrors(ap)
 	return nil
 }
@@ -664,8 +669,11 @@ func (t *TxnSink) recover(cuts []cut, err error) error {
 func (t *TxnSink) rebuild() error {
 	if t.ap != nil {
 		_ = t.ap.Close()
+		t.clientMu.Lock()
 		_ = t.client.Close()
-		t.ap, t.client = nil, nil
+		t.client = nil
+		t.clientMu.Unlock()
+		t.ap = nil
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.timeout)
 	defer cancel()
@@ -802,9 +810,9 @@ func (t *TxnSink) Ready(ctx context.Context) error {
 		return fmt.Errorf("%w: transactional sink closed", ErrNotReady)
 	}
 	_, err := call(ctx, func() (struct{}, error) {
-		t.txMu.Lock()
+		t.clientMu.Lock()
 		client := t.client
-		t.txMu.Unlock()
+		t.clientMu.Unlock()
 		if client == nil {
 			return struct{}{}, errors.New("producer being rebuilt")
 		}
@@ -828,12 +836,12 @@ func (t *TxnSink) Ready(ctx context.Context) error {
 // finishes first. Call [TxnSink.Flush] before, as the pipeline does, to
 // commit what finished.
 func (t *TxnSink) Close() error {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return nil
-	}
-	t.mu.Unlock()
+	var err error
+	t.closeOne.Do(func() { err = t.close() })
+	return err
+}
+
+func (t *TxnSink) close() error {
 	t.cancel()
 	t.wg.Wait()
 	t.txMu.Lock()
@@ -854,9 +862,11 @@ func (t *TxnSink) Close() error {
 	var err error
 	if t.ap != nil {
 		err = t.ap.Close()
+		t.clientMu.Lock()
 		if cerr := t.client.Close(); err == nil && cerr != nil && !errors.Is(cerr, sarama.ErrClosedClient) {
 			err = cerr
 		}
+		t.clientMu.Unlock()
 	}
 	if err != nil {
 		return fmt.Errorf("kafka: close transactional sink: %w", err)
