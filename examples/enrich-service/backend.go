@@ -238,8 +238,10 @@ func connectRedis(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 	if consumer == "" {
 		consumer, _ = os.Hostname()
 	}
-	// Source and sink share the client, so that a dead letter is written
-	// and acknowledged in one MULTI/EXEC. The client is closed last.
+	// Source and sink share the client, so that a dead letter's entry is
+	// acknowledged in the round trip right after its XADD was confirmed
+	// (not in a MULTI/EXEC, which would run the XACK even if the XADD
+	// failed). The client is closed last.
 	// A new group reads the stream from its oldest entry, as a new Kafka
 	// group starts at the oldest offset: that is both adapters' default.
 	srcOpts := []redisstream.SourceOption{redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithConsumer(consumer)}
