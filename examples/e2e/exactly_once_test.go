@@ -94,6 +94,50 @@ func TestExactlyOnceSIGKILLKafka(t *testing.T) {
 	t.Logf("verify read_uncommitted (aborted records included): %s", bytes.TrimSpace(raw))
 }
 
+// TestSIGKILLRedisWritesAndAcksTogether is the same run on Redis Streams
+// (no -exactly-once: the sink shares the source's client and writes each
+// batch's outputs and their XACK in one script). Nothing may be missing;
+// the duplicates are logged: only a dead letter, acknowledged in the round
+// trip after its XADD, can be written twice by a kill.
+func TestSIGKILLRedisWritesAndAcksTogether(t *testing.T) {
+	b := redisBackend(t)
+	bin := buildBinaries(t)
+	run := fmt.Sprintf("e2e-rediskill-%d", time.Now().UnixNano())
+	t.Cleanup(func() { b.remove(run+".in", run+".out", run+".dlq") })
+	model := llmtest.NewServer(llmtest.WithLatency(llmtest.Fixed(5 * time.Millisecond)))
+	defer model.Close()
+	const n, kills = 6000, 3
+	values, malformed := sampleValues(n)
+	b.publish(t, run+".in", values)
+	env := eosEnv(b, run, run+"-0", model)
+	env = append(env[:len(env):len(env)], "SLUICE_EXACTLY_ONCE=false")
+	for k := range kills {
+		s := startService(t, bin, env, fmt.Sprintf("run%d", k+1))
+		waitHealth(t, s, 120*time.Second, "a share of the events processed", func(h sluice.Health) bool {
+			return h.Processed >= n/(kills+1)/2 || (h.ConsumerLag == 0 && h.InFlight == 0 && h.Processed > 0)
+		})
+		_ = s.cmd.Process.Signal(syscall.SIGKILL)
+		s.wait(t, 30*time.Second)
+	}
+	s := startService(t, bin, env, "final")
+	drained(t, s, 1)
+	s.stop(t, syscall.SIGTERM, 0)
+	out, code := runVerify(t, bin, env, "-input", run+".in", "-output", run+".out", "-dead-letter", run+".dlq")
+	var rep struct {
+		Input      int `json:"input_count"`
+		Missing    int `json:"missing_count"`
+		Duplicates int `json:"duplicate_count"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		t.Fatalf("verify printed %q (exit %d): %v", out, code, err)
+	}
+	t.Logf("%d SIGKILLs over %d Redis entries (%d malformed): %s; the model answered %d events",
+		kills, n, malformed, bytes.TrimSpace(out), model.Stats().Events)
+	if rep.Input != n || rep.Missing != 0 {
+		t.Fatalf("verify: %+v", rep)
+	}
+}
+
 // TestExactlyOnceRebalanceKafka runs three enrich-service -exactly-once
 // instances in one group over a 6,000-event topic: they join one after the
 // other while events flow, the first leaves with SIGTERM, the second is
