@@ -143,6 +143,7 @@ type config struct {
 	deadLetter  string
 	waitN       int           // replicas that must confirm each write; 0: none
 	waitTimeout time.Duration // how long to wait for them
+	atomicAck   bool          // outputs and their XACK in one script
 
 	logger *slog.Logger
 	errs   optcheck.Errors
@@ -464,6 +465,19 @@ func WithWaitReplicas(n int, timeout time.Duration) SinkOption {
 		}
 		cfg.waitN, cfg.waitTimeout = n, timeout
 	})
+}
+
+// WithAtomicAck makes a [Sink] whose messages come from a [Source] on the
+// very same *redis.Client write each batch's outputs and acknowledge their
+// entries in one Lua script, which Redis runs whole: no crash can then fall
+// between an output and its acknowledgement, so a restart does not write
+// outputs again. It costs throughput on a pass-through (a script instead of
+// pipelined XADDs: 54k instead of 78k events/s with the tuned settings and
+// 65k instead of 78k with the defaults, in two back-to-back runs of
+// BenchmarkPassThrough). It does nothing with [WithWaitReplicas]
+// (the WAIT must come before any XACK) or a cluster client. Off by default.
+func WithAtomicAck() SinkOption {
+	return sinkOnly(func(cfg *config) { cfg.atomicAck = true })
 }
 
 // WithDeadLetterStream sets the stream a [Sink] writes dead letters to; it

@@ -77,9 +77,9 @@ func (s *Sink) DeadLetterStream() string { return s.cfg.deadLetter }
 // [sluice.AppendOriginHeaders]. Write returns nil only once Redis has
 // answered every XADD.
 //
-// When every message of the batch was read by one [Source] that uses the
-// very same *redis.Client as this sink, and [WithWaitReplicas] is not set,
-// the XADDs and the XACK of their entries run in one Lua script: Redis runs
+// With [WithAtomicAck], when every message of the batch was read by one
+// [Source] that uses the very same *redis.Client as this sink (and
+// [WithWaitReplicas] is not set), the XADDs and the XACK of their entries run in one Lua script: Redis runs
 // it whole, so no crash can leave an output written and its entry pending
 // (which would write it again after a restart). The pipeline's own XACK
 // afterwards is harmless. If a command of the script fails (WRONGTYPE),
@@ -181,10 +181,10 @@ return added
 // ackingSource returns the Source whose entries msgs are when the sink can
 // acknowledge them itself, in the script that writes their outputs: every
 // message comes from that one Source, which uses this sink's *redis.Client
-// (a single server, so that both streams are on it), and no replica wait is
-// asked for (an XACK must not precede the WAIT). Otherwise nil.
+// (a single server, so that both streams are on it), [WithAtomicAck] is set
+// and no replica wait is asked for (an XACK must not precede the WAIT). Otherwise nil.
 func (s *Sink) ackingSource(msgs []*sluice.Message, all [][]any) *Source {
-	if s.cfg.waitN > 0 {
+	if !s.cfg.atomicAck || s.cfg.waitN > 0 {
 		return nil
 	}
 	if _, single := s.client.(*redis.Client); !single {

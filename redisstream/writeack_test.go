@@ -9,7 +9,8 @@ import (
 	"github.com/sluicehq/sluice/redisstream"
 )
 
-// When the source and the sink share one client, Write appends the outputs
+// With WithAtomicAck, when the source and the sink share one client, Write
+// appends the outputs
 // and acknowledges their entries in one script, so an entry is never left
 // pending once its output exists (no crash can fall between the two). A
 // sink on another client only writes, and the entries wait for the
@@ -25,7 +26,7 @@ func TestWriteAcknowledgesAtomically(t *testing.T) {
 		if !shared {
 			opt = redisstream.WithAddr(redisAddr(t))
 		}
-		snk, err := redisstream.NewSink(context.Background(), out, opt, redisstream.WithMaxLen(100))
+		snk, err := redisstream.NewSink(context.Background(), out, opt, redisstream.WithMaxLen(100), redisstream.WithAtomicAck())
 		if err != nil {
 			t.Fatal(err)
 		}

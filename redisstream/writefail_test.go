@@ -226,7 +226,7 @@ func TestDeadLettersPartlyRefused(t *testing.T) {
 // key holds a string: no entry bound for that key may be acknowledged while
 // Redis refuses the XADDs, and everything arrives once the key is fixed.
 func TestRefusedWritesStayPending(t *testing.T) {
-	for _, broken := range []string{"output", "dead-letter"} {
+	for _, broken := range []string{"output", "dead-letter", "output-atomic-ack"} {
 		t.Run(broken, func(t *testing.T) {
 			c := newClient(t)
 			ctx := ctxT(t, 60*time.Second)
@@ -243,7 +243,11 @@ func TestRefusedWritesStayPending(t *testing.T) {
 			const n = 40
 			_, classes := publishClasses(t, c, in, n)
 			src := newSource(t, in, "g", redisstream.WithClient(c))
-			sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithLogger(testutil.Logger(t)))
+			opts := []redisstream.SinkOption{redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithLogger(testutil.Logger(t))}
+			if broken == "output-atomic-ack" {
+				opts = append(opts, redisstream.WithAtomicAck()) // the script stops at the refused XADD, before the XACK
+			}
+			sink, err := redisstream.NewSink(context.Background(), out, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}

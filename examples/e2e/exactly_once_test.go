@@ -95,8 +95,8 @@ func TestExactlyOnceSIGKILLKafka(t *testing.T) {
 }
 
 // TestSIGKILLRedisWritesAndAcksTogether is the same run on Redis Streams
-// (no -exactly-once: the sink shares the source's client and writes each
-// batch's outputs and their XACK in one script). Nothing may be missing;
+// with -redis-atomic-ack: the sink shares the source's client and writes
+// each batch's outputs and their XACK in one script. Nothing may be missing;
 // the duplicates are logged: only a dead letter, acknowledged in the round
 // trip after its XADD, can be written twice by a kill.
 func TestSIGKILLRedisWritesAndAcksTogether(t *testing.T) {
@@ -110,7 +110,7 @@ func TestSIGKILLRedisWritesAndAcksTogether(t *testing.T) {
 	values, malformed := sampleValues(n)
 	b.publish(t, run+".in", values)
 	env := eosEnv(b, run, run+"-0", model)
-	env = append(env[:len(env):len(env)], "SLUICE_EXACTLY_ONCE=false")
+	env = append(env[:len(env):len(env)], "SLUICE_EXACTLY_ONCE=false", "SLUICE_REDIS_ATOMIC_ACK=true")
 	for k := range kills {
 		s := startService(t, bin, env, fmt.Sprintf("run%d", k+1))
 		waitHealth(t, s, 120*time.Second, "a share of the events processed", func(h sluice.Health) bool {

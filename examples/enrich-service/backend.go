@@ -254,6 +254,9 @@ func connectRedis(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 	}
 	p.closers = append(p.closers, src.Close)
 	sinkOpts := []redisstream.SinkOption{redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithDeadLetterStream(c.DeadLetter)}
+	if c.RedisAtomicAck {
+		sinkOpts = append(sinkOpts, redisstream.WithAtomicAck())
+	}
 	if c.RedisWaitReplicas > 0 {
 		sinkOpts = append(sinkOpts, redisstream.WithWaitReplicas(c.RedisWaitReplicas, c.RedisWaitTimeout))
 	}

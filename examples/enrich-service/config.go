@@ -67,6 +67,7 @@ type config struct {
 	// acknowledged; 0: none.
 	RedisWaitReplicas int
 	RedisWaitTimeout  time.Duration
+	RedisAtomicAck    bool
 
 	// The enrichment cache.
 	Cache cacheConfig
@@ -126,6 +127,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.RedisCAFile, "redis-ca-file", "", "PEM `file` of the CAs that sign the Redis server's certificate (default: system roots)")
 	fs.IntVar(&c.RedisWaitReplicas, "redis-wait-replicas", 0, "Redis: replicas that must confirm each batch of writes (WAIT) before its entries are acknowledged; 0 = do not wait")
 	fs.DurationVar(&c.RedisWaitTimeout, "redis-wait-timeout", 500*time.Millisecond, "Redis: how long -redis-wait-replicas waits; fewer confirmations make the batch be written again")
+	fs.BoolVar(&c.RedisAtomicAck, "redis-atomic-ack", false, "Redis: write each batch's outputs and acknowledge their entries in one script, so that a crash never writes an output twice (costs pass-through throughput)")
 	c.Tuning.register(fs)
 	c.Cache.Size = defaultCacheSize
 	fs.StringVar(&c.Cache.Kind, "cache", "memory", "enrichment `cache`: memory (in this process), redis (shared by instances, with a TTL) or off; a hit skips the model call")
@@ -283,6 +285,7 @@ func (c *config) redacted() map[string]any {
 		"instance_id":             c.InstanceID,
 		"exactly_once":            c.ExactlyOnce,
 		"redis_wait_replicas":     c.RedisWaitReplicas,
+		"redis_atomic_ack":        c.RedisAtomicAck,
 		"health_addr":             c.HealthAddr,
 		"log_format":              c.LogFormat,
 		"model_api_key":           secretState(c.apiKey),
