@@ -472,9 +472,8 @@ func WithWaitReplicas(n int, timeout time.Duration) SinkOption {
 // entries in one Lua script, which Redis runs whole: no crash can then fall
 // between an output and its acknowledgement, so a restart does not write
 // outputs again. It costs throughput on a pass-through (a script instead of
-// pipelined XADDs: 54k instead of 78k events/s with the tuned settings and
-// 65k instead of 78k with the defaults, in two back-to-back runs of
-// BenchmarkPassThrough). It does nothing with [WithWaitReplicas]
+// pipelined XADDs: 64–65k instead of 86–101k events/s with the defaults in
+// one run of BenchmarkPassThrough). It does nothing with [WithWaitReplicas]
 // (the WAIT must come before any XACK) or a cluster client. Off by default.
 func WithAtomicAck() SinkOption {
 	return sinkOnly(func(cfg *config) { cfg.atomicAck = true })
