@@ -166,9 +166,11 @@ func (w *ackWait) finish() {
 // and [WithTxnInterval]; bad options fail with an error matching
 // [sluice.ErrInvalidConfig]. Before it returns it initialises the
 // transactional producer, which aborts or completes a transaction left
-// open by a previous run with the same id; a cluster that refuses
-// transactions fails it with an error matching [ErrTransactionsUnavailable],
-// and one that does not answer with [ErrUnreachable].
+// open by a previous run with the same id; a cluster whose transaction
+// coordinator does not answer within the connect timeout
+// ([WithConnectTimeout]) fails it with an error matching
+// [ErrTransactionsUnavailable], and one that does not answer at all with
+// [ErrUnreachable].
 func NewTxnSink(ctx context.Context, brokers []string, topic string, src *Source, transactionalID string, opts ...SinkOption) (*TxnSink, error) {
 	c := sinkConfig(opts)
 	validBrokers(c, brokers)
@@ -248,9 +250,12 @@ func (t *TxnSink) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ap, err := call(ctx, func() (sarama.AsyncProducer, error) { return sarama.NewAsyncProducerFromClient(client) })
+	ap, err := initProducer(ctx, client, t.timeout)
 	if err != nil {
 		_ = client.Close()
+		if errors.Is(err, errInitTimeout) {
+			return fmt.Errorf("%w: transactional producer %q: InitProducerId got no answer within %s (WithConnectTimeout); check that the brokers' transaction.state.log.replication.factor and transaction.state.log.min.isr do not exceed the number of brokers: %w", ErrTransactionsUnavailable, t.id, t.timeout, err)
+		}
 		if errors.Is(err, sarama.ErrConsumerCoordinatorNotAvailable) || errors.Is(err, sarama.ErrNotCoordinatorForConsumer) ||
 			errors.Is(err, sarama.ErrTransactionCoordinatorFenced) || errors.Is(err, sarama.ErrOffsetsLoadInProgress) {
 			return fmt.Errorf("%w: transactional producer %q: InitProducerId: %w; check that the brokers' transaction.state.log.replication.factor and transaction.state.log.min.isr do not exceed the number of brokers", ErrTransactionsUnavailable, t.id, err)
@@ -263,6 +268,44 @@ func (t *TxnSink) connect(ctx context.Context) error {
 	t.ap, t.broken = ap, false
 	go t.drainErrors(ap)
 	return nil
+}
+
+// errInitTimeout is why initProducer gave up.
+var errInitTimeout = errors.New("timed out")
+
+// initProducer builds the transactional producer, whose constructor runs
+// InitProducerId and retries it for as long as the coordinator is
+// unavailable, within timeout or until ctx ends. A producer built after
+// that is closed.
+func initProducer(ctx context.Context, client sarama.Client, timeout time.Duration) (sarama.AsyncProducer, error) {
+	type result struct {
+		ap  sarama.AsyncProducer
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		ap, err := sarama.NewAsyncProducerFromClient(client)
+		ch <- result{ap, err}
+	}()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	abandon := func() {
+		go func() {
+			if r := <-ch; r.ap != nil {
+				_ = r.ap.Close()
+			}
+		}()
+	}
+	select {
+	case r := <-ch:
+		return r.ap, r.err
+	case <-t.C:
+		abandon()
+		return nil, errInitTimeout
+	case <-ctx.Done():
+		abandon()
+		return nil, ctx.Err()
+	}
 }
 
 // drainErrors reads the producer's errors until it closes: a record that
