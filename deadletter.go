@@ -18,6 +18,12 @@ const (
 	HeaderSourceOffset    = "source_offset"
 	HeaderSourceStream    = "source_stream"
 	HeaderSourceID        = "source_id"
+	// HeaderIdempotencyKey is on every output and dead letter: the origin of
+	// the input it was made from ([Origin.String], such as
+	// "orders/3@1042" or "orders/1700000000000-0"). A redelivered input
+	// yields a record with the same key, so a consumer that keeps the keys
+	// it has seen (see [Dedup]) drops the copies.
+	HeaderIdempotencyKey = "idempotency_key"
 )
 
 // maxReasonLen caps the failure_reason header so that an enormous error text
@@ -60,19 +66,24 @@ func (d DeadLetter) Headers() []Header {
 
 // AppendOriginHeaders appends the headers that record where a message came
 // from: source_topic, source_partition and source_offset for offset-based
-// sources, or source_stream and source_id for ID-based ones. Sinks put them
-// on enriched records so that a verifier can match outputs to inputs.
+// sources, or source_stream and source_id for ID-based ones, then
+// idempotency_key ([HeaderIdempotencyKey]). Sinks put them on enriched
+// records so that a verifier can match outputs to inputs, and a consumer
+// can drop redelivered copies.
 func AppendOriginHeaders(hs []Header, o Origin) []Header {
+	key := Header{Key: HeaderIdempotencyKey, Value: []byte(o.String())}
 	if o.ID != "" {
 		return append(hs,
 			Header{Key: HeaderSourceStream, Value: []byte(o.Topic)},
 			Header{Key: HeaderSourceID, Value: []byte(o.ID)},
+			key,
 		)
 	}
 	return append(hs,
 		Header{Key: HeaderSourceTopic, Value: []byte(o.Topic)},
 		Header{Key: HeaderSourcePartition, Value: strconv.AppendInt(nil, int64(o.Partition), 10)},
 		Header{Key: HeaderSourceOffset, Value: strconv.AppendInt(nil, o.Offset, 10)},
+		key,
 	)
 }
 

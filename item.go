@@ -34,6 +34,7 @@ type item struct {
 	traced    bool        // a tracer follows it (see EventTracer)
 	letter    *Message    // the dead letter's message, when a tracer set its headers
 	keyed     bool        // holds its key's turn, when ordering by key
+	unsettled bool        // an AsyncAcker took its ack and settled it as not committed
 	grp       *fetchGroup // the fetch it came in, for the oldest-event age
 }
 

@@ -31,10 +31,11 @@ type Pipeline struct {
 	lagCache lagCache
 }
 
-// New builds a pipeline from src, enr and sink. The source must implement
-// [Acker] unless [WithAcker] is given, and a dead-letter writer must be
-// available: either sink implements [DeadLetterWriter] or [WithDeadLetter]
-// names one. Bad options are all reported at once, each matching
+// New builds a pipeline from src, enr and sink. The acker is the sink when
+// it implements [AsyncAcker] (it commits outputs and positions together),
+// else the source, which must then implement [Acker] unless [WithAcker] is
+// given; and a dead-letter writer must be available: either sink
+// implements [DeadLetterWriter] or [WithDeadLetter] names one. Bad options are all reported at once, each matching
 // [ErrInvalidConfig].
 func New(src Source, enr Enricher, sink Sink, opts ...Option) (*Pipeline, error) {
 	cfg := defaultConfig()
@@ -51,7 +52,11 @@ func New(src Source, enr Enricher, sink Sink, opts ...Option) (*Pipeline, error)
 		cfg.invalid("New(sink)", "the sink is nil", "")
 	}
 	if cfg.acker == nil {
-		if a, ok := src.(Acker); ok {
+		if a, ok := sink.(AsyncAcker); ok {
+			// A sink that commits what it writes together with the
+			// consumed positions (a transactional sink) is the acker.
+			cfg.acker = a
+		} else if a, ok := src.(Acker); ok {
 			cfg.acker = a
 		} else if src != nil {
 			cfg.invalid("New(src)", fmt.Sprintf("source %T does not implement Acker", src), "pass WithAcker")

@@ -35,9 +35,10 @@ type runner struct {
 	write   chan *item      // runner and workers → writers
 	written chan []*item    // writers → runner
 
-	win  *window
-	ctl  *windowCtl // nil when WithMaxInFlight pins the window
-	gate gate
+	win   *window
+	async AsyncAcker // the acker, when it settles acks later
+	ctl   *windowCtl // nil when WithMaxInFlight pins the window
+	gate  gate
 
 	// Shared with workers and writers.
 	mode      atomic.Int32  // a stopMode
@@ -95,6 +96,7 @@ func newRunner(p *Pipeline) *runner {
 		tracers: tracers(p.cfg.observers),
 	}
 	r.pool.New = func() any { return new(item) }
+	r.async, _ = p.acker.(AsyncAcker)
 	if p.cfg.windowMin < p.cfg.windowMax {
 		r.ctl = newWindowCtl(p.cfg.windowMin, p.cfg.windowMax)
 	}
@@ -273,6 +275,9 @@ func (r *runner) onFetched(msgs []*Message) {
 	p.stats.received.Add(uint64(len(msgs)))
 	if r.stopping() { // fetched as the stop began: left for redelivery
 		r.win.release(len(msgs))
+		if r.async != nil {
+			r.async.Abandon(msgs)
+		}
 		return
 	}
 	r.outstanding += len(msgs)
@@ -431,6 +436,9 @@ func (r *runner) onWritten(batch []*item) {
 func (r *runner) retire(it *item) {
 	if it.traced {
 		r.traceFinished(it)
+	}
+	if r.async != nil && it.status != statusEnriched && it.status != statusDead && !it.unsettled {
+		r.async.Abandon([]*Message{it.in}) // acks held behind it are given up on
 	}
 	r.releaseKey(it)
 	r.outstanding--

@@ -151,3 +151,30 @@ type Readier interface {
 type Flusher interface {
 	Flush(ctx context.Context) error
 }
+
+// AsyncAcker is an optional capability of an [Acker] whose acknowledgements
+// become durable only later, and all together with the outputs: for example
+// a Kafka sink that writes outputs, dead letters and the consumed offsets in
+// one transaction, and may commit an offset only once every offset below it
+// has finished. When the pipeline's acker implements AsyncAcker, the
+// pipeline calls AckAsync instead of Ack, and each event keeps its in-flight
+// slot until done reports it: so events that finish above an unfinished one
+// are held within the bounded window.
+//
+// AckAsync records msgs as finished and returns at once. It calls done
+// exactly once, from any goroutine, when every message of msgs is settled:
+// with nil when all were committed, or with a [WriteErrors] listing the
+// messages that were not (for example their partition moved to another
+// consumer, or the pipeline abandoned an event below them); those are
+// delivered again and their outputs never become visible. done must not
+// block for long.
+//
+// Abandon tells the acker that msgs will not be acked in this run (the
+// pipeline is stopping and left them unfinished): acks waiting behind them
+// can never be committed and are settled at once as not committed. Abandon
+// must not block.
+type AsyncAcker interface {
+	Acker
+	AckAsync(ctx context.Context, msgs []*Message, done func(error))
+	Abandon(msgs []*Message)
+}

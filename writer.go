@@ -18,8 +18,14 @@ func (r *runner) writer() {
 	p := r.p
 	batch := make([]*item, 0, p.cfg.writeBatch)
 	var w batchWriter
+	async, _ := p.acker.(AsyncAcker)
 	for it := range r.write {
 		batch = chans.TakeMore(append(batch[:0], it), r.write, p.cfg.writeBatch, nil)
+		if async != nil {
+			w.write(r, batch)
+			w.ackAsync(r, async, slices.Clone(batch))
+			continue
+		}
 		w.flush(r, batch)
 		r.written <- slices.Clone(batch)
 	}
@@ -33,6 +39,13 @@ type batchWriter struct {
 }
 
 func (w *batchWriter) flush(r *runner, batch []*item) {
+	w.write(r, batch)
+	w.ack(r, batch)
+}
+
+// write writes a batch's outputs to the sink and its failures to the
+// dead-letter writer.
+func (w *batchWriter) write(r *runner, batch []*item) {
 	p := r.p
 	// 1. Enriched outputs to the sink. Outputs the sink rejects for good
 	// become dead letters, unless the refusal is also fatal: one no event
@@ -94,8 +107,11 @@ func (w *batchWriter) flush(r *runner, batch []*item) {
 	}, func(it *item, err error) {
 		it.status, it.err, it.refusedBy = statusRefused, err, "dead-letter writer"
 	})
+}
 
-	// 3. Ack everything that was written.
+// ack acknowledges everything of a batch that was written.
+func (w *batchWriter) ack(r *runner, batch []*item) {
+	p := r.p
 	w.msgs = w.msgs[:0]
 	w.items = w.items[:0]
 	for _, it := range batch {
@@ -113,6 +129,45 @@ func (w *batchWriter) flush(r *runner, batch []*item) {
 	}
 	clear(w.msgs)
 	clear(w.items)
+}
+
+// ackAsync hands what a batch wrote to an [AsyncAcker] and reports the
+// batch to the runner once the acker has settled it: the batch's events
+// keep their in-flight slots until their acks are committed. batch is the
+// writer's to give away.
+func (w *batchWriter) ackAsync(r *runner, a AsyncAcker, batch []*item) {
+	var items []*item
+	var msgs []*Message
+	for _, it := range batch {
+		if it.status == statusEnriched || it.status == statusDead {
+			items = append(items, it)
+			msgs = append(msgs, it.in)
+		}
+	}
+	if len(msgs) == 0 {
+		r.written <- batch
+		return
+	}
+	a.AckAsync(r.writeCtx, msgs, func(err error) {
+		if err != nil {
+			var we WriteErrors
+			if errors.As(err, &we) {
+				for _, e := range we {
+					if e.Index >= 0 && e.Index < len(items) {
+						items[e.Index].status = statusAbandoned
+						items[e.Index].unsettled = true
+					}
+				}
+			} else {
+				for _, it := range items {
+					it.status = statusAbandoned
+					it.unsettled = true
+				}
+			}
+		}
+		// The channel holds a batch per in-flight event: this never blocks.
+		r.written <- batch
+	})
 }
 
 // writeRetrying writes items until each is written, rejected for good

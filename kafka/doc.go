@@ -23,11 +23,24 @@
 // The sink's producer is idempotent with acks=all, compresses with LZ4 and lingers
 // 5ms. A write returns only once the broker has acknowledged every record.
 // Outputs keep the input's key and headers and add source_topic,
-// source_partition and source_offset; dead letters go to the "dead_letter"
+// source_partition, source_offset and idempotency_key; dead letters go to the "dead_letter"
 // topic with the original key, value and headers plus the headers of
 // [sluice.DeadLetter.Headers]. A record larger than the broker accepts is
 // reported as a [sluice.Permanent] write error, so the event is
 // dead-lettered instead of retried forever.
+//
+// # Exactly once
+//
+// [NewTxnSink] replaces the sink for Kafka-to-Kafka pipelines that must not
+// write duplicates: every 100ms ([WithTxnInterval]) it commits one
+// transaction holding the outputs and dead letters of the events finished
+// below each partition's first unfinished offset, and that offset for the
+// source's group, with the group generation and member id so that the
+// broker fences a member that lost its partitions (KIP-447). The source
+// must read committed ([WithReadCommitted]); the pipeline uses the sink as
+// its acker. Consumers that read with isolation.level=read_committed see
+// each input exactly once. docs/guarantees.md has the details and the
+// costs.
 //
 // # Constructors
 //

@@ -130,3 +130,38 @@ func Example_embedded() {
 	// {"text":"hello","ai_enrichment":{"length":5}}
 	// {"text":"sluice","ai_enrichment":{"length":6}}
 }
+
+// An exactly-once pipeline: outputs, dead letters and the consumed offsets
+// commit together, so consumers that read with
+// isolation.level=read_committed see every event once, whatever crashes or
+// rebalances happen.
+func ExampleNewTxnSink() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	brokers := []string{"127.0.0.1:9092"}
+
+	src, err := kafka.NewSource(ctx, brokers, "enricher", []string{"events"},
+		kafka.WithInstanceID("enricher-0"), kafka.WithReadCommitted())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer src.Close()
+	// One transactional id per instance, the same after a restart.
+	sink, err := kafka.NewTxnSink(ctx, brokers, "events.enriched", src, "enricher-0",
+		kafka.WithDeadLetterTopic("events.dlq"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sink.Close()
+
+	enr := sluice.EnricherFunc(func(_ context.Context, m *sluice.Message) (*sluice.Message, error) {
+		return m.WithValue(m.Value), nil // WithValue keeps the event's position, which the transaction commits
+	})
+	p, err := sluice.New(src, enr, sink) // the sink is also the acker
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := p.Run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}

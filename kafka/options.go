@@ -29,6 +29,7 @@ const (
 	DefaultBufferSize        = 1024
 	DefaultDeadLetterTopic   = "dead_letter"
 	DefaultLinger            = 5 * time.Millisecond
+	DefaultTxnInterval       = 100 * time.Millisecond
 )
 
 // SASLMechanism names a SASL mechanism for [WithSASL].
@@ -132,8 +133,12 @@ type config struct {
 	// the check that the source is paused and the Pause of the new claim.
 	hookClaimPause func(*Source)
 
+	// source, exactly-once
+	readCommitted bool
+
 	// sink
 	deadLetterTopic string
+	txnInterval     time.Duration // TxnSink only; 0 when not set
 	linger          time.Duration
 	compression     sarama.CompressionCodec
 
@@ -375,6 +380,34 @@ func WithInstanceID(id string) SourceOption {
 			return
 		}
 		c.instanceID = id
+	})
+}
+
+// WithReadCommitted makes the source read as a downstream consumer with
+// isolation.level=read_committed does: records of aborted transactions are
+// skipped, reading stops at the last stable offset, and the committed
+// offsets it starts from are stable (a transaction that commits offsets for
+// the group is finished first). A source that feeds a [TxnSink] needs it;
+// elsewhere it is harmless, and off by default.
+func WithReadCommitted() SourceOption {
+	return sourceOnly(func(c *config) { c.readCommitted = true })
+}
+
+// WithTxnInterval sets how often a [TxnSink] commits a transaction: the
+// outputs, dead letters and offsets of every event that finished since the
+// last one, up to the first unfinished offset of each partition. A shorter
+// interval lowers the latency a read_committed consumer sees and costs more
+// transactions per second. The transaction timeout the sink asks the
+// broker for is 10 times the interval, at least 10s. The default is
+// [DefaultTxnInterval]; it must be between 1ms and 1m. It is an option of
+// [NewTxnSink] only.
+func WithTxnInterval(d time.Duration) SinkOption {
+	return sinkOnly(func(c *config) {
+		if d < time.Millisecond || d > time.Minute {
+			c.reject(optcheck.Call("WithTxnInterval", d), "must be between 1ms and 1m", "100ms suits most pipelines")
+			return
+		}
+		c.txnInterval = d
 	})
 }
 

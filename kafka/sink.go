@@ -12,6 +12,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/optcheck"
 )
 
 // Sink writes enriched events to a topic and dead letters to the
@@ -50,6 +51,9 @@ func NewSink(ctx context.Context, brokers []string, topic string, opts ...SinkOp
 	validBrokers(c, brokers)
 	if err := validTopic(topic); err != nil {
 		c.reject("topic", err.Error(), topicRule)
+	}
+	if c.txnInterval != 0 {
+		c.reject(optcheck.Call("WithTxnInterval", c.txnInterval), "applies to a transactional sink only", "use NewTxnSink, or leave the option out")
 	}
 	if err := c.errs.Err(); err != nil {
 		return nil, err

@@ -69,6 +69,10 @@ type Source struct {
 
 	commitMu sync.Mutex // serialises marking and committing
 
+	// txn, when set, commits the offsets in its transactions instead.
+	txn      atomic.Pointer[TxnSink]
+	attached atomic.Bool // a TxnSink is being built or is attached
+
 	mu       sync.Mutex
 	claims   map[topicPartition]*claim
 	joined   chan struct{} // closed by the first Setup
@@ -149,6 +153,9 @@ func NewSource(ctx context.Context, brokers []string, group string, topics []str
 		sc.Consumer.Group.Heartbeat.Interval = c.heartbeat
 		sc.Consumer.Group.Rebalance.Timeout = c.rebalanceTimeout
 		sc.Consumer.Group.InstanceId = c.instanceID
+		if c.readCommitted {
+			sc.Consumer.IsolationLevel = sarama.ReadCommitted
+		}
 		if c.balanceStrategies != nil {
 			sc.Consumer.Group.Rebalance.GroupStrategies = c.balanceStrategies
 		}
@@ -246,8 +253,12 @@ func (s *Source) commitLoop() {
 	}
 }
 
-// commit marks the commit point of every live claim and commits.
+// commit marks the commit point of every live claim and commits. A source
+// with a transactional sink leaves that to the sink's transactions.
 func (s *Source) commit() {
+	if s.attached.Load() {
+		return
+	}
 	s.mu.Lock()
 	live := make([]*claim, 0, len(s.claims))
 	for _, c := range s.claims {
@@ -331,6 +342,9 @@ func (s *Source) deliver(m *sluice.Message) bool {
 // first unfinished offset of each partition. Acks for partitions this
 // member no longer owns in the generation that fetched them are ignored.
 func (s *Source) Ack(_ context.Context, msgs []*sluice.Message) error {
+	if s.attached.Load() {
+		return fmt.Errorf("%w: kafka: this source's offsets are committed by its TxnSink; use the sink as the acker (sluice.New does when WithAcker is left out)", sluice.ErrFatal)
+	}
 	for _, m := range msgs {
 		c, ok := m.Token.(*claim)
 		if !ok {
@@ -931,6 +945,14 @@ func (s *Source) release(c *claim) {
 		}
 	}
 
+	if t := s.txn.Load(); t != nil {
+		c.mu.Lock()
+		c.revoked = true
+		c.mu.Unlock()
+		t.release(c) // commits what finished in one last transaction
+		s.forget(c)
+		return
+	}
 	s.commitMu.Lock()
 	c.mu.Lock()
 	c.revoked = true
@@ -940,12 +962,26 @@ func (s *Source) release(c *claim) {
 		c.sess.Commit()
 	}
 	s.commitMu.Unlock()
+	s.forget(c)
+}
 
+// forget drops a released claim.
+func (s *Source) forget(c *claim) {
 	s.mu.Lock()
 	if s.claims[c.topicPartition] == c {
 		delete(s.claims, c.topicPartition)
 	}
 	s.mu.Unlock()
+}
+
+// attachTxn reserves the source for a transactional sink; it reports false
+// if one has it already.
+func (s *Source) attachTxn() bool { return s.attached.CompareAndSwap(false, true) }
+
+// detachTxn undoes attachTxn.
+func (s *Source) detachTxn() {
+	s.txn.Store(nil)
+	s.attached.Store(false)
 }
 
 func convert(m *sarama.ConsumerMessage, c *claim) *sluice.Message {

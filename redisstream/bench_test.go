@@ -55,8 +55,13 @@ func BenchmarkPassThrough(b *testing.B) {
 	b.Run("HandLoop", benchHandLoop)
 	// A pinned window of 1024, and the defaults, whose window adapts to the
 	// completion rate.
-	b.Run("Sluice", func(b *testing.B) { benchSluice(b, sluice.WithMaxInFlight(1024)) })
-	b.Run("SluiceDefaults", func(b *testing.B) { benchSluice(b) })
+	b.Run("Sluice", func(b *testing.B) { benchSluice(b, nil, sluice.WithMaxInFlight(1024)) })
+	b.Run("SluiceDefaults", func(b *testing.B) { benchSluice(b, nil) })
+	// Outputs and their XACK in one script (WithAtomicAck), against the
+	// defaults just above.
+	b.Run("SluiceDefaultsAtomicAck", func(b *testing.B) {
+		benchSluice(b, []redisstream.SinkOption{redisstream.WithAtomicAck()})
+	})
 }
 
 // benchHandLoop is the baseline: read a batch, write it with one pipelined
@@ -101,7 +106,7 @@ func benchHandLoop(b *testing.B) {
 
 // benchSluice runs the same pass-through as a pipeline with the given
 // options.
-func benchSluice(b *testing.B, pipeOpts ...sluice.Option) {
+func benchSluice(b *testing.B, sinkOpts []redisstream.SinkOption, pipeOpts ...sluice.Option) {
 	c := newClient(b)
 	in := fillStream(b, c, b.N)
 	out := uniq(b, c, "out")
@@ -113,7 +118,7 @@ func benchSluice(b *testing.B, pipeOpts ...sluice.Option) {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithLogger(testutil.Logger(b)))
+	sink, err := redisstream.NewSink(context.Background(), out, append([]redisstream.SinkOption{redisstream.WithClient(c), redisstream.WithLogger(testutil.Logger(b))}, sinkOpts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}

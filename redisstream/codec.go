@@ -111,6 +111,7 @@ func (c codec) fields(m *sluice.Message) ([]any, error) {
 	if o := m.Origin; o.ID != "" {
 		b.addString(sluice.HeaderSourceStream, o.Topic)
 		b.addString(sluice.HeaderSourceID, o.ID)
+		b.addString(sluice.HeaderIdempotencyKey, o.Topic+"/"+o.ID)
 	} else {
 		for _, h := range sluice.AppendOriginHeaders(nil, o) {
 			b.add(h.Key, h.Value)

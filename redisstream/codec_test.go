@@ -91,7 +91,7 @@ func TestFieldsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	m, order := argsMap(t, args)
-	want := map[string]string{"payload": `{"x":1}`, "key": "k", "trace": "t1", "source_stream": "in", "source_id": "5-1"}
+	want := map[string]string{"payload": `{"x":1}`, "key": "k", "trace": "t1", "source_stream": "in", "source_id": "5-1", "idempotency_key": "in/5-1"}
 	if fmt.Sprint(m) != fmt.Sprint(want) {
 		t.Errorf("fields %v, want %v", m, want)
 	}
@@ -118,7 +118,7 @@ func TestFieldsAsJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, _ := argsMap(t, args)
-	want := map[string]string{"a": "A", "n": "3", "obj": `{"k":[1]}`, "ai_enrichment": `{"s":"x"}`, "source_stream": "in", "source_id": "1-0"}
+	want := map[string]string{"a": "A", "n": "3", "obj": `{"k":[1]}`, "ai_enrichment": `{"s":"x"}`, "source_stream": "in", "source_id": "1-0", "idempotency_key": "in/1-0"}
 	if fmt.Sprint(f) != fmt.Sprint(want) {
 		t.Errorf("fields %v, want %v", f, want)
 	}
@@ -138,7 +138,7 @@ func TestDeadLetterFields(t *testing.T) {
 	f, _ := argsMap(t, codec{payload: "payload"}.deadLetterFields(d))
 	want := map[string]string{
 		"payload": "raw \x00 bytes", "trace": "t", "failure_reason": "model said no", "failure_attempts": "3",
-		"failure_time": "2026-01-02T03:04:05Z", "source_stream": "in", "source_id": "9-9",
+		"failure_time": "2026-01-02T03:04:05Z", "source_stream": "in", "source_id": "9-9", "idempotency_key": "in/9-9",
 	}
 	if fmt.Sprint(f) != fmt.Sprint(want) {
 		t.Errorf("fields %v\nwant %v", f, want)

@@ -131,11 +131,14 @@
 // because the key holds another type) is reported to the pipeline, which
 // writes it again and does not acknowledge its entry meanwhile. When the
 // source and the sink share one *redis.Client (see [Source.Client]), the
-// sink acknowledges the entries whose dead letters Redis confirmed, and only
-// those, right after the XADDs. (It does not queue the XACKs in a MULTI/EXEC
-// with the XADDs: Redis does not roll back a transaction when one command
-// fails at run time, so an XACK there would run even when its XADD failed,
-// and the entry would be lost.)
+// sink (with [WithAtomicAck]) writes outputs and acknowledges their entries
+// in one Lua script (a failing XADD stops it before the XACK), and
+// acknowledges the entries
+// whose dead letters Redis confirmed, and only those, right after the
+// XADDs. (It does not queue the XACKs in a MULTI/EXEC with the XADDs: Redis
+// does not roll back a transaction when one command fails at run time, so
+// an XACK there would run even when its XADD failed, and the entry would be
+// lost.) [WithWaitReplicas] adds a WAIT behind each batch of XADDs.
 //
 // # Redis versions
 //

@@ -138,7 +138,7 @@ func TestFieldsAsJSONPipeline(t *testing.T) {
 		t.Fatalf("%d outputs, want 1", len(outs))
 	}
 	e := outs[0]
-	want := map[string]string{"user": "ann", "text": "hello", "ai_enrichment": `{"len":5}`, "source_stream": in, "source_id": ids[0]}
+	want := map[string]string{"user": "ann", "text": "hello", "ai_enrichment": `{"len":5}`, "source_stream": in, "source_id": ids[0], "idempotency_key": in + "/" + ids[0]}
 	for k, v := range want {
 		if got, _ := field(e, k); got != v {
 			t.Errorf("output field %s = %q, want %q (all: %v)", k, got, v, e.Values)

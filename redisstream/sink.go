@@ -77,6 +77,15 @@ func (s *Sink) DeadLetterStream() string { return s.cfg.deadLetter }
 // [sluice.AppendOriginHeaders]. Write returns nil only once Redis has
 // answered every XADD.
 //
+// With [WithAtomicAck], when every message of the batch was read by one
+// [Source] that uses the very same *redis.Client as this sink (and
+// [WithWaitReplicas] is not set), the XADDs and the XACK of their entries run in one Lua script: Redis runs
+// it whole, so no crash can leave an output written and its entry pending
+// (which would write it again after a restart). The pipeline's own XACK
+// afterwards is harmless. If a command of the script fails (WRONGTYPE),
+// the script stops before the XACK and Write returns an error for the
+// batch, which the pipeline writes again.
+//
 // A message read from an entry that could not be mapped (see
 // [HeaderEntryError]), or, with [WithFieldsAsJSON], whose value is not a
 // JSON object, is refused with a [sluice.Permanent] error in a
@@ -88,8 +97,7 @@ func (s *Sink) Write(ctx context.Context, msgs []*sluice.Message) error {
 		return nil
 	}
 	var werrs sluice.WriteErrors
-	pipe := s.client.Pipeline()
-	cmds := make([]*redis.StringCmd, len(msgs))
+	all := make([][]any, len(msgs))
 	for i, m := range msgs {
 		if t, ok := m.Token.(*token); ok && t.invalid != nil {
 			werrs = append(werrs, sluice.WriteError{Index: i, Err: sluice.Permanent(t.invalid)})
@@ -100,23 +108,150 @@ func (s *Sink) Write(ctx context.Context, msgs []*sluice.Message) error {
 			werrs = append(werrs, sluice.WriteError{Index: i, Err: fmt.Errorf("redisstream: message %s: %w", m.Origin, err)})
 			continue
 		}
-		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.stream, MaxLen: s.cfg.maxLen, Approx: true, Values: fields})
+		all[i] = fields
 	}
-	if n := pipe.Len(); n > 0 {
-		if _, err := pipe.Exec(ctx); err != nil {
-			if !isServerError(err) {
-				return fmt.Errorf("redisstream: XADD of %d entries to %q on %s: %w", n, s.stream, addrOf(s.client), err)
+	if src := s.ackingSource(msgs, all); src != nil {
+		if err := s.writeAndAck(ctx, src, msgs, all); err != nil {
+			return err
+		}
+	} else {
+		pipe := s.client.Pipeline()
+		cmds := make([]*redis.StringCmd, len(msgs))
+		for i, fields := range all {
+			if fields != nil {
+				cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.stream, MaxLen: s.cfg.maxLen, Approx: true, Values: fields})
 			}
-			for i, c := range cmds {
-				if c != nil && c.Err() != nil {
-					werrs = append(werrs, sluice.WriteError{Index: i, Err: writeError(s.stream, c.Err())})
+		}
+		if n := pipe.Len(); n > 0 {
+			wait := s.queueWait(ctx, pipe)
+			if _, err := pipe.Exec(ctx); err != nil {
+				if !isServerError(err) {
+					return fmt.Errorf("redisstream: XADD of %d entries to %q on %s: %w", n, s.stream, addrOf(s.client), err)
 				}
+				for i, c := range cmds {
+					if c != nil && c.Err() != nil {
+						werrs = append(werrs, sluice.WriteError{Index: i, Err: writeError(s.stream, c.Err())})
+					}
+				}
+			}
+			if err := s.checkWait(wait, n); err != nil {
+				return err
 			}
 		}
 	}
 	if len(werrs) > 0 {
 		slices.SortFunc(werrs, func(a, b sluice.WriteError) int { return cmp.Compare(a.Index, b.Index) })
 		return werrs
+	}
+	return nil
+}
+
+// writeAckScript appends one entry per input to the output stream and
+// acknowledges the inputs, atomically: Redis runs a script whole, so no
+// crash or failover can separate an output from its input's XACK. A
+// command that fails stops the script before the XACK (the XADDs before
+// it stay: the batch is then written again, at least once).
+//
+// KEYS: output stream, input stream. ARGV: group, MAXLEN (0: none), then
+// for each entry its input ID, its field count and its fields.
+var writeAckScript = redis.NewScript(`
+local maxlen = tonumber(ARGV[2])
+local i = 3
+local ids = {}
+local added = {}
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i+1])
+  i = i + 2
+  local args = {KEYS[1]}
+  if maxlen > 0 then
+    args[#args+1] = 'MAXLEN'; args[#args+1] = '~'; args[#args+1] = maxlen
+  end
+  args[#args+1] = '*'
+  for j = i, i + n - 1 do args[#args+1] = ARGV[j] end
+  i = i + n
+  added[#added+1] = redis.call('XADD', unpack(args))
+  ids[#ids+1] = id
+end
+for k = 1, #ids, 1000 do
+  redis.call('XACK', KEYS[2], ARGV[1], unpack(ids, k, math.min(k + 999, #ids)))
+end
+return added
+`)
+
+// ackingSource returns the Source whose entries msgs are when the sink can
+// acknowledge them itself, in the script that writes their outputs: every
+// message comes from that one Source, which uses this sink's *redis.Client
+// (a single server, so that both streams are on it), [WithAtomicAck] is set
+// and no replica wait is asked for (an XACK must not precede the WAIT). Otherwise nil.
+func (s *Sink) ackingSource(msgs []*sluice.Message, all [][]any) *Source {
+	if !s.cfg.atomicAck || s.cfg.waitN > 0 {
+		return nil
+	}
+	if _, single := s.client.(*redis.Client); !single {
+		return nil
+	}
+	var src *Source
+	for i, m := range msgs {
+		if all[i] == nil {
+			continue
+		}
+		t, ok := m.Token.(*token)
+		if !ok || t.src == nil || t.src.client != s.client || m.Origin.ID == "" || (src != nil && t.src != src) {
+			return nil
+		}
+		src = t.src
+	}
+	return src
+}
+
+// writeAndAck writes the outputs of msgs and acknowledges their entries in
+// one script run. The pipeline acknowledges them again afterwards, which
+// is harmless.
+func (s *Sink) writeAndAck(ctx context.Context, src *Source, msgs []*sluice.Message, all [][]any) error {
+	args := []any{src.group, s.cfg.maxLen}
+	n := 0
+	for i, fields := range all {
+		if fields == nil {
+			continue
+		}
+		args = append(args, msgs[i].Origin.ID, len(fields))
+		args = append(args, fields...)
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := writeAckScript.Run(ctx, s.client, []string{s.stream, src.stream}, args...).Err(); err != nil {
+		err = fmt.Errorf("redisstream: XADD of %d entries to %q with the XACK of their inputs on %s: %w", n, s.stream, addrOf(s.client), classified(err))
+		if errors.Is(err, ErrAccessDenied) {
+			return sluice.Permanent(sluice.Fatal(err)) // no retry gets past the ACLs
+		}
+		return fmt.Errorf("%w; the batch is written again", err)
+	}
+	return nil
+}
+
+// queueWait queues WAIT behind the XADDs when [WithWaitReplicas] is set.
+func (s *Sink) queueWait(ctx context.Context, pipe redis.Pipeliner) *redis.Cmd {
+	if s.cfg.waitN == 0 {
+		return nil
+	}
+	return pipe.Do(ctx, "WAIT", s.cfg.waitN, s.cfg.waitTimeout.Milliseconds())
+}
+
+// checkWait turns a WAIT that fewer replicas than asked answered into an
+// error for the whole batch of n entries.
+func (s *Sink) checkWait(wait *redis.Cmd, n int) error {
+	if wait == nil {
+		return nil
+	}
+	got, err := wait.Int64()
+	if err != nil {
+		return fmt.Errorf("redisstream: WAIT %d after %d XADDs on %s: %w; the entries are written again", s.cfg.waitN, n, addrOf(s.client), err)
+	}
+	if got < int64(s.cfg.waitN) {
+		return fmt.Errorf("redisstream: only %d of the %d replicas asked for (WithWaitReplicas) confirmed %d XADDs within %s on %s; the entries are written again and not acknowledged meanwhile",
+			got, s.cfg.waitN, n, s.cfg.waitTimeout, addrOf(s.client))
 	}
 	return nil
 }
@@ -158,11 +293,15 @@ func (s *Sink) WriteDeadLetters(ctx context.Context, letters []sluice.DeadLetter
 	for i, d := range letters {
 		cmds[i] = pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.cfg.deadLetter, Values: s.codec.deadLetterFields(d)})
 	}
+	wait := s.queueWait(ctx, pipe)
 	_, err := pipe.Exec(ctx)
 	if err != nil && !isServerError(err) {
 		// The connection failed: no reply can be trusted, and the
 		// pipeline writes the whole batch again.
 		return fmt.Errorf("redisstream: XADD of %d dead letters to %q on %s: %w", len(letters), s.cfg.deadLetter, addrOf(s.client), err)
+	}
+	if err := s.checkWait(wait, len(letters)); err != nil {
+		return err // nothing acknowledged: the letters are written again
 	}
 	var werrs sluice.WriteErrors
 	for i, c := range cmds {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func (h *xaddWatch) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		h.before(cmd)
 		err := next(ctx, cmd)
-		h.after(cmd)
+		h.after(cmd, err)
 		return err
 	}
 }
@@ -44,7 +45,7 @@ func (h *xaddWatch) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Pr
 		}
 		err := next(ctx, cmds)
 		for _, c := range cmds {
-			h.after(c)
+			h.after(c, c.Err())
 		}
 		return err
 	}
@@ -65,8 +66,18 @@ func (h *xaddWatch) before(cmd redis.Cmder) {
 	}
 }
 
-func (h *xaddWatch) after(cmd redis.Cmder) {
-	if cmd.Name() != "xadd" || !redis.HasErrorPrefix(cmd.Err(), "WRONGTYPE") {
+// after counts a refused XADD; err is what the command returned (a
+// script's error reaches the hook that way).
+func (h *xaddWatch) after(cmd redis.Cmder, err error) {
+	key := 1 // XADD key ...
+	switch cmd.Name() {
+	case "xadd":
+	case "evalsha", "eval":
+		key = 3 // EVALSHA sha numkeys output input ...: the sink's write-and-ack script
+	default:
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), "WRONGTYPE") {
 		return
 	}
 	h.mu.Lock()
@@ -74,7 +85,7 @@ func (h *xaddWatch) after(cmd redis.Cmder) {
 	if h.wrongType == nil {
 		h.wrongType = make(map[string]int)
 	}
-	h.wrongType[fmt.Sprint(cmd.Args()[1])]++
+	h.wrongType[fmt.Sprint(cmd.Args()[key])]++
 }
 
 func (h *xaddWatch) refused(key string) int {
@@ -215,7 +226,7 @@ func TestDeadLettersPartlyRefused(t *testing.T) {
 // key holds a string: no entry bound for that key may be acknowledged while
 // Redis refuses the XADDs, and everything arrives once the key is fixed.
 func TestRefusedWritesStayPending(t *testing.T) {
-	for _, broken := range []string{"output", "dead-letter"} {
+	for _, broken := range []string{"output", "dead-letter", "output-atomic-ack"} {
 		t.Run(broken, func(t *testing.T) {
 			c := newClient(t)
 			ctx := ctxT(t, 60*time.Second)
@@ -232,7 +243,11 @@ func TestRefusedWritesStayPending(t *testing.T) {
 			const n = 40
 			_, classes := publishClasses(t, c, in, n)
 			src := newSource(t, in, "g", redisstream.WithClient(c))
-			sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithLogger(testutil.Logger(t)))
+			opts := []redisstream.SinkOption{redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq), redisstream.WithLogger(testutil.Logger(t))}
+			if broken == "output-atomic-ack" {
+				opts = append(opts, redisstream.WithAtomicAck()) // the script stops at the refused XADD, before the XACK
+			}
+			sink, err := redisstream.NewSink(context.Background(), out, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}

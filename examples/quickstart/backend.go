@@ -173,8 +173,9 @@ func redisBackend(ctx context.Context, addr string, events []event, log *slog.Lo
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("write sample events: %w", err)
 	}
-	// One client for source and sink: dead letters are then written and
-	// acknowledged in one MULTI/EXEC. The client stays ours to close.
+	// One client for source and sink: a dead letter's entry is then
+	// acknowledged in the round trip right after its XADD was confirmed.
+	// The client stays ours to close.
 	src, err := redisstream.NewSource(ctx, t.Input, "sluice-quickstart",
 		redisstream.WithClient(client), redisstream.WithConsumer("quickstart-1"),
 		redisstream.WithLogger(log))

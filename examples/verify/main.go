@@ -48,6 +48,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&t.Input, "input", "events", "input topic or stream")
 	fs.StringVar(&t.Output, "output", "events.enriched", "output topic or stream")
 	fs.StringVar(&t.DeadLetter, "dead-letter", "dead_letter", "dead-letter topic or stream")
+	fs.BoolVar(&t.ReadCommitted, "read-committed", false, "Kafka: read as a consumer with isolation.level=read_committed does (to check -exactly-once)")
 	minRate := fs.Float64("min-rate", 0.95, "lowest enrichment_rate that passes")
 	timeout := fs.Duration("timeout", 2*time.Minute, "give up reading after this long")
 	fs.Usage = envflag.Usage(fs, "SLUICE_", "verify [flags]")

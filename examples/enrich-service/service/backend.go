@@ -86,6 +86,9 @@ func connectKafka(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 	if c.Tuning.StartAt == "newest" {
 		srcOpts = append(srcOpts, kafka.WithStartAt(kafka.Newest))
 	}
+	if c.ExactlyOnce {
+		return connectKafkaTxn(ctx, c, p, srcOpts, sinkOpts)
+	}
 	// Build the sink first: the source starts consuming as soon as it
 	// has joined the group.
 	sink, err := kafka.NewSink(ctx, c.Brokers, c.Output, sinkOpts...)
@@ -98,6 +101,32 @@ func connectKafka(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 		return nil, fmt.Errorf("kafka source: %w", err)
 	}
 	p.closers = append(p.closers, src.Close)
+	p.src, p.sink = src, sink
+	return p, nil
+}
+
+// connectKafkaTxn builds the exactly-once pair: a read_committed source
+// and a transactional sink that commits its offsets. The transactional id
+// is stable across restarts of one instance (its -instance-id, or the host
+// name), so that a restarted instance ends the transaction its predecessor
+// left open.
+func connectKafkaTxn(ctx context.Context, c *config, p *parts, srcOpts []kafka.SourceOption, sinkOpts []kafka.SinkOption) (*parts, error) {
+	id := c.InstanceID
+	if id == "" {
+		id, _ = os.Hostname()
+	}
+	src, err := kafka.NewSource(ctx, c.Brokers, c.Group, []string{c.Input}, append(srcOpts, kafka.WithReadCommitted())...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka source: %w", err)
+	}
+	sink, err := kafka.NewTxnSink(ctx, c.Brokers, c.Output, src, "sluice-"+c.Group+"-"+id, sinkOpts...)
+	if err != nil {
+		_ = src.Close()
+		return nil, fmt.Errorf("kafka transactional sink: %w", err)
+	}
+	// Closed last first: the source commits its partitions in a last
+	// transaction as it leaves, then the sink closes.
+	p.closers = append(p.closers, sink.Close, src.Close)
 	p.src, p.sink = src, sink
 	return p, nil
 }
@@ -209,8 +238,10 @@ func connectRedis(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 	if consumer == "" {
 		consumer, _ = os.Hostname()
 	}
-	// Source and sink share the client, so that a dead letter is written
-	// and acknowledged in one MULTI/EXEC. The client is closed last.
+	// Source and sink share the client, so that a dead letter's entry is
+	// acknowledged in the round trip right after its XADD was confirmed
+	// (not in a MULTI/EXEC, which would run the XACK even if the XADD
+	// failed). The client is closed last.
 	// A new group reads the stream from its oldest entry, as a new Kafka
 	// group starts at the oldest offset: that is both adapters' default.
 	srcOpts := []redisstream.SourceOption{redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithConsumer(consumer)}
@@ -222,8 +253,14 @@ func connectRedis(ctx context.Context, c *config, log *slog.Logger) (_ *parts, e
 		return nil, fmt.Errorf("redis source: %w", err)
 	}
 	p.closers = append(p.closers, src.Close)
-	snk, err := redisstream.NewSink(ctx, c.Output,
-		redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithDeadLetterStream(c.DeadLetter))
+	sinkOpts := []redisstream.SinkOption{redisstream.WithClient(client), redisstream.WithLogger(log), redisstream.WithDeadLetterStream(c.DeadLetter)}
+	if c.RedisAtomicAck {
+		sinkOpts = append(sinkOpts, redisstream.WithAtomicAck())
+	}
+	if c.RedisWaitReplicas > 0 {
+		sinkOpts = append(sinkOpts, redisstream.WithWaitReplicas(c.RedisWaitReplicas, c.RedisWaitTimeout))
+	}
+	snk, err := redisstream.NewSink(ctx, c.Output, sinkOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("redis sink: %w", err)
 	}

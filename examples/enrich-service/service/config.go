@@ -60,6 +60,7 @@ type config struct {
 	SkipPreflight        bool
 	PreflightWait        time.Duration
 	InstanceID           string
+	ExactlyOnce          bool
 	HealthAddr           string
 	LogFormat            string
 	LogLevel             string
@@ -74,6 +75,11 @@ type config struct {
 	RedisUser     string
 	RedisTLS      bool
 	RedisCAFile   string
+	// Replicas each Redis write must reach (WAIT) before its entries are
+	// acknowledged; 0: none.
+	RedisWaitReplicas int
+	RedisWaitTimeout  time.Duration
+	RedisAtomicAck    bool
 
 	// The enrichment cache.
 	Cache cacheConfig
@@ -123,6 +129,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.SkipPreflight, "skip-preflight", false, "do not check the model endpoint (URL, key, model, parameters) before consuming; for servers that cannot take the probe")
 	fs.DurationVar(&c.PreflightWait, "preflight-wait", time.Minute, "how long the preflight retries a model endpoint that does not answer (down, starting, 5xx) before it exits 69")
 	fs.StringVar(&c.InstanceID, "instance-id", "", "Kafka static group member id, or the Redis consumer name (default: host name)")
+	fs.BoolVar(&c.ExactlyOnce, "exactly-once", false, "Kafka only: write outputs, dead letters and the consumed offsets in one transaction, so that a read_committed consumer sees every input exactly once (transactional id sluice-<group>-<instance id>)")
 	fs.StringVar(&c.HealthAddr, "health-addr", "127.0.0.1:8080", "`address` serving /livez, /readyz, /healthz and /metrics")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log `level`: debug, info, warn or error")
@@ -135,6 +142,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.RedisUser, "redis-user", "", "Redis ACL `user` (password from "+envRedisPassword+")")
 	fs.BoolVar(&c.RedisTLS, "redis-tls", false, "connect to Redis with TLS (implied by -redis-ca-file)")
 	fs.StringVar(&c.RedisCAFile, "redis-ca-file", "", "PEM `file` of the CAs that sign the Redis server's certificate (default: system roots)")
+	fs.IntVar(&c.RedisWaitReplicas, "redis-wait-replicas", 0, "Redis: replicas that must confirm each batch of writes (WAIT) before its entries are acknowledged; 0 = do not wait")
+	fs.DurationVar(&c.RedisWaitTimeout, "redis-wait-timeout", 500*time.Millisecond, "Redis: how long -redis-wait-replicas waits; fewer confirmations make the batch be written again")
+	fs.BoolVar(&c.RedisAtomicAck, "redis-atomic-ack", false, "Redis: write each batch's outputs and acknowledge their entries in one script, so that a crash never writes an output twice (costs pass-through throughput)")
 	c.Tuning.register(fs)
 	c.Cache.Size = defaultCacheSize
 	fs.StringVar(&c.Cache.Kind, "cache", "memory", "enrichment `cache`: memory (in this process), redis (shared by instances, with a TTL) or off; a hit skips the model call")
@@ -220,6 +230,15 @@ func (c *config) validate() error {
 		if v == "" {
 			bad("%s: empty", name)
 		}
+	}
+	if c.RedisWaitReplicas < 0 {
+		bad("-redis-wait-replicas %d: must be >= 0", c.RedisWaitReplicas)
+	}
+	if c.RedisWaitReplicas > 0 && (c.RedisWaitTimeout < time.Millisecond || c.RedisWaitTimeout > time.Minute) {
+		bad("-redis-wait-timeout %s: must be between 1ms and 1m", c.RedisWaitTimeout)
+	}
+	if c.ExactlyOnce && c.Source != "kafka" {
+		bad("-exactly-once: Kafka only; a Redis sink acknowledges each entry in the round trip after its XADD (see docs/guarantees.md)")
 	}
 	if c.Input == c.Output || c.Input == c.DeadLetter {
 		bad("-input %q: must differ from -output and -dead-letter", c.Input)
@@ -310,6 +329,9 @@ func (c *config) redacted() map[string]any {
 		"preflight":               !c.SkipPreflight,
 		"preflight_wait":          c.PreflightWait.String(),
 		"instance_id":             c.InstanceID,
+		"exactly_once":            c.ExactlyOnce,
+		"redis_wait_replicas":     c.RedisWaitReplicas,
+		"redis_atomic_ack":        c.RedisAtomicAck,
 		"health_addr":             c.HealthAddr,
 		"log_format":              c.LogFormat,
 		"model_api_key":           secretState(c.apiKey),

@@ -145,3 +145,20 @@ func TestByteSize(t *testing.T) {
 		t.Errorf("String %q", b.String())
 	}
 }
+
+func TestConfigDeliveryModes(t *testing.T) {
+	c, err := parseConfig([]string{"-exactly-once", "-source", "kafka"}, io.Discard)
+	if err != nil || !c.ExactlyOnce {
+		t.Fatalf("-exactly-once on Kafka: %+v, %v", c, err)
+	}
+	_, err = parseConfig([]string{"-exactly-once", "-source", "redis", "-redis-wait-replicas", "-1"}, io.Discard)
+	for _, want := range []string{"-exactly-once: Kafka only", "-redis-wait-replicas -1"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+	_, err = parseConfig([]string{"-source", "redis", "-redis-wait-replicas", "1", "-redis-wait-timeout", "0s"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-redis-wait-timeout") {
+		t.Errorf("a zero wait timeout: %v", err)
+	}
+}
