@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -182,7 +184,21 @@ func sinkConfig(opts []SinkOption) config {
 		}
 	}
 	c.check()
+	for _, f := range []struct{ option, name string }{{"WithPayloadField", c.payloadField}, {"WithKeyField", c.keyField}} {
+		if slices.Contains(sinkFields, f.name) {
+			c.reject(optcheck.Call(f.option, f.name), "a Sink writes a field of that name itself, which would replace the event's",
+				"name another field; the Sink writes "+strings.Join(sinkFields, ", "))
+		}
+	}
 	return c
+}
+
+// sinkFields are the fields a [Sink] writes besides the event's: the origin
+// and failure headers.
+var sinkFields = []string{
+	sluice.HeaderSourceStream, sluice.HeaderSourceID, sluice.HeaderSourceTopic, sluice.HeaderSourcePartition,
+	sluice.HeaderSourceOffset, sluice.HeaderFailureReason, sluice.HeaderFailureAttempts, sluice.HeaderFailureTime,
+	HeaderEntryError,
 }
 
 // check rejects options that do not go together.
