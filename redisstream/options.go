@@ -308,7 +308,9 @@ func WithTLS(tc *tls.Config) Option {
 
 // WithPayloadField sets the stream field that holds the event; the other
 // fields become headers, and on output headers become fields again. It
-// must not be empty. The default is [DefaultPayloadField].
+// must not be empty, and for a [Sink] not the name of a field the sink
+// writes itself (the origin and failure fields). The default is
+// [DefaultPayloadField].
 func WithPayloadField(name string) Option {
 	return shared(func(cfg *config) {
 		if name == "" {
@@ -322,8 +324,9 @@ func WithPayloadField(name string) Option {
 // WithKeyField names a stream field whose value becomes Message.Key (and is
 // written back under the same name), for example for
 // [sluice.WithKeyOrdering]. It must not be empty, must differ from the
-// payload field and cannot be combined with [WithFieldsAsJSON]. By default
-// messages have no key.
+// payload field and cannot be combined with [WithFieldsAsJSON]; for a
+// [Sink] it must not be the name of a field the sink writes itself. By
+// default messages have no key.
 func WithKeyField(name string) Option {
 	return shared(func(cfg *config) {
 		if name == "" {

@@ -103,8 +103,10 @@ declare -a SUMMARY=()
 FAILED=0
 for t in "${TARGETS[@]}"; do
   read -r mod rel pkgdir name <<<"$t"
-  log="$LOGDIR/${pkgdir//\//_}_$name.log"
-  sluice_log "fuzz $name in $pkgdir for $DURATION${PARALLEL:+ (-parallel $PARALLEL)} (log $log)"
+  shown=$pkgdir
+  [[ $pkgdir == . ]] && shown=root
+  log="$LOGDIR/${shown//\//_}_$name.log"
+  sluice_log "fuzz $name in $shown for $DURATION${PARALLEL:+ (-parallel $PARALLEL)} (log $log)"
   args=(-C "$mod" -run='^$' -fuzz="^${name}\$" -fuzztime="$DURATION")
   [[ -n $PARALLEL ]] && args+=(-parallel "$PARALLEL")
   t0=$SECONDS
@@ -115,7 +117,7 @@ for t in "${TARGETS[@]}"; do
   # The last progress line: "fuzz: elapsed: 10m0s, execs: 123 (205/sec), new interesting: 4 (total: 40)"
   execs=$(grep -oE 'execs: [0-9]+' "$log" | tail -n 1 | awk '{print $2}' || true)
   fresh=$(grep -oE 'new interesting: [0-9]+' "$log" | tail -n 1 | awk '{print $3}' || true)
-  line=$(printf '%-40s %8s execs, %4s new, %5ss' "$pkgdir $name" "${execs:-?}" "${fresh:-?}" "$((SECONDS - t0))")
+  line=$(printf '%-40s %9s execs, %4s new, %5ss' "$shown $name" "${execs:-?}" "${fresh:-?}" "$((SECONDS - t0))")
   if ((rc == 0)); then
     SUMMARY+=("ok    $line")
   else
