@@ -241,18 +241,18 @@ func checkForeign(t *testing.T, c codec, m *sluice.Message) {
 			return
 		}
 	}
-	collides := ""
+	collides, collision := "", false
 	for _, h := range m.Headers {
 		if h.Key == HeaderEntryError {
 			continue
 		}
 		if _, ok := members[h.Key]; ok || (!c.asJSON && (h.Key == c.payload || (c.key != "" && h.Key == c.key))) {
-			collides = h.Key
+			collides, collision = h.Key, true
 			break
 		}
 	}
 	args, err := c.fields(m)
-	if collides != "" {
+	if collision {
 		if !errors.Is(err, ErrFieldCollision) || !errors.Is(err, sluice.ErrPermanent) || !strings.Contains(err.Error(), strconv.Quote(collides)) {
 			t.Fatalf("fields(%q) with header %q: err %v, want a permanent ErrFieldCollision naming it", m.Value, collides, err)
 		}
