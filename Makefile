@@ -6,7 +6,7 @@ STATICCHECK_VERSION := v0.8.2
 # Every module of the repository: the root and each go.mod below it.
 MODULES := . $(patsubst ./%/go.mod,%,$(shell find . -mindepth 2 -name go.mod -not -path './.git/*' -not -path '*/testdata/*' | sort))
 
-.PHONY: test bench lint kafka-start kafka-stop kafka-status redis-start redis-stop redis-status model-start model-stop model-status model-e2e servers-start servers-stop
+.PHONY: test bench fuzz lint kafka-start kafka-stop kafka-status redis-start redis-stop redis-status model-start model-stop model-status model-e2e servers-start servers-stop
 
 # Extra go test arguments: make test ARGS='-run TestX ./kafka'
 test:
@@ -14,6 +14,10 @@ test:
 
 bench:
 	scripts/bench.sh $(ARGS)
+
+# Every fuzz target for a while: make fuzz ARGS='10m' (see docs/testing.md)
+fuzz:
+	scripts/fuzz.sh $(ARGS)
 
 lint:
 	@out=$$(gofmt -l .); \

@@ -204,16 +204,11 @@ func (p *Sink) Write(ctx context.Context, msgs []*sluice.Message) error {
 func (p *Sink) WriteDeadLetters(ctx context.Context, letters []sluice.DeadLetter) error {
 	recs := make([]*sarama.ProducerMessage, len(letters))
 	for i, d := range letters {
-		hs := d.Headers()
-		rh := make([]sarama.RecordHeader, len(hs))
-		for j, h := range hs {
-			rh[j] = sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value}
-		}
 		recs[i] = &sarama.ProducerMessage{
 			Topic:   p.dlqTopic,
 			Key:     bytesOrNil(d.Msg.Key),
 			Value:   sarama.ByteEncoder(d.Msg.Value),
-			Headers: rh,
+			Headers: letterHeaders(d),
 		}
 	}
 	return p.send(ctx, recs)
@@ -298,6 +293,8 @@ func (p *Sink) Close() error {
 	return nil
 }
 
+// recordHeaders are the record headers of an output message: its headers,
+// in order, then its origin headers.
 func recordHeaders(hs []sluice.Header, o sluice.Origin) []sarama.RecordHeader {
 	out := make([]sarama.RecordHeader, 0, len(hs)+3)
 	for _, h := range hs {
@@ -307,6 +304,17 @@ func recordHeaders(hs []sluice.Header, o sluice.Origin) []sarama.RecordHeader {
 		out = append(out, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
 	}
 	return out
+}
+
+// letterHeaders are the record headers of a dead letter: those of
+// [sluice.DeadLetter.Headers], in order.
+func letterHeaders(d sluice.DeadLetter) []sarama.RecordHeader {
+	hs := d.Headers()
+	rh := make([]sarama.RecordHeader, len(hs))
+	for j, h := range hs {
+		rh[j] = sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value}
+	}
+	return rh
 }
 
 func bytesOrNil(b []byte) sarama.Encoder {

@@ -1,10 +1,12 @@
 package openai
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 )
 
@@ -116,4 +118,68 @@ func asObject(s string) (json.RawMessage, bool) {
 		return nil, false
 	}
 	return compact([]byte(s)), true
+}
+
+// batchPart is one event's share of a batch answer: its answer, or why the
+// event must be asked for again on its own (an error matching
+// [ErrInvalidAnswer]). Exactly one of the two is set.
+type batchPart struct {
+	answer json.RawMessage
+	err    error
+}
+
+// splitBatch splits the answer of a batch call, an object keyed by the ids
+// of the call, into one part per id, in the order of ids. An id that is
+// missing, answered more than once, or whose answer breaks schema gets an
+// error of its own; keys that are not ids are ignored. It fails as a whole,
+// with an error matching [ErrInvalidAnswer], only when ans is not a JSON
+// object.
+func splitBatch(ans json.RawMessage, ids []string, schema *Schema) ([]batchPart, error) {
+	want := make(map[string]int, len(ids))
+	for k, id := range ids {
+		want[id] = k
+	}
+	found := make([]json.RawMessage, len(ids))
+	twice := make([]bool, len(ids))
+	dec := json.NewDecoder(bytes.NewReader(ans))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, invalid("the batch answer is not a JSON object: %q", truncate(string(ans), 200))
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, invalid("the batch answer is not a JSON object: %v", err)
+		}
+		key, _ := t.(string) // an object's keys are strings
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, invalid("the batch answer is not a JSON object: %v", err)
+		}
+		if k, ok := want[key]; ok {
+			twice[k] = twice[k] || found[k] != nil
+			found[k] = v
+		}
+	}
+	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
+		return nil, invalid("the batch answer is not a JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, invalid("the batch answer has more after its object")
+	}
+	parts := make([]batchPart, len(ids))
+	for k, id := range ids {
+		switch {
+		case found[k] == nil:
+			parts[k].err = invalid("the batch answer has no %q", id)
+		case twice[k]:
+			parts[k].err = invalid("the batch answer has %q more than once", id)
+		default:
+			if err := schema.Validate(found[k]); err != nil {
+				parts[k].err = invalid("the answer for %q: %w", id, err)
+			} else {
+				parts[k].answer = found[k]
+			}
+		}
+	}
+	return parts, nil
 }

@@ -2,6 +2,7 @@ package openai
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -465,19 +466,21 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 		}
 		return
 	}
-	var answers map[string]json.RawMessage
-	if err := json.Unmarshal(ans, &answers); err != nil {
+	parts, err := splitBatch(ans, ids, e.schema)
+	if err != nil {
+		e.log.Debug("openai: batch answer unusable; sending its events one by one", "events", len(chunk), "err", err)
 		single(chunk)
 		return
 	}
 	var again []pending
+	var why error
 	for k, p := range chunk {
-		a, ok := answers[ids[k]]
-		if !ok || e.schema.Validate(a) != nil {
+		if parts[k].err != nil {
 			again = append(again, p)
+			why = cmp.Or(why, parts[k].err)
 			continue
 		}
-		enr, err := e.enrichment(model, a)
+		enr, err := e.enrichment(model, parts[k].answer)
 		if err == nil {
 			if e.cache != nil {
 				e.store(ctx, p.key, enr)
@@ -488,7 +491,7 @@ func (e *Enricher) batch(ctx context.Context, in []*sluice.Message, chunk []pend
 		res[p.i].Err = err
 	}
 	if len(again) > 0 {
-		e.log.Debug("openai: batch answer lacked or botched some events; sending them one by one", "events", len(chunk), "again", len(again))
+		e.log.Debug("openai: batch answer lacked or botched some events; sending them one by one", "events", len(chunk), "again", len(again), "reason", why)
 		single(again)
 	}
 }

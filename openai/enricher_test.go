@@ -289,6 +289,25 @@ func TestBatchInvalidItemsAndBadEvents(t *testing.T) {
 	}
 }
 
+// An id answered twice is ambiguous: which answer is the event's? The event
+// is asked for again on its own, instead of taking the last one.
+func TestBatchIDAnsweredTwice(t *testing.T) {
+	e, srv := newTest(t, Sentiment(), nil)
+	srv.Inject(llmtest.Fault{Status: 200, Body: completion(`{"e1":{"label":"negative","score":-1},"e2":{"label":"negative","score":-1},"e1":{"label":"mixed","score":0}}`, "stop")})
+	res := e.EnrichBatch(bg(), []*sluice.Message{event("great"), event("awful")})
+	for i, want := range []string{`{"label":"positive","score":1}`, `{"label":"negative","score":-1}`} {
+		if res[i].Err != nil {
+			t.Fatalf("event %d: %v", i, res[i].Err)
+		}
+		if got := string(stored(t, res[i].Msg).Result); got != want {
+			t.Errorf("event %d: %s, want %s", i, got, want)
+		}
+	}
+	if st := srv.Stats(); st.Total != 2 {
+		t.Errorf("%d calls, want 1 batch + 1 single for the id answered twice", st.Total)
+	}
+}
+
 func TestBatchUnusableAnswerGoesSingly(t *testing.T) {
 	for name, f := range map[string]llmtest.Fault{
 		"malformed": {Malformed: true},

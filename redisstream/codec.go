@@ -29,6 +29,11 @@ var (
 	// as a field map (see [WithFieldsAsJSON]) but whose value is not a JSON
 	// object.
 	ErrNotJSONObject = errors.New("redisstream: value is not a JSON object")
+	// ErrFieldCollision matches the failure of a message that has a header
+	// named like a field its event is written to: the payload field, the key
+	// field (see [WithKeyField]) or, with [WithFieldsAsJSON], a member of the
+	// value. Written as a field, the header would replace part of the event.
+	ErrFieldCollision = errors.New("redisstream: a header has the name of a field of the event")
 )
 
 // MissingFieldError is why an entry could not be mapped: it lacks the
@@ -102,9 +107,14 @@ func (c codec) fields(m *sluice.Message) ([]any, error) {
 			b.add(c.key, m.Key)
 		}
 	}
+	event := len(b.args) // the fields of the event come first
 	for _, h := range m.Headers {
 		if h.Key == HeaderEntryError {
 			continue
+		}
+		if c.reserved(h.Key) || b.has(h.Key, event) {
+			return nil, sluice.Permanent(fmt.Errorf("%w: header %q; rename the header, or write to a field of another name",
+				ErrFieldCollision, h.Key))
 		}
 		b.add(h.Key, h.Value)
 	}
@@ -123,7 +133,8 @@ func (c codec) fields(m *sluice.Message) ([]any, error) {
 // deadLetterFields builds the XADD field list of a dead letter: the original
 // payload (or field map) and the headers of [sluice.DeadLetter.Headers]. An
 // original value that is not a JSON object, in field-map mode, is kept whole
-// under the payload field.
+// under the payload field. The event is kept whole: a header named like one
+// of its fields (see [ErrFieldCollision]) is left out.
 func (c codec) deadLetterFields(d sluice.DeadLetter) []any {
 	var b fieldList
 	if !c.asJSON || b.addJSON(d.Msg.Value) != nil {
@@ -133,10 +144,21 @@ func (c codec) deadLetterFields(d sluice.DeadLetter) []any {
 	if !c.asJSON && c.key != "" && d.Msg.Key != nil {
 		b.add(c.key, d.Msg.Key)
 	}
+	event := len(b.args)
 	for _, h := range d.Headers() {
+		if c.reserved(h.Key) || b.has(h.Key, event) {
+			continue
+		}
 		b.add(h.Key, h.Value)
 	}
 	return b.args
+}
+
+// reserved reports whether name is the payload or the key field, which no
+// header may replace. With WithFieldsAsJSON the members of the value are
+// the event's fields instead.
+func (c codec) reserved(name string) bool {
+	return !c.asJSON && (name == c.payload || (c.key != "" && name == c.key))
 }
 
 // fieldList is an XADD field list (name, value, name, value, ...) in which a
@@ -153,6 +175,16 @@ func (b *fieldList) add(name string, v []byte) {
 }
 
 func (b *fieldList) addString(name, v string) { b.set(name, v) }
+
+// has reports whether one of the first n/2 fields is called name.
+func (b *fieldList) has(name string, n int) bool {
+	for i := 0; i < n; i += 2 {
+		if b.args[i].(string) == name {
+			return true
+		}
+	}
+	return false
+}
 
 func (b *fieldList) set(name string, v any) {
 	for i := 0; i < len(b.args); i += 2 {

@@ -13,6 +13,18 @@
 // one field to Message.Key. With [WithFieldsAsJSON] the whole field map is
 // the event instead, as one JSON object with string values.
 //
+// On output the event's fields come first, then the headers, then the
+// origin fields. A header may not take the name of one of the event's
+// fields (the payload or key field, or a member of a field-map value): the
+// Sink refuses such a message (say a Kafka record with a "payload" header)
+// as permanent, with [ErrFieldCollision], so it is dead-lettered instead of
+// written with its event replaced by the header; the dead letter keeps the
+// event and leaves that header out. Headers named like the origin fields are
+// replaced by the origin, and the marker [HeaderEntryError] is kept only on
+// dead letters. For the same reason a Sink refuses a payload or key field named
+// like a field it writes itself (source_stream, source_id, failure_reason,
+// ...).
+//
 // An entry without the payload field is neither dropped nor fatal: the
 // source hands it over with an empty Value, a [HeaderEntryError] header and
 // Message.Err set to a [*MissingFieldError], and the pipeline dead-letters it

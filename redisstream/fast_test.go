@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,5 +120,46 @@ func TestFastCloseUnblocksFetch(t *testing.T) {
 	}
 	if err := src.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// A record from Kafka with a "payload" header: written as a field, the header
+// would replace the event. Write refuses it as permanent, writes the rest of
+// the batch, and its dead letter carries the event, not the header.
+func TestFastSinkRefusesHeaderNamedLikeThePayload(t *testing.T) {
+	c := miniClient(t)
+	sink, err := redisstream.NewSink(context.Background(), "out", redisstream.WithClient(c), redisstream.WithDeadLetterStream("dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 10*time.Second)
+	bad := &sluice.Message{Value: []byte(`{"text":"the event"}`), Headers: []sluice.Header{{Key: "payload", Value: []byte("a header")}},
+		Origin: sluice.Origin{Topic: "in", Partition: 0, Offset: 8}}
+	good := &sluice.Message{Value: []byte(`{"text":"another"}`), Origin: sluice.Origin{Topic: "in", Partition: 0, Offset: 9}}
+	err = sink.Write(ctx, []*sluice.Message{bad, good})
+	var we sluice.WriteErrors
+	if !errors.As(err, &we) || len(we) != 1 || we[0].Index != 0 || !errors.Is(we[0].Err, sluice.ErrPermanent) ||
+		!errors.Is(we[0].Err, redisstream.ErrFieldCollision) {
+		t.Fatalf("Write: %v, want one permanent ErrFieldCollision for message 0", err)
+	}
+	outs := readStream(t, c, "out")
+	if len(outs) != 1 {
+		t.Fatalf("%d entries written, want 1", len(outs))
+	}
+	if got, _ := field(outs[0], "payload"); got != `{"text":"another"}` {
+		t.Errorf("written payload %q", got)
+	}
+	if err := sink.WriteDeadLetters(ctx, []sluice.DeadLetter{{Msg: bad, Reason: we[0].Err.Error(), Attempts: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	dls := readStream(t, c, "dlq")
+	if len(dls) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dls))
+	}
+	if got, _ := field(dls[0], "payload"); got != `{"text":"the event"}` {
+		t.Errorf("dead letter payload %q, want the event", got)
+	}
+	if got, _ := field(dls[0], "failure_reason"); !strings.Contains(got, `header "payload"`) {
+		t.Errorf("dead letter failure_reason %q does not name the header", got)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -185,7 +187,21 @@ func sinkConfig(opts []SinkOption) config {
 		}
 	}
 	c.check()
+	for _, f := range []struct{ option, name string }{{"WithPayloadField", c.payloadField}, {"WithKeyField", c.keyField}} {
+		if slices.Contains(sinkFields, f.name) {
+			c.reject(optcheck.Call(f.option, f.name), "a Sink writes a field of that name itself, which would replace the event's",
+				"name another field; the Sink writes "+strings.Join(sinkFields, ", "))
+		}
+	}
 	return c
+}
+
+// sinkFields are the fields a [Sink] writes besides the event's: the origin
+// and failure headers.
+var sinkFields = []string{
+	sluice.HeaderSourceStream, sluice.HeaderSourceID, sluice.HeaderSourceTopic, sluice.HeaderSourcePartition,
+	sluice.HeaderSourceOffset, sluice.HeaderFailureReason, sluice.HeaderFailureAttempts, sluice.HeaderFailureTime,
+	HeaderEntryError,
 }
 
 // check rejects options that do not go together.
@@ -295,7 +311,9 @@ func WithTLS(tc *tls.Config) Option {
 
 // WithPayloadField sets the stream field that holds the event; the other
 // fields become headers, and on output headers become fields again. It
-// must not be empty. The default is [DefaultPayloadField].
+// must not be empty, and for a [Sink] not the name of a field the sink
+// writes itself (the origin and failure fields). The default is
+// [DefaultPayloadField].
 func WithPayloadField(name string) Option {
 	return shared(func(cfg *config) {
 		if name == "" {
@@ -309,8 +327,9 @@ func WithPayloadField(name string) Option {
 // WithKeyField names a stream field whose value becomes Message.Key (and is
 // written back under the same name), for example for
 // [sluice.WithKeyOrdering]. It must not be empty, must differ from the
-// payload field and cannot be combined with [WithFieldsAsJSON]. By default
-// messages have no key.
+// payload field and cannot be combined with [WithFieldsAsJSON]; for a
+// [Sink] it must not be the name of a field the sink writes itself. By
+// default messages have no key.
 func WithKeyField(name string) Option {
 	return shared(func(cfg *config) {
 		if name == "" {

@@ -88,7 +88,8 @@ func (s *Sink) DeadLetterStream() string { return s.cfg.deadLetter }
 //
 // A message read from an entry that could not be mapped (see
 // [HeaderEntryError]), or, with [WithFieldsAsJSON], whose value is not a
-// JSON object, is refused with a [sluice.Permanent] error in a
+// JSON object, or with a header named like one of the event's fields (see
+// [ErrFieldCollision]) is refused with a [sluice.Permanent] error in a
 // [sluice.WriteErrors], so that the pipeline dead-letters it. If the
 // connection fails, Write returns an error for the whole batch, which the
 // pipeline writes again (some entries may then appear twice).

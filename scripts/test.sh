@@ -31,8 +31,9 @@
 #    scripts/chaos.sh redis N with N=${SLUICE_CHAOS_CYCLES:-3}, each against a
 #    server of its own on other ports (SLUICE_CHAOS_CYCLES=0 skips it; so do
 #    custom packages or flags)
-# 7. a short fuzz pass: every func FuzzXxx in a *_test.go file runs for
-#    ${SLUICE_FUZZTIME:-10s} (SLUICE_FUZZTIME=0 skips it)
+# 7. a short fuzz pass: scripts/fuzz.sh runs every fuzz target of every
+#    module for ${SLUICE_FUZZTIME:-5s} (SLUICE_FUZZTIME=0 skips it); the long
+#    run is scripts/fuzz.sh 10m
 # Servers that this script started are stopped on exit (SLUICE_KEEP_SERVERS=1
 # keeps them). Under CI=true a test skipped for want of a server or an
 # integration environment fails the run.
@@ -47,7 +48,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SLUICE_ROOT"
 
 readonly STATICCHECK_VERSION=v0.8.2
-FUZZTIME=${SLUICE_FUZZTIME:-10s}
+FUZZTIME=${SLUICE_FUZZTIME:-5s}
 CHAOS_CYCLES=${SLUICE_CHAOS_CYCLES:-3}
 LOGDIR="$HOME/.cache/sluice/test-logs"
 WORK=$(mktemp -d)
@@ -259,38 +260,24 @@ else
 fi
 
 # ------------------------------------------------------------------ fuzz
+# scripts/fuzz.sh finds every target itself (go test -list '^Fuzz' in each
+# package that has one) and runs them one after the other; a crasher stays
+# under <package>/testdata/fuzz/<FuzzName>/.
 if [[ $FUZZTIME == 0 || $FUZZTIME == 0s ]]; then
   record fuzz "skipped (SLUICE_FUZZTIME=$FUZZTIME)"
 else
-  mapfile -t FUZZ < <(
-    grep -rEo --include='*_test.go' --exclude-dir=.git --exclude-dir=vendor --exclude-dir=testdata \
-      '^func Fuzz[A-Za-z0-9_]*\(' . | sed -E 's#^(.*)/[^/]*:func (Fuzz[A-Za-z0-9_]*)\($#\1 \2#' | sort -u
-  )
-  if ((${#FUZZ[@]} == 0)); then
-    sluice_log "fuzz: no Fuzz targets found"
-    record fuzz "skipped (no targets)"
-  else
-    fuzz_failed=0
-    for entry in "${FUZZ[@]}"; do
-      dir=${entry% *}
-      name=${entry##* }
-      # A target in another module runs from that module's directory.
-      mod=.
-      for m in "${SLUICE_MODULES[@]:1}"; do
-        if [[ $dir == "$m" || $dir == "$m"/* ]]; then mod=$m; fi
-      done
-      sluice_log "fuzz $name in $dir for $FUZZTIME"
-      if ! go test -C "$mod" -run='^$' -fuzz="^${name}\$" -fuzztime="$FUZZTIME" "./${dir#"$mod"/}"; then
-        fuzz_failed=$((fuzz_failed + 1))
-        sluice_warn "fuzz $name in $dir failed (a new crasher, if any, is in $dir/testdata/fuzz/$name)"
-      fi
-    done
-    if ((fuzz_failed == 0)); then
-      record fuzz "ok (${#FUZZ[@]} targets, $FUZZTIME each)"
-    else
-      record fuzz "FAIL ($fuzz_failed of ${#FUZZ[@]} targets)"
-    fi
-  fi
+  t0=$SECONDS
+  set +e
+  scripts/fuzz.sh "$FUZZTIME" >"$WORK/fuzz.out"
+  rc=$?
+  set -e
+  cat "$WORK/fuzz.out"
+  n=$(grep -cE '^(ok|FAIL)  ' "$WORK/fuzz.out" || true)
+  case $rc in
+    0) record fuzz "ok ($n targets, $FUZZTIME each, $((SECONDS - t0)) s)" ;;
+    2) record fuzz "FAIL (no fuzz target found)" ;;
+    *) record fuzz "FAIL ($(grep -c '^FAIL  ' "$WORK/fuzz.out" || true) of $n targets; crashers under <package>/testdata/fuzz)" ;;
+  esac
 fi
 
 # ------------------------------------------------------------------ summary
