@@ -2,13 +2,13 @@ package kafka
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/sluicehq/sluice/internal/tlsfail"
 )
 
 var (
@@ -55,21 +55,14 @@ var (
 // fix: refused credentials, a refused certificate, a refused operation. ok
 // reports whether err was one of them.
 func classifyConnect(err error) (_ error, ok bool) {
-	var (
-		ua x509.UnknownAuthorityError
-		he x509.HostnameError
-		ci x509.CertificateInvalidError
-		cv *tls.CertificateVerificationError
-		rh tls.RecordHeaderError
-	)
 	switch {
 	case err == nil:
 		return nil, false
-	case errors.As(err, &rh):
+	case tlsfail.NotTLS(err):
 		return fmt.Errorf("%w: the broker does not speak TLS on this port (check the address, or turn TLS off): %w", ErrTLS, err), true
 	case errors.Is(err, sarama.ErrSASLAuthenticationFailed):
 		return fmt.Errorf("%w (check the SASL user, password and mechanism): %w", ErrAuthentication, err), true
-	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):
+	case tlsfail.Certificate(err):
 		return fmt.Errorf("%w: the brokers' certificate was refused (check the CA file and the broker address): %w", ErrTLS, err), true
 	case deniedError(err):
 		return fmt.Errorf("%w: %w", ErrAccessDenied, err), true

@@ -1,14 +1,13 @@
 package redisstream
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
+	"github.com/sluicehq/sluice/internal/tlsfail"
 )
 
 var (
@@ -37,21 +36,14 @@ var (
 // refused login, a refused certificate or a command the ACLs deny; refused
 // reports whether it was one. Other errors are returned as they are.
 func classifySecurity(err error) (_ error, refused bool) {
-	var (
-		ua x509.UnknownAuthorityError
-		he x509.HostnameError
-		ci x509.CertificateInvalidError
-		cv *tls.CertificateVerificationError
-		rh tls.RecordHeaderError
-	)
 	switch {
 	case err == nil:
 		return nil, false
-	case errors.As(err, &rh):
+	case tlsfail.NotTLS(err):
 		return fmt.Errorf("%w: the server does not speak TLS on this port (check the address, or turn TLS off): %w", ErrTLS, err), true
 	case redis.HasErrorPrefix(err, "WRONGPASS") || redis.HasErrorPrefix(err, "NOAUTH"):
 		return fmt.Errorf("%w (check the user and the password): %w", ErrAuthentication, err), true
-	case errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):
+	case tlsfail.Certificate(err):
 		return fmt.Errorf("%w: the server's certificate was refused (check the CA file and the server address): %w", ErrTLS, err), true
 	case redis.HasErrorPrefix(err, "NOPERM"):
 		return fmt.Errorf("%w (check the user's ACL: its commands and key patterns): %w", ErrAccessDenied, err), true

@@ -1,13 +1,12 @@
 package service
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 
 	"github.com/IBM/sarama"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sluicehq/sluice/internal/tlsfail"
 	"github.com/sluicehq/sluice/kafka"
 	"github.com/sluicehq/sluice/redisstream"
 )
@@ -20,22 +19,15 @@ import (
 // for another host name, an expired one), or the ACLs refused an operation
 // (no right to the input, the output, the group or the dead letters).
 func refusal(err error) (hint string, ok bool) {
-	var (
-		ua x509.UnknownAuthorityError
-		he x509.HostnameError
-		ci x509.CertificateInvalidError
-		cv *tls.CertificateVerificationError
-		rh tls.RecordHeaderError
-	)
 	switch {
-	case errors.As(err, &rh):
+	case tlsfail.NotTLS(err):
 		return "the server does not speak TLS on that port: check the address, or turn -kafka-tls or -redis-tls off", true
 	case errors.Is(err, kafka.ErrAuthentication), errors.Is(err, sarama.ErrSASLAuthenticationFailed):
 		return "the broker refused the login: check -kafka-sasl, -kafka-sasl-user and " + envKafkaSASLPassword, true
 	case errors.Is(err, redisstream.ErrAuthentication), redis.HasErrorPrefix(err, "WRONGPASS"), redis.HasErrorPrefix(err, "NOAUTH"):
 		return "the server refused the login: check -redis-user and " + envRedisPassword, true
 	case errors.Is(err, kafka.ErrTLS), errors.Is(err, redisstream.ErrTLS),
-		errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci), errors.As(err, &cv):
+		tlsfail.Certificate(err):
 		return "the server's certificate was refused: check -kafka-ca-file or -redis-ca-file (the CA that signed it) and that the address is a name the certificate is for", true
 	case errors.Is(err, kafka.ErrAccessDenied), errors.Is(err, redisstream.ErrAccessDenied),
 		errors.Is(err, sarama.ErrTopicAuthorizationFailed), errors.Is(err, sarama.ErrGroupAuthorizationFailed),
