@@ -59,14 +59,8 @@ func NewSink(ctx context.Context, brokers []string, topic string, opts ...SinkOp
 		return nil, err
 	}
 	sc, err := c.saramaConfig(func(sc *sarama.Config) {
-		sc.Producer.Idempotent = true
-		sc.Producer.RequiredAcks = sarama.WaitForAll
-		sc.Net.MaxOpenRequests = 1
-		sc.Producer.Retry.Max = 10
-		sc.Producer.Compression = c.compression
-		sc.Producer.Flush.Frequency = c.linger
+		c.producerConfig(sc)
 		sc.Producer.Return.Successes = true
-		sc.Producer.Return.Errors = true
 	})
 	if err != nil {
 		return nil, err
@@ -322,4 +316,18 @@ func bytesOrNil(b []byte) sarama.Encoder {
 		return nil
 	}
 	return sarama.ByteEncoder(b)
+}
+
+// producerConfig sets what every producer of the package shares: an
+// idempotent producer (acks from all in-sync replicas, one request in
+// flight per broker, retries), the sink's compression and linger, and
+// errors returned on the Errors channel.
+func (c *config) producerConfig(sc *sarama.Config) {
+	sc.Producer.Idempotent = true
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Compression = c.compression
+	sc.Producer.Flush.Frequency = c.linger
+	sc.Producer.Return.Errors = true
 }

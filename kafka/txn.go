@@ -196,14 +196,8 @@ func NewTxnSink(ctx context.Context, brokers []string, topic string, src *Source
 		return nil, err
 	}
 	sc, err := c.saramaConfig(func(sc *sarama.Config) {
-		sc.Producer.Idempotent = true
-		sc.Producer.RequiredAcks = sarama.WaitForAll
-		sc.Net.MaxOpenRequests = 1
-		sc.Producer.Retry.Max = 10
-		sc.Producer.Compression = c.compression
-		sc.Producer.Flush.Frequency = c.linger
+		c.producerConfig(sc)
 		sc.Producer.Return.Successes = false
-		sc.Producer.Return.Errors = true
 		sc.Producer.Transaction.ID = transactionalID
 		sc.Producer.Transaction.Timeout = max(10*time.Second, 10*c.txnInterval)
 		sc.Producer.Transaction.Retry.Max = 50
