@@ -103,6 +103,8 @@ HEAP=${SLUICE_KAFKA_HEAP:-512m}
 
 log() { printf 'kafka: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/daemon.sh
+source "$(dirname "${BASH_SOURCE[0]}")/daemon.sh"
 
 usage() {
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
@@ -112,17 +114,9 @@ usage() {
 # ---------------------------------------------------------------- helpers
 
 # Serialise start/stop/fetch between concurrent callers (two test runs, say).
-take_lock() {
-  mkdir -p "$KHOME"
-  exec 9>"$KHOME/.lock"
-  if ! flock -w 600 9; then
-    die "could not lock $KHOME/.lock within 600 s"
-  fi
-}
+take_lock() { sluice_take_lock "$KHOME"; }
 
-port_open() { # HOST PORT
-  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
-}
+port_open() { sluice_port_open "$1" "$2"; }
 
 # True if PID is a live broker JVM started with our server.properties.
 is_our_broker() {
@@ -465,21 +459,7 @@ cmd_start() {
   exit 1
 }
 
-stop_pid() {
-  local pid=$1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-    sleep 0.5
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "still alive after ${STOP_TIMEOUT} s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
-  fi
-  rm -f "$PIDFILE"
-}
+stop_pid() { sluice_stop_pid "$1" "$STOP_TIMEOUT" "$PIDFILE"; }
 
 cmd_stop() {
   take_lock

@@ -70,6 +70,8 @@ STOP_TIMEOUT=${SLUICE_MODEL_STOP_TIMEOUT:-20}
 
 log() { printf 'model: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/daemon.sh
+source "$(dirname "${BASH_SOURCE[0]}")/daemon.sh"
 
 usage() {
   sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
@@ -85,11 +87,7 @@ check_numbers() {
 }
 
 # Serialise start/stop/install between concurrent callers.
-take_lock() {
-  mkdir -p "$MHOME"
-  exec 9>"$MHOME/.lock"
-  flock -w 600 9 || die "could not lock $MHOME/.lock within 600 s"
-}
+take_lock() { sluice_take_lock "$MHOME"; }
 
 # True if PID is a server that this script started on PORT.
 is_our_server() {
@@ -169,7 +167,7 @@ ensure_venv() {
   log "installed in $((SECONDS - t0)) s ($(du -sh "$VENV" | cut -f1))"
 }
 
-port_open() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
+port_open() { sluice_port_open "$HOST" "$PORT"; }
 
 print_env() {
   printf 'export SLUICE_MODEL_URL=%s\nexport SLUICE_MODEL=%s\n' "$BASE_URL" "$MODEL_NAME"
@@ -220,21 +218,7 @@ cmd_start() {
   exit 1
 }
 
-stop_pid() {
-  local pid=$1
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-    sleep 0.2
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "still alive after $STOP_TIMEOUT s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-  fi
-  rm -f "$PIDFILE"
-}
+stop_pid() { sluice_stop_pid "$1" "$STOP_TIMEOUT" "$PIDFILE"; }
 
 cmd_stop() {
   take_lock
