@@ -22,7 +22,7 @@
 // event and leaves that header out. Headers named like the origin fields are
 // replaced by the origin, and the marker [HeaderEntryError] is kept only on
 // dead letters. For the same reason a Sink refuses a payload or key field named
-// like a field it writes itself (source_stream, source_id, failure_reason,
+// like a field it writes itself (source_stream, source_id, idempotency_key, failure_reason,
 // ...).
 //
 // An entry without the payload field is neither dropped nor fatal: the

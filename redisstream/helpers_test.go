@@ -159,3 +159,24 @@ func field(e redis.XMessage, name string) (string, bool) {
 	s, _ := v.(string)
 	return s, true
 }
+
+// waitIdle waits until every pending entry of the group has been idle for
+// more than d, so that a consumer started next with WithMinIdle(d) claims
+// them at its startup. On a fast machine the next consumer can otherwise
+// start within the millisecond of Redis's idle clock, find nothing to
+// claim yet, and wait for the next claim interval.
+func waitIdle(t testing.TB, c *redis.Client, stream, group string, d time.Duration) {
+	t.Helper()
+	testutil.WaitFor(t, 10*time.Second, "pending entries idle for more than "+d.String(), func() (bool, string) {
+		ps, err := c.XPendingExt(ctxT(t, 10*time.Second), &redis.XPendingExtArgs{Stream: stream, Group: group, Start: "-", End: "+", Count: 1000}).Result()
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, p := range ps {
+			if p.Idle <= d {
+				return false, fmt.Sprintf("%s idle %s", p.ID, p.Idle)
+			}
+		}
+		return true, ""
+	})
+}

@@ -229,6 +229,7 @@ func TestRestartDeliveries(t *testing.T) {
 		t.Errorf("after two restarts: Deliveries %d, want 2", m.Deliveries)
 	}
 	_ = s4.Close()
+	waitIdle(t, c, in, "g", time.Millisecond)
 
 	// Another consumer claims it after the min-idle time: the claim is a
 	// delivery (count 4 in Redis: read, two re-reads, one claim).
@@ -258,6 +259,7 @@ func TestMaxDeliveriesDeadLetters(t *testing.T) {
 			redisstream.WithMinIdle(time.Millisecond))
 		fetchN(t, s, 1)
 		_ = s.Close()
+		waitIdle(t, c, in, "g", time.Millisecond)
 	}
 	src := newSource(t, in, "g", redisstream.WithClient(c), redisstream.WithConsumer("d"), redisstream.WithMinIdle(time.Millisecond))
 	sink, err := redisstream.NewSink(context.Background(), out, redisstream.WithClient(c), redisstream.WithDeadLetterStream(dlq))
@@ -299,6 +301,7 @@ func TestDeletedPendingEntries(t *testing.T) {
 		if !same {
 			name = "b"
 		}
+		waitIdle(t, c, in, "g", time.Millisecond)
 		s2 := newSource(t, in, "g", redisstream.WithAddr(redisAddr(t)), redisstream.WithConsumer(name), redisstream.WithMinIdle(time.Millisecond))
 		got := fetchN(t, s2, 1)
 		if got[0].Origin.ID != ids[1] || string(got[0].Value) != "2" {

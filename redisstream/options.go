@@ -197,11 +197,11 @@ func sinkConfig(opts []SinkOption) config {
 }
 
 // sinkFields are the fields a [Sink] writes besides the event's: the origin
-// and failure headers.
+// headers with the idempotency key, and the failure headers.
 var sinkFields = []string{
 	sluice.HeaderSourceStream, sluice.HeaderSourceID, sluice.HeaderSourceTopic, sluice.HeaderSourcePartition,
-	sluice.HeaderSourceOffset, sluice.HeaderFailureReason, sluice.HeaderFailureAttempts, sluice.HeaderFailureTime,
-	HeaderEntryError,
+	sluice.HeaderSourceOffset, sluice.HeaderIdempotencyKey, sluice.HeaderFailureReason, sluice.HeaderFailureAttempts,
+	sluice.HeaderFailureTime, HeaderEntryError,
 }
 
 // check rejects options that do not go together.
