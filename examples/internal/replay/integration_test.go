@@ -146,7 +146,8 @@ func TestKafkaWriteFailure(t *testing.T) {
 			hs = append(hs, Header{Key: string(rh.Key), Value: rh.Value})
 		}
 		want := []Header{h("trace", fmt.Sprint(i)), h("replay_count", "1"), h("replay_source_topic", "in"),
-			h("replay_source_partition", fmt.Sprint(i%3)), h("replay_source_offset", fmt.Sprint(i))}
+			h("replay_source_partition", fmt.Sprint(i%3)), h("replay_source_offset", fmt.Sprint(i)),
+			h("replay_idempotency_key", fmt.Sprintf("in/%d@%d", i%3, i))}
 		if string(m.Value) != fmt.Sprintf(`{"id":%d}`, i) || !reflect.DeepEqual(hs, want) {
 			t.Fatalf("event %d: value %s headers %q", i, m.Value, hs)
 		}
@@ -209,7 +210,8 @@ func TestRedisWriteFailure(t *testing.T) {
 	}
 	for i, e := range entries {
 		want := map[string]any{"payload": fmt.Sprintf(`{"id":%d}`, i), "key": fmt.Sprintf("k%d", i), "trace": fmt.Sprint(i),
-			"replay_count": "1", "replay_source_stream": "in", "replay_source_id": fmt.Sprintf("%d-0", i+1)}
+			"replay_count": "1", "replay_source_stream": "in", "replay_source_id": fmt.Sprintf("%d-0", i+1),
+			"replay_idempotency_key": fmt.Sprintf("in/%d-0", i+1)}
 		if !reflect.DeepEqual(e.Values, want) {
 			t.Fatalf("entry %d: %v\nwant %v", i, e.Values, want)
 		}

@@ -192,7 +192,8 @@ func (r *redisReplay) letter(e redis.XMessage) (string, []any) {
 }
 
 // replayFields turns the fields of a dead-letter entry into those of the
-// event to replay: the failure and origin fields are dropped, replay_count
+// event to replay: the failure and origin fields (the idempotency key
+// among them) are dropped, replay_count
 // is one more than the event had, and the replay_source_* fields name the
 // first input unless the event already names one. Fields come out sorted
 // by name.
@@ -204,7 +205,7 @@ func replayFields(values map[string]any, origin sluice.Origin) []any {
 		}
 		switch k {
 		case sluice.HeaderSourceStream, sluice.HeaderSourceID, sluice.HeaderSourceTopic,
-			sluice.HeaderSourcePartition, sluice.HeaderSourceOffset:
+			sluice.HeaderSourcePartition, sluice.HeaderSourceOffset, sluice.HeaderIdempotencyKey:
 			continue
 		}
 		s, _ := v.(string)

@@ -23,7 +23,8 @@ func TestReplayHeaders(t *testing.T) {
 	dl := sluice.DeadLetter{Msg: msg, Reason: "HTTP 503", Attempts: 4, FailedAt: time.Now()}
 	got := replayHeaders(dl.Headers(), msg.Origin)
 	want := []Header{h("trace", "abc"), h("source_topic", "upstream"), h("replay_count", "1"),
-		h("replay_source_topic", "in"), h("replay_source_partition", "2"), h("replay_source_offset", "7")}
+		h("replay_source_topic", "in"), h("replay_source_partition", "2"), h("replay_source_offset", "7"),
+		h("replay_idempotency_key", "in/2@7")}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("first replay:\n got %q\nwant %q", got, want)
 	}
@@ -47,7 +48,7 @@ func TestReplayFields(t *testing.T) {
 	values := map[string]any{
 		"payload": `{"id":1}`, "trace": "abc", "redisstream_error": "x",
 		"failure_reason": "HTTP 503", "failure_attempts": "1", "failure_time": "2026-01-01T00:00:00Z",
-		"source_stream": "in", "source_id": "5-0", "replay_count": "1",
+		"source_stream": "in", "source_id": "5-0", "idempotency_key": "in/5-0", "replay_count": "1",
 		"replay_source_stream": "in", "replay_source_id": "1-0",
 	}
 	got := replayFields(values, sluice.Origin{Topic: "in", ID: "5-0", Offset: -1})
@@ -56,7 +57,7 @@ func TestReplayFields(t *testing.T) {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
 	got = replayFields(map[string]any{"payload": "{}", "failure_reason": "r"}, sluice.Origin{Topic: "in", ID: "5-0", Offset: -1})
-	want = []any{"payload", "{}", "replay_count", "1", "replay_source_stream", "in", "replay_source_id", "5-0"}
+	want = []any{"payload", "{}", "replay_count", "1", "replay_source_stream", "in", "replay_source_id", "5-0", "replay_idempotency_key", "in/5-0"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("first replay: got %q\nwant %q", got, want)
 	}
