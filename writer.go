@@ -18,12 +18,11 @@ func (r *runner) writer() {
 	p := r.p
 	batch := make([]*item, 0, p.cfg.writeBatch)
 	var w batchWriter
-	async, _ := p.acker.(AsyncAcker)
 	for it := range r.write {
 		batch = chans.TakeMore(append(batch[:0], it), r.write, p.cfg.writeBatch, nil)
-		if async != nil {
+		if r.async != nil {
 			w.write(r, batch)
-			w.ackAsync(r, async, slices.Clone(batch))
+			w.ackAsync(r, r.async, slices.Clone(batch))
 			continue
 		}
 		w.flush(r, batch)

@@ -187,6 +187,14 @@ func sinkConfig(opts []SinkOption) config {
 		}
 	}
 	c.check()
+	if c.atomicAck && c.waitN > 0 {
+		c.reject("WithAtomicAck()", "it cannot be combined with WithWaitReplicas, whose WAIT must come before any XACK",
+			"choose one: WithAtomicAck against a crash between an output and its acknowledgement, WithWaitReplicas against a failover")
+	}
+	if _, single := c.client.(*redis.Client); c.atomicAck && c.client != nil && !single {
+		c.reject("WithAtomicAck()", fmt.Sprintf("a script cannot write and acknowledge on a %T, whose keys may live on different nodes", c.client),
+			"pass a *redis.Client with WithClient, or leave the option out")
+	}
 	for _, f := range []struct{ option, name string }{{"WithPayloadField", c.payloadField}, {"WithKeyField", c.keyField}} {
 		if slices.Contains(sinkFields, f.name) {
 			c.reject(optcheck.Call(f.option, f.name), "a Sink writes a field of that name itself, which would replace the event's",
@@ -492,8 +500,11 @@ func WithWaitReplicas(n int, timeout time.Duration) SinkOption {
 // between an output and its acknowledgement, so a restart does not write
 // outputs again. It costs throughput on a pass-through (a script instead of
 // pipelined XADDs: 64–65k instead of 86–101k events/s with the defaults in
-// one run of BenchmarkPassThrough). It does nothing with [WithWaitReplicas]
-// (the WAIT must come before any XACK) or a cluster client. Off by default.
+// one run of BenchmarkPassThrough). NewSink refuses it with
+// [WithWaitReplicas] (the WAIT must come before any XACK) or a client other
+// than a *redis.Client (a cluster's keys may live on different nodes). A
+// batch whose messages come from a Source on another client is written and
+// acknowledged separately, with a warning logged once. Off by default.
 func WithAtomicAck() SinkOption {
 	return sinkOnly(func(cfg *config) { cfg.atomicAck = true })
 }

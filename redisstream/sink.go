@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -30,6 +31,8 @@ type Sink struct {
 	stream string
 	codec  codec
 	log    *slog.Logger
+
+	apartOnce sync.Once // warns once that WithAtomicAck cannot apply
 }
 
 // NewSink returns a sink that appends to stream. Before it returns it
@@ -181,14 +184,11 @@ return added
 
 // ackingSource returns the Source whose entries msgs are when the sink can
 // acknowledge them itself, in the script that writes their outputs: every
-// message comes from that one Source, which uses this sink's *redis.Client
-// (a single server, so that both streams are on it), [WithAtomicAck] is set
-// and no replica wait is asked for (an XACK must not precede the WAIT). Otherwise nil.
+// message comes from that one Source, which uses this sink's client, and
+// [WithAtomicAck] is set (NewSink made sure that the client is a single
+// server's and that no replica wait is asked for). Otherwise nil.
 func (s *Sink) ackingSource(msgs []*sluice.Message, all [][]any) *Source {
-	if !s.cfg.atomicAck || s.cfg.waitN > 0 {
-		return nil
-	}
-	if _, single := s.client.(*redis.Client); !single {
+	if !s.cfg.atomicAck {
 		return nil
 	}
 	var src *Source
@@ -197,7 +197,13 @@ func (s *Sink) ackingSource(msgs []*sluice.Message, all [][]any) *Source {
 			continue
 		}
 		t, ok := m.Token.(*token)
-		if !ok || t.src == nil || t.src.client != s.client || m.Origin.ID == "" || (src != nil && t.src != src) {
+		if !ok || t.src == nil || m.Origin.ID == "" || (src != nil && t.src != src) {
+			return nil
+		}
+		if t.src.client != s.client {
+			s.apartOnce.Do(func() {
+				s.log.Warn("redisstream: WithAtomicAck: the messages come from a Source on another client, so outputs and acknowledgements are written apart; pass one *redis.Client to both with WithClient")
+			})
 			return nil
 		}
 		src = t.src

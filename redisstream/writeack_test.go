@@ -1,9 +1,15 @@
 package redisstream_test
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sluicehq/sluice"
 	"github.com/sluicehq/sluice/redisstream"
@@ -26,7 +32,9 @@ func TestWriteAcknowledgesAtomically(t *testing.T) {
 		if !shared {
 			opt = redisstream.WithAddr(redisAddr(t))
 		}
-		snk, err := redisstream.NewSink(context.Background(), out, opt, redisstream.WithMaxLen(100), redisstream.WithAtomicAck())
+		var logs bytes.Buffer
+		snk, err := redisstream.NewSink(context.Background(), out, opt, redisstream.WithMaxLen(100), redisstream.WithAtomicAck(),
+			redisstream.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,6 +63,27 @@ func TestWriteAcknowledgesAtomically(t *testing.T) {
 		if p := pending(t, c, in, "g"); p != wantPending {
 			t.Errorf("shared %v: %d entries pending after Write, want %d", shared, p, wantPending)
 		}
+		// A sink that cannot acknowledge says so, once, instead of
+		// silently writing apart.
+		if warned := strings.Contains(logs.String(), "written apart"); warned == shared {
+			t.Errorf("shared %v: warning logged %v: %q", shared, warned, logs.String())
+		}
 		_ = snk.Close()
+	}
+}
+
+// WithAtomicAck is refused where it could not hold, rather than ignored:
+// with a replica wait, and with a cluster client.
+func TestAtomicAckRefusedWhereItCannotHold(t *testing.T) {
+	ctx := context.Background()
+	_, err := redisstream.NewSink(ctx, "out", redisstream.WithAtomicAck(), redisstream.WithWaitReplicas(1, time.Second))
+	if !errors.Is(err, sluice.ErrInvalidConfig) || !strings.Contains(err.Error(), "WithWaitReplicas") {
+		t.Errorf("with WithWaitReplicas: %v", err)
+	}
+	cluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}})
+	defer cluster.Close()
+	_, err = redisstream.NewSink(ctx, "out", redisstream.WithClient(cluster), redisstream.WithAtomicAck())
+	if !errors.Is(err, sluice.ErrInvalidConfig) || !strings.Contains(err.Error(), "*redis.ClusterClient") {
+		t.Errorf("with a cluster client: %v", err)
 	}
 }

@@ -237,6 +237,9 @@ func (c *config) validate() error {
 	if c.RedisWaitReplicas > 0 && (c.RedisWaitTimeout < time.Millisecond || c.RedisWaitTimeout > time.Minute) {
 		bad("-redis-wait-timeout %s: must be between 1ms and 1m", c.RedisWaitTimeout)
 	}
+	if c.RedisAtomicAck && c.RedisWaitReplicas > 0 {
+		bad("-redis-atomic-ack and -redis-wait-replicas: choose one (the WAIT must come before any acknowledgement)")
+	}
 	if c.ExactlyOnce && c.Source != "kafka" {
 		bad("-exactly-once: Kafka only; a Redis sink acknowledges each entry in the round trip after its XADD (see docs/guarantees.md)")
 	}

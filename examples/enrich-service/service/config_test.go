@@ -161,4 +161,8 @@ func TestConfigDeliveryModes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "-redis-wait-timeout") {
 		t.Errorf("a zero wait timeout: %v", err)
 	}
+	_, err = parseConfig([]string{"-source", "redis", "-redis-wait-replicas", "1", "-redis-atomic-ack"}, io.Discard)
+	if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "choose one") {
+		t.Errorf("-redis-atomic-ack with -redis-wait-replicas: %v", err)
+	}
 }
