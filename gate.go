@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -11,23 +12,23 @@ import (
 // shuts it, so that neither the fetcher nor the workers go on.
 type gate struct {
 	mu     sync.Mutex
-	shut   bool
+	shut   atomic.Bool   // written under mu; read without it on the open fast path
 	opened chan struct{} // closed when the gate opens
 }
 
 func (g *gate) close() {
 	g.mu.Lock()
-	if !g.shut {
-		g.shut = true
+	if !g.shut.Load() {
 		g.opened = make(chan struct{})
+		g.shut.Store(true)
 	}
 	g.mu.Unlock()
 }
 
 func (g *gate) open() {
 	g.mu.Lock()
-	if g.shut {
-		g.shut = false
+	if g.shut.Load() {
+		g.shut.Store(false)
 		close(g.opened)
 	}
 	g.mu.Unlock()
@@ -36,8 +37,11 @@ func (g *gate) open() {
 // wait blocks while the gate is shut. It returns false if done closes
 // first.
 func (g *gate) wait(done <-chan struct{}) bool {
+	if !g.shut.Load() { // open: every event passes here, so no lock
+		return true
+	}
 	g.mu.Lock()
-	if !g.shut {
+	if !g.shut.Load() {
 		g.mu.Unlock()
 		return true
 	}
@@ -71,7 +75,7 @@ func (r *runner) onRateLimited(it *item, rl *RateLimitError) {
 	r.pause(now, rl, it.in.Origin)
 	r.tracePaused(it, now, rl)
 	// Queued last: once a worker has it, the runner must not touch it.
-	r.work <- it
+	r.work <- single(it)
 }
 
 // pause shuts the gate and pauses the source until now + the pause that rl
@@ -113,7 +117,7 @@ func (r *runner) onPlannedPause(it *item, pe *PauseError) {
 		p.log.Warn("sluice: the enricher asked for a pause; pausing consumption", "pause", d, "until", until, "reason", pe.Reason)
 	})
 	r.tracePaused(it, now, pe)
-	r.work <- it
+	r.work <- single(it)
 }
 
 // pauseUntil shuts the gate and pauses the source until until, or extends

@@ -27,6 +27,7 @@ type config struct {
 	backoffMax        time.Duration
 	maxDeliveries     int
 	keyOrdering       bool
+	alwaysChunk       bool // tests: hand out work in chunks as if enrichment were always fast
 	rateLimit         float64
 	rateBurst         int
 	maxRateLimited    time.Duration

@@ -30,9 +30,9 @@ type runner struct {
 	p *Pipeline
 
 	fetched chan []*Message // fetcher → runner; unbuffered, so a batch is taken before the fetcher can report its end
-	work    chan *item      // runner → workers
+	work    chan *chunk     // runner → workers (see chunk.go)
 	results chan *item      // workers → runner: failures and abandoned events
-	write   chan *item      // runner and workers → writers
+	write   chan []*item    // runner and workers → writers
 	written chan []*item    // writers → runner
 
 	win   *window
@@ -44,6 +44,7 @@ type runner struct {
 	mode      atomic.Int32  // a stopMode
 	lastOK    atomic.Int64  // clock time (UnixNano) of the latest successful enrichment
 	okCount   atomic.Uint64 // successful enrichments so far, for the breaker
+	fast      atomic.Bool   // the latest chunk took under fastEnrich per event
 	spread    atomic.Int64  // jitter window of the latest pause, for resuming workers
 	resumedAt atomic.Int64  // clock time (UnixNano) of the latest resume
 
@@ -70,6 +71,7 @@ type runner struct {
 	drainAt     time.Time
 	stopErr     error
 	lats        []time.Duration // scratch for onWritten
+	queued      []*item         // scratch for onFetched
 	tracers     []EventTracer   // the observers that trace events; nil when none does
 }
 
@@ -87,9 +89,9 @@ func newRunner(p *Pipeline) *runner {
 	r := &runner{
 		p:       p,
 		fetched: make(chan []*Message),
-		work:    make(chan *item, w), // every channel holds the whole window: sends never block
+		work:    make(chan *chunk, w), // every channel holds the whole window: sends never block
 		results: make(chan *item, w),
-		write:   make(chan *item, w),
+		write:   make(chan []*item, w),
 		written: make(chan []*item, w),
 		win:     newWindow(p.cfg.windowMin),
 		rnd:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -305,8 +307,16 @@ func (r *runner) onFetched(msgs []*Message) {
 		if r.waitForKey(it) {
 			continue
 		}
-		r.dispatch(it)
+		if it.status == statusDead {
+			r.dispatch(it)
+			continue
+		}
+		it.status = statusQueued
+		r.queued = append(r.queued, it)
 	}
+	r.sendWork(r.queued)
+	clear(r.queued)
+	r.queued = r.queued[:0]
 	p.stats.setInFlight(r.outstanding)
 }
 
@@ -331,11 +341,11 @@ func (r *runner) rejectEarly(it *item) {
 // this never blocks.
 func (r *runner) dispatch(it *item) {
 	if it.status == statusDead {
-		r.write <- it
+		r.write <- []*item{it}
 		return
 	}
 	it.status = statusQueued
-	r.work <- it
+	r.work <- single(it)
 }
 
 // onResult decides what happens to an event that a worker sent back: a
@@ -379,7 +389,7 @@ func (r *runner) deadLetter(it *item, err error) {
 	it.status = statusDead
 	it.err = err
 	it.reason = reasonOf(err)
-	r.write <- it
+	r.write <- []*item{it}
 }
 
 // onWritten counts a batch the writers finished and retires its events.
@@ -417,8 +427,10 @@ func (r *runner) onWritten(batch []*item) {
 				o.EventDone(out, it.latency)
 			}
 		}
-		r.retire(it)
+		r.forget(it)
 	}
+	r.win.release(len(batch))
+	r.dropFinishedGroups()
 	p.stats.setInFlight(r.outstanding)
 	if r.ctl != nil {
 		if n, ok := r.ctl.retired(now, len(batch)); ok {
@@ -434,6 +446,17 @@ func (r *runner) onWritten(batch []*item) {
 // lets the next event with its key go, frees its window slot, and updates
 // the oldest-event age.
 func (r *runner) retire(it *item) {
+	grp := it.grp
+	r.forget(it)
+	r.win.release(1)
+	if grp != nil {
+		r.dropFinishedGroups()
+	}
+}
+
+// forget is retire but for the window slot and the oldest-event age, which
+// a caller retiring a batch of events updates once for all of them.
+func (r *runner) forget(it *item) {
 	if it.traced {
 		r.traceFinished(it)
 	}
@@ -442,10 +465,8 @@ func (r *runner) retire(it *item) {
 	}
 	r.releaseKey(it)
 	r.outstanding--
-	r.win.release(1)
 	if g := it.grp; g != nil {
 		g.left--
-		r.dropFinishedGroups()
 	}
 	*it = item{}
 	r.pool.Put(it)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/backoff"
-	"github.com/sluicehq/sluice/internal/chans"
 )
 
 // writer runs on its own goroutine: it takes finished items in batches,
@@ -18,8 +17,16 @@ func (r *runner) writer() {
 	p := r.p
 	batch := make([]*item, 0, p.cfg.writeBatch)
 	var w batchWriter
-	for it := range r.write {
-		batch = chans.TakeMore(append(batch[:0], it), r.write, p.cfg.writeBatch, nil)
+	var rest []*item // what the last chunk had beyond the batch size
+	for {
+		if len(rest) == 0 {
+			c, ok := <-r.write
+			if !ok {
+				return
+			}
+			rest = c
+		}
+		batch, rest = r.takeWrites(batch[:0], rest)
 		if r.async != nil {
 			w.write(r, batch)
 			w.ackAsync(r, r.async, slices.Clone(batch))
@@ -27,6 +34,30 @@ func (r *runner) writer() {
 		}
 		w.flush(r, batch)
 		r.written <- slices.Clone(batch)
+	}
+}
+
+// takeWrites fills batch, up to the write batch size, from rest and then
+// from the chunks already waiting, and returns it with what is left of the
+// last chunk taken.
+func (r *runner) takeWrites(batch, rest []*item) ([]*item, []*item) {
+	size := r.p.cfg.writeBatch
+	for {
+		n := min(len(rest), size-len(batch))
+		batch = append(batch, rest[:n]...)
+		rest = rest[n:]
+		if len(rest) > 0 || len(batch) == size {
+			return batch, rest
+		}
+		select {
+		case c, ok := <-r.write:
+			if !ok {
+				return batch, nil
+			}
+			rest = c
+		default:
+			return batch, nil
+		}
 	}
 }
 

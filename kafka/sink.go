@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -132,23 +133,30 @@ func (p *Sink) drain() {
 	defer close(p.drained)
 	succ, errs := p.ap.Successes(), p.ap.Errors()
 	for succ != nil || errs != nil {
+		// Successes are the common case: one already waiting is taken
+		// without the two-way select.
+		var m *sarama.ProducerMessage
+		var ok bool
 		select {
-		case m, ok := <-succ:
-			if !ok {
-				succ = nil
+		case m, ok = <-succ:
+		default:
+			select {
+			case m, ok = <-succ:
+			case e, open := <-errs:
+				if !open {
+					errs = nil
+				} else if t, ok := e.Msg.Metadata.(*ticket); ok {
+					t.b.finish(t.idx, classify(e.Msg.Topic, e.Err))
+				}
 				continue
 			}
-			if t, ok := m.Metadata.(ticket); ok {
-				t.b.finish(t.idx, nil)
-			}
-		case e, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			if t, ok := e.Msg.Metadata.(ticket); ok {
-				t.b.finish(t.idx, classify(e.Msg.Topic, e.Err))
-			}
+		}
+		if !ok {
+			succ = nil
+			continue
+		}
+		if t, ok := m.Metadata.(*ticket); ok {
+			t.b.finish(t.idx, nil)
 		}
 	}
 }
@@ -180,35 +188,49 @@ func classify(topic string, err error) error {
 // [sluice.WriteErrors]; those that cannot succeed on retry (for example a
 // record larger than the broker accepts) are marked [sluice.Permanent].
 func (p *Sink) Write(ctx context.Context, msgs []*sluice.Message) error {
+	slab := make([]record, len(msgs)) // one allocation: the producer holds them until Write returns
 	recs := make([]*sarama.ProducerMessage, len(msgs))
 	for i, m := range msgs {
-		recs[i] = &sarama.ProducerMessage{
-			Topic:   p.topic,
-			Key:     bytesOrNil(m.Key),
-			Value:   sarama.ByteEncoder(m.Value),
-			Headers: recordHeaders(m.Headers, m.Origin),
-		}
+		recs[i] = slab[i].fill(p.topic, m.Key, m.Value, recordHeaders(m.Headers, m.Origin))
 	}
-	return p.send(ctx, recs)
+	return p.send(ctx, recs, slab)
+}
+
+// record is what one produced record needs besides its bytes, allocated
+// together for a whole batch: the message, its key and value encoders
+// (pointed to, so that putting them in the message's interfaces allocates
+// nothing) and its ticket.
+type record struct {
+	msg        sarama.ProducerMessage
+	key, value sarama.ByteEncoder
+	ticket     ticket
+}
+
+// fill sets the record up and returns its message. A nil key stays null.
+func (r *record) fill(topic string, key, value []byte, hs []sarama.RecordHeader) *sarama.ProducerMessage {
+	r.key, r.value = key, value
+	r.msg = sarama.ProducerMessage{Topic: topic, Value: &r.value, Headers: hs}
+	if key != nil {
+		r.msg.Key = &r.key
+	}
+	return &r.msg
 }
 
 // WriteDeadLetters sends letters to the dead-letter topic with the original
 // key, value and headers plus the failure and origin headers, and waits for
 // the broker's acknowledgement.
 func (p *Sink) WriteDeadLetters(ctx context.Context, letters []sluice.DeadLetter) error {
+	slab := make([]record, len(letters))
 	recs := make([]*sarama.ProducerMessage, len(letters))
 	for i, d := range letters {
-		recs[i] = &sarama.ProducerMessage{
-			Topic:   p.dlqTopic,
-			Key:     bytesOrNil(d.Msg.Key),
-			Value:   sarama.ByteEncoder(d.Msg.Value),
-			Headers: letterHeaders(d),
-		}
+		recs[i] = slab[i].fill(p.dlqTopic, d.Msg.Key, d.Msg.Value, letterHeaders(d))
 	}
-	return p.send(ctx, recs)
+	return p.send(ctx, recs, slab)
 }
 
-func (p *Sink) send(ctx context.Context, recs []*sarama.ProducerMessage) error {
+// send hands recs, whose records are slab's, to the producer and waits for
+// the broker's answers.
+func (p *Sink) send(ctx context.Context, recs []*sarama.ProducerMessage, slab []record) error {
 	b := newBatch(len(recs))
 	p.mu.RLock()
 	if p.closed {
@@ -217,7 +239,13 @@ func (p *Sink) send(ctx context.Context, recs []*sarama.ProducerMessage) error {
 	}
 	in := p.ap.Input()
 	for i, r := range recs {
-		r.Metadata = ticket{b: b, idx: i}
+		slab[i].ticket = ticket{b: b, idx: i}
+		r.Metadata = &slab[i].ticket
+		select {
+		case in <- r: // the producer has room: no need to watch ctx
+			continue
+		default:
+		}
 		select {
 		case in <- r:
 		case <-ctx.Done():
@@ -288,16 +316,45 @@ func (p *Sink) Close() error {
 }
 
 // recordHeaders are the record headers of an output message: its headers,
-// in order, then its origin headers.
+// in order, then its origin headers (those of [sluice.AppendOriginHeaders],
+// in the same order). It makes two allocations whatever the origin: the
+// header slice, and one buffer that spells the idempotency key
+// "topic/partition@offset" and whose parts are the other origin values.
 func recordHeaders(hs []sluice.Header, o sluice.Origin) []sarama.RecordHeader {
-	out := make([]sarama.RecordHeader, 0, len(hs)+3)
-	for _, h := range hs {
-		out = append(out, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+	out := make([]sarama.RecordHeader, len(hs), len(hs)+4)
+	for i, h := range hs {
+		out[i] = sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value}
 	}
-	for _, h := range sluice.AppendOriginHeaders(nil, o) {
-		out = append(out, sarama.RecordHeader{Key: []byte(h.Key), Value: h.Value})
+	if o.ID != "" { // a stream entry: stream, ID, key
+		key := make([]byte, 0, len(o.Topic)+1+len(o.ID))
+		key = append(append(append(key, o.Topic...), '/'), o.ID...)
+		t, id := len(o.Topic), len(o.Topic)+1
+		return append(out,
+			sarama.RecordHeader{Key: originKeys.stream, Value: key[:t:t]},
+			sarama.RecordHeader{Key: originKeys.id, Value: key[id:len(key):len(key)]},
+			sarama.RecordHeader{Key: originKeys.idempotency, Value: key},
+		)
 	}
-	return out
+	key := make([]byte, 0, len(o.Topic)+2+2*20)
+	key = append(append(key, o.Topic...), '/')
+	p := len(key)
+	key = strconv.AppendInt(key, int64(o.Partition), 10)
+	pe := len(key)
+	key = strconv.AppendInt(append(key, '@'), o.Offset, 10)
+	t, off := len(o.Topic), pe+1
+	return append(out,
+		sarama.RecordHeader{Key: originKeys.topic, Value: key[:t:t]},
+		sarama.RecordHeader{Key: originKeys.partition, Value: key[p:pe:pe]},
+		sarama.RecordHeader{Key: originKeys.offset, Value: key[off:len(key):len(key)]},
+		sarama.RecordHeader{Key: originKeys.idempotency, Value: key[:len(key):len(key)]},
+	)
+}
+
+// originKeys are the origin header names as record header keys, made once:
+// the producer only reads a record's header keys.
+var originKeys = struct{ topic, partition, offset, stream, id, idempotency []byte }{
+	[]byte(sluice.HeaderSourceTopic), []byte(sluice.HeaderSourcePartition), []byte(sluice.HeaderSourceOffset),
+	[]byte(sluice.HeaderSourceStream), []byte(sluice.HeaderSourceID), []byte(sluice.HeaderIdempotencyKey),
 }
 
 // letterHeaders are the record headers of a dead letter: those of

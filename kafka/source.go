@@ -312,30 +312,40 @@ func (s *Source) Fetch(ctx context.Context, max int) ([]*sluice.Message, error) 
 		case <-s.failed:
 			return nil, s.failErr
 		}
-		out := make([]*sluice.Message, 0, min(max, len(s.buf)+1))
-		if s.deliver(first) {
-			out = append(out, first)
-		}
-		out = chans.TakeMore(out, s.buf, max, s.deliver)
-		if len(out) > 0 {
+		out := make([]*sluice.Message, 1, min(max, len(s.buf)+1))
+		out[0] = first
+		if out = s.deliver(chans.TakeMore(out, s.buf, max, nil)); len(out) > 0 {
 			return out, nil
 		}
 	}
 }
 
-// deliver records m as handed out, unless its claim has been revoked.
-func (s *Source) deliver(m *sluice.Message) bool {
-	c := m.Token.(*claim)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.revoked {
-		return false
+// deliver records msgs as handed out and returns them, in place, without
+// those whose claim has been revoked. Each run of messages from one claim
+// takes the claim's lock once.
+func (s *Source) deliver(msgs []*sluice.Message) []*sluice.Message {
+	keep := msgs[:0]
+	for i := 0; i < len(msgs); {
+		c := msgs[i].Token.(*claim)
+		j := i + 1
+		for j < len(msgs) && msgs[j].Token == any(c) {
+			j++
+		}
+		c.mu.Lock()
+		if !c.revoked {
+			for _, m := range msgs[i:j] {
+				if err := c.track.Deliver(m.Origin.Offset); err != nil {
+					s.log.Error("kafka: offset out of order; dropping message", "origin", m.Origin.String(), "err", err)
+					continue
+				}
+				keep = append(keep, m)
+			}
+		}
+		c.mu.Unlock()
+		i = j
 	}
-	if err := c.track.Deliver(m.Origin.Offset); err != nil {
-		s.log.Error("kafka: offset out of order; dropping message", "origin", m.Origin.String(), "err", err)
-		return false
-	}
-	return true
+	clear(msgs[len(keep):])
+	return keep
 }
 
 // Ack records msgs as finished. Offsets are committed later, up to the
@@ -345,22 +355,31 @@ func (s *Source) Ack(_ context.Context, msgs []*sluice.Message) error {
 	if s.attached.Load() {
 		return fmt.Errorf("%w: kafka: this source's offsets are committed by its TxnSink; use the sink as the acker (sluice.New does when WithAcker is left out)", sluice.ErrFatal)
 	}
-	for _, m := range msgs {
-		c, ok := m.Token.(*claim)
+	// The pipeline acks in batches whose messages mostly come from one
+	// partition in a row: each such run takes its claim's lock once.
+	for i := 0; i < len(msgs); {
+		c, ok := msgs[i].Token.(*claim)
 		if !ok {
-			return fmt.Errorf("kafka: Ack of message %s that this source did not fetch", m.Origin)
+			return fmt.Errorf("kafka: Ack of message %s that this source did not fetch", msgs[i].Origin)
+		}
+		j := i + 1
+		for j < len(msgs) && msgs[j].Token == any(c) {
+			j++
 		}
 		c.mu.Lock()
 		if c.revoked {
-			s.ignored.Add(1)
+			s.ignored.Add(int64(j - i))
 		} else {
-			c.track.Done(m.Origin.Offset)
+			for _, m := range msgs[i:j] {
+				c.track.Done(m.Origin.Offset)
+			}
 		}
 		c.mu.Unlock()
 		select {
 		case c.progress <- struct{}{}:
 		default:
 		}
+		i = j
 	}
 	return nil
 }
@@ -817,6 +836,9 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, sc sarama.Consu
 	// claims are closed, which Messages() reports only once everything
 	// buffered in it has been read; gone reports it at once, so that a claim
 	// blocked on a full buffer or a pause lets go too.
+	// Messages are allocated messageSlab at a time: one allocation instead
+	// of one per message.
+	var slab []sluice.Message
 	gone := s.watchClaim(sc)
 	done := sess.Context().Done()
 	msgs := sc.Messages()
@@ -827,18 +849,30 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, sc sarama.Consu
 			return nil
 		default:
 		}
-		var m *sarama.ConsumerMessage
 		select {
-		case msg, ok := <-msgs:
-			if !ok {
-				s.release(c)
-				return nil
-			}
-			m = msg
 		case <-done:
 			s.release(c)
 			return nil
-		case <-gone:
+		default:
+		}
+		// A message already waiting is taken without the three-way select;
+		// the checks above keep a revoke or a session's end prompt.
+		var m *sarama.ConsumerMessage
+		var ok bool
+		select {
+		case m, ok = <-msgs:
+		default:
+			select {
+			case m, ok = <-msgs:
+			case <-done:
+				s.release(c)
+				return nil
+			case <-gone:
+				s.release(c)
+				return nil
+			}
+		}
+		if !ok {
 			s.release(c)
 			return nil
 		}
@@ -857,7 +891,12 @@ func (h *handler) ConsumeClaim(sess sarama.ConsumerGroupSession, sc sarama.Consu
 			}
 			c.waiting.Store(waitNone)
 		}
-		out := convert(m, c)
+		if len(slab) == 0 {
+			slab = make([]sluice.Message, messageSlab)
+		}
+		out := &slab[0]
+		slab = slab[1:]
+		convertInto(out, m, c)
 		select {
 		case s.buf <- out:
 			continue
@@ -984,8 +1023,19 @@ func (s *Source) detachTxn() {
 	s.attached.Store(false)
 }
 
+// messageSlab is how many messages a claim allocates at once.
+const messageSlab = 32
+
+// convert turns a consumed record into a message of claim c.
 func convert(m *sarama.ConsumerMessage, c *claim) *sluice.Message {
-	out := &sluice.Message{
+	out := new(sluice.Message)
+	convertInto(out, m, c)
+	return out
+}
+
+// convertInto is convert into a message the caller provides.
+func convertInto(out *sluice.Message, m *sarama.ConsumerMessage, c *claim) {
+	*out = sluice.Message{
 		Key:       m.Key,
 		Value:     m.Value,
 		Origin:    sluice.Origin{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset},
@@ -1000,5 +1050,4 @@ func convert(m *sarama.ConsumerMessage, c *claim) *sluice.Message {
 			}
 		}
 	}
-	return out
 }

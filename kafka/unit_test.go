@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -458,6 +459,42 @@ func TestClassifyRefusals(t *testing.T) {
 	for _, err := range []error{sarama.ErrOutOfBrokers, io.EOF, nil} {
 		if got, ok := classifyConnect(err); ok || !errors.Is(got, err) {
 			t.Errorf("classifyConnect(%v) = %v, %v; want it unchanged", err, got, ok)
+		}
+	}
+}
+
+// The output's record headers are the message's headers then exactly the
+// origin headers the core defines, for a Kafka origin and for a stream
+// entry's (an event read from Redis and written to Kafka), and no record's
+// header values share memory with another record's.
+func TestRecordHeadersMatchTheOriginHeaders(t *testing.T) {
+	in := []sluice.Header{{Key: "trace", Value: []byte("t1")}, {Key: "empty", Value: nil}}
+	for _, o := range []sluice.Origin{
+		{Topic: "orders", Partition: 7, Offset: 123456789},
+		{Topic: "o", Partition: 0, Offset: 0},
+		{Topic: "in", Partition: 2147483647, Offset: 9223372036854775807},
+		{Topic: "sluice:events", ID: "1700000000000-42"},
+	} {
+		a := recordHeaders(in, o)
+		want := sluice.AppendOriginHeaders(slices.Clone(in), o)
+		if got := consume(a); !sameHeaders(got, want) {
+			t.Errorf("%v: headers %q, want %q", o, got, want)
+		}
+		// A consumer that appends to one value must not change another.
+		b := recordHeaders(nil, o)
+		for i := range b {
+			b[i].Value = append(b[i].Value, '!')
+		}
+		if got := consume(a); !sameHeaders(got, want) {
+			t.Errorf("%v: appending to another record's header values changed these: %q", o, got)
+		}
+		for i := range a[len(in):] {
+			h := &a[len(in)+i]
+			before := string(a[len(a)-1].Value)
+			h.Value = append(h.Value, 'x')
+			if i < len(a)-len(in)-1 && string(a[len(a)-1].Value) != before {
+				t.Errorf("%v: appending to %s changed the idempotency key to %q", o, h.Key, a[len(a)-1].Value)
+			}
 		}
 	}
 }

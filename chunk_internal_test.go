@@ -1,0 +1,99 @@
+package sluice
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// memSource hands out its messages in order, then ErrSourceClosed, and
+// counts acks.
+type memSource struct {
+	mu    sync.Mutex
+	msgs  []*Message
+	acked atomic.Int64
+}
+
+func (s *memSource) Fetch(_ context.Context, max int) ([]*Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.msgs) == 0 {
+		return nil, ErrSourceClosed
+	}
+	n := min(max, len(s.msgs))
+	out := s.msgs[:n:n]
+	s.msgs = s.msgs[n:]
+	return out, nil
+}
+
+func (s *memSource) Ack(_ context.Context, msgs []*Message) error {
+	s.acked.Add(int64(len(msgs)))
+	return nil
+}
+
+func (s *memSource) Close() error { return nil }
+
+// While work goes out in chunks, an event that blocks holds up neither the
+// unclaimed events of its chunk nor the ones its worker finished before it:
+// after a while they are offered to the other workers and written. Here
+// every other event must be written while one stays blocked; without the
+// exposure of a held chunk the run would hang.
+func TestChunkedWorkDoesNotWaitBehindABlockedEvent(t *testing.T) {
+	const n = 2000
+	for _, blocked := range []int64{0, 64, 100, 127, n - 1} {
+		t.Run(fmt.Sprint(blocked), func(t *testing.T) {
+			src := &memSource{}
+			for i := range n {
+				src.msgs = append(src.msgs, &Message{Value: []byte("{}"), Origin: Origin{Topic: "in", Offset: int64(i)}})
+			}
+			release := make(chan struct{})
+			enr := EnricherFunc(func(ctx context.Context, m *Message) (*Message, error) {
+				if m.Origin.Offset == blocked {
+					select {
+					case <-release:
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					}
+				}
+				return m, nil
+			})
+			var mu sync.Mutex
+			written := map[int64]int{}
+			sink := SinkFunc(func(_ context.Context, msgs []*Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, m := range msgs {
+					written[m.Origin.Offset]++
+				}
+				if len(written) == n-1 && written[blocked] == 0 {
+					close(release)
+				}
+				return nil
+			})
+			p, err := New(src, enr, sink, WithDeadLetter(DeadLetterFunc(func(context.Context, []DeadLetter) error { return nil })), WithConcurrency(4), WithFetchBatch(1024), WithMaxInFlight(4096), WithDrainTimeout(time.Second),
+				WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.cfg.alwaysChunk = true
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := p.Run(ctx); err != nil {
+				t.Fatalf("run: %v (written %d of %d)", err, len(written), n)
+			}
+			if len(written) != n || src.acked.Load() != n {
+				t.Fatalf("written %d distinct, acked %d; want %d", len(written), src.acked.Load(), n)
+			}
+			for off, c := range written {
+				if c != 1 {
+					t.Fatalf("offset %d written %d times", off, c)
+				}
+			}
+		})
+	}
+}
