@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -495,6 +496,45 @@ func TestRecordHeadersMatchTheOriginHeaders(t *testing.T) {
 			if i < len(a)-len(in)-1 && string(a[len(a)-1].Value) != before {
 				t.Errorf("%v: appending to %s changed the idempotency key to %q", o, h.Key, a[len(a)-1].Value)
 			}
+		}
+	}
+}
+
+// A null key or value stays null on the output record, and an empty one
+// stays empty: the sink's batched encoders do not turn one into the other.
+func TestFakeNullAndEmptyKeysAndValues(t *testing.T) {
+	bs := newFake(t, 1, "out")
+	p, err := NewSink(context.Background(), bs, "out", WithLogger(testutil.Quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cases := []struct{ key, value []byte }{
+		{nil, []byte(`{"n":0}`)},
+		{[]byte{}, []byte(`{"n":1}`)},
+		{[]byte("k"), nil},
+		{[]byte("k"), []byte{}},
+	}
+	var msgs []*sluice.Message
+	for i, c := range cases {
+		msgs = append(msgs, &sluice.Message{Key: c.key, Value: c.value, Origin: sluice.Origin{Topic: "in", Offset: int64(i)}})
+	}
+	if err := p.Write(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	out := readAll(t, bs, "out")
+	if len(out) != len(cases) {
+		t.Fatalf("read %d records, want %d", len(out), len(cases))
+	}
+	for _, r := range out {
+		off, _ := header(r, "source_offset")
+		i, _ := strconv.Atoi(off)
+		c := cases[i]
+		if (r.Key == nil) != (c.key == nil) || string(r.Key) != string(c.key) {
+			t.Errorf("record %d: key %q (nil %v), want %q (nil %v)", i, r.Key, r.Key == nil, c.key, c.key == nil)
+		}
+		if (r.Value == nil) != (c.value == nil) || string(r.Value) != string(c.value) {
+			t.Errorf("record %d: value %q (nil %v), want %q (nil %v)", i, r.Value, r.Value == nil, c.value, c.value == nil)
 		}
 	}
 }

@@ -11,12 +11,13 @@
 #   scripts/bench.sh compare
 #
 # runs, in one invocation, the hand-written sarama and go-redis loops and
-# Sluice with its defaults, interleaved, SLUICE_COMPARE_RUNS times (3), and
+# Sluice with its defaults, interleaved, SLUICE_COMPARE_RUNS times (5), and
 # prints the medians: the ratio table (Kafka pass-through of 200,000 events,
 # Redis pass-through of 100,000, a 20ms model with 256 calls at once against
 # the Little's-law bound), end-to-end latency with a 5ms model at half of the
 # load measured for it, memory with a 200,000-event backlog and a 60s model,
-# and the most events in flight (what a crash or rebalance redelivers).
+# and the most events in flight (what a crash or rebalance redelivers),
+# then every round's pass-through ratio.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh

@@ -29,6 +29,12 @@ sluice_ratio() {
     awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# sluice_ratios A B METRIC: every round's ratio, in round order.
+sluice_ratios() {
+  awk -v a="$1" -v b="$2" -v m="$3" '$2 == m && $1 == a { va[$4] = $3 } $2 == m && $1 == b { vb[$4] = $3 }
+    END { for (r = 1; r in va; r++) if (r in vb && va[r] > 0) printf "%s%.2f", (r > 1 ? " " : ""), vb[r] / va[r] }' "$SLUICE_RESULTS"
+}
+
 # sluice_median NAME METRIC: the median of the values recorded.
 sluice_median() {
   awk -v n="$1" -v m="$2" '$1 == n && $2 == m { print $3 }' "$SLUICE_RESULTS" | sort -g |
@@ -36,7 +42,7 @@ sluice_median() {
 }
 
 sluice_compare() {
-  local runs=${SLUICE_COMPARE_RUNS:-3}
+  local runs=${SLUICE_COMPARE_RUNS:-5}
   local tmp
   tmp=$(mktemp -d)
   # shellcheck disable=SC2064
@@ -120,4 +126,8 @@ sluice_compare() {
     printf "| most events in flight, Kafka pass-through (redelivered at most by a rebalance; a crash adds one commit interval of acked events) | %d |\n", kpk
     printf "| most events in flight, Redis pass-through (left pending by a crash) | %d |\n", rpk
   }'
+  echo
+  echo "Each round's ratio, in round order (a single round varies by 10-20 % on a shared machine):"
+  echo "Kafka pass-through $(sluice_ratios BenchmarkKafkaThroughput/sarama-loop BenchmarkKafkaThroughput/defaults events/s);" \
+    "Redis pass-through $(sluice_ratios BenchmarkPassThrough/HandLoop BenchmarkPassThrough/SluiceDefaults events/s)."
 }
