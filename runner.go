@@ -17,6 +17,8 @@ import (
 //	fetch.go   the fetcher takes window slots and fetches batches
 //	runner.go  the runner hands each event to the workers (or straight to
 //	           the writers), and decides what happens after a failure
+//	chunk.go   events reach the workers one at a time, or in chunks while
+//	           enrichment is fast
 //	worker.go  workers wait out pauses, call the enricher, and route results
 //	retry.go   failed events wait out a backoff, then go back to the workers
 //	gate.go    a rate limit closes the gate and pauses the source
