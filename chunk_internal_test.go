@@ -17,6 +17,7 @@ type memSource struct {
 	mu    sync.Mutex
 	msgs  []*Message
 	acked atomic.Int64
+	onAck func([]*Message) // when set, told about every ack
 }
 
 func (s *memSource) Fetch(_ context.Context, max int) ([]*Message, error) {
@@ -32,6 +33,9 @@ func (s *memSource) Fetch(_ context.Context, max int) ([]*Message, error) {
 }
 
 func (s *memSource) Ack(_ context.Context, msgs []*Message) error {
+	if s.onAck != nil {
+		s.onAck(msgs)
+	}
 	s.acked.Add(int64(len(msgs)))
 	return nil
 }
@@ -93,6 +97,80 @@ func TestChunkedWorkDoesNotWaitBehindABlockedEvent(t *testing.T) {
 				if c != 1 {
 					t.Fatalf("offset %d written %d times", off, c)
 				}
+			}
+		})
+	}
+}
+
+// A stop while events are handed out in chunks keeps the contract: every
+// acked event was written exactly once before its ack, and the events not
+// written stay unacked for redelivery, whichever of a chunk's events its
+// worker had reached.
+func TestChunkedWorkStopsWithoutLosingOrAckingUnwritten(t *testing.T) {
+	const n = 5000
+	for _, graceful := range []bool{true, false} {
+		t.Run(fmt.Sprintf("graceful=%v", graceful), func(t *testing.T) {
+			src := &memSource{}
+			for i := range n {
+				src.msgs = append(src.msgs, &Message{Value: []byte("{}"), Origin: Origin{Topic: "in", Offset: int64(i)}})
+			}
+			var mu sync.Mutex
+			written := map[int64]int{}
+			acked := map[int64]int{}
+			ackedBeforeWritten := 0
+			src.onAck = func(msgs []*Message) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, m := range msgs {
+					if written[m.Origin.Offset] == 0 {
+						ackedBeforeWritten++
+					}
+					acked[m.Origin.Offset]++
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var count atomic.Int64
+			enr := EnricherFunc(func(ctx context.Context, m *Message) (*Message, error) {
+				if count.Add(1) == n/2 {
+					cancel() // a stop in the middle of the run
+				}
+				return m, nil
+			})
+			sink := SinkFunc(func(_ context.Context, msgs []*Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, m := range msgs {
+					written[m.Origin.Offset]++
+				}
+				return nil
+			})
+			drain := time.Minute
+			if !graceful {
+				drain = time.Nanosecond
+			}
+			p, err := New(src, enr, sink, WithDeadLetter(DeadLetterFunc(func(context.Context, []DeadLetter) error { return nil })),
+				WithConcurrency(4), WithFetchBatch(1024), WithMaxInFlight(4096), WithDrainTimeout(drain),
+				WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.cfg.alwaysChunk = true
+			runCtx, stop := context.WithTimeout(ctx, 20*time.Second)
+			defer stop()
+			_ = p.Run(runCtx)
+			mu.Lock()
+			defer mu.Unlock()
+			if ackedBeforeWritten > 0 {
+				t.Fatalf("%d events acked before they were written", ackedBeforeWritten)
+			}
+			for off, c := range acked {
+				if c != 1 || written[off] != 1 {
+					t.Fatalf("offset %d acked %d times, written %d times", off, c, written[off])
+				}
+			}
+			if len(acked) == 0 || len(acked) == n {
+				t.Logf("acked %d of %d: the stop came before or after every event", len(acked), n)
 			}
 		})
 	}
