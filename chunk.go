@@ -61,11 +61,20 @@ func (c *chunk) claim() int {
 func (c *chunk) left() bool { return int(c.next.Load()) < len(c.items) }
 
 // offer puts an exposed chunk in the work channel unless it is there
-// already. The channel holds a chunk per in-flight event: this never
-// blocks.
+// already, or unless the channel holds a window's worth of chunks already:
+// offering only speeds a chunk up, since its holders claim the rest
+// themselves. The channel has room for a chunk per in-flight event (the
+// runner's sends, each with an unclaimed event) plus a window of offers,
+// plus one per worker and timer that may pass the check at once, so that
+// neither this nor the runner ever blocks on it.
 func (c *chunk) offer(r *runner) {
-	if c.offered.CompareAndSwap(false, true) {
-		r.work <- c
+	if len(r.work) >= r.p.cfg.windowMax || !c.offered.CompareAndSwap(false, true) {
+		return
+	}
+	select {
+	case r.work <- c:
+	default:
+		c.offered.Store(false)
 	}
 }
 

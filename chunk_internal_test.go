@@ -175,3 +175,35 @@ func TestChunkedWorkStopsWithoutLosingOrAckingUnwritten(t *testing.T) {
 		})
 	}
 }
+
+// Offering an exposed chunk never blocks and never takes the room the
+// runner's own sends need: with a window's worth of chunks queued it does
+// nothing, and the chunk can be offered again later.
+func TestOfferLeavesTheRunnerItsRoom(t *testing.T) {
+	p := &Pipeline{cfg: config{concurrency: 2, windowMin: 4, windowMax: 4}}
+	r := newRunner(p)
+	if cap(r.work) < 2*p.cfg.windowMax+2*p.cfg.concurrency {
+		t.Fatalf("work channel holds %d, want room for a window of sends, a window of offers and one per worker and timer", cap(r.work))
+	}
+	for range p.cfg.windowMax {
+		r.work <- single(&item{})
+	}
+	c := &chunk{items: []*item{{}, {}}}
+	c.offer(r)
+	if len(r.work) != p.cfg.windowMax || c.offered.Load() {
+		t.Fatalf("offered into a channel holding a window: %d queued, offered %v", len(r.work), c.offered.Load())
+	}
+	<-r.work
+	c.offer(r)
+	c.offer(r) // already offered: once is enough
+	if len(r.work) != p.cfg.windowMax || !c.offered.Load() {
+		t.Fatalf("after room was made: %d queued, offered %v; want %d and true", len(r.work), c.offered.Load(), p.cfg.windowMax)
+	}
+	got, _ := r.takeWork()
+	for got != c {
+		got, _ = r.takeWork()
+	}
+	if c.offered.Load() {
+		t.Fatal("a chunk taken from the channel still counts as offered")
+	}
+}

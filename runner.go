@@ -91,7 +91,7 @@ func newRunner(p *Pipeline) *runner {
 	r := &runner{
 		p:       p,
 		fetched: make(chan []*Message),
-		work:    make(chan *chunk, w), // every channel holds the whole window: sends never block
+		work:    make(chan *chunk, 2*w+2*p.cfg.concurrency), // every channel holds the whole window: sends never block (see chunk.offer)
 		results: make(chan *item, w),
 		write:   make(chan []*item, w),
 		written: make(chan []*item, w),
