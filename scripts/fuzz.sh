@@ -29,12 +29,33 @@
 #                         (~/.cache/sluice/fuzz-logs)
 #   SLUICE_FUZZ_LIST=1    print the targets (module, package in it, directory,
 #                         name) and exit
+#   SLUICE_FUZZ_TOOLCHAIN the Go toolchain that fuzzes (default go1.27.3 when
+#                         this machine's Go is older; "local" keeps it)
+#
+# Go before 1.27 can fail a target with a bare "context deadline exceeded"
+# and no crasher at the end of -fuzztime, when a worker is slow to stop on a
+# busy machine: a race in go's fuzzing coordinator (golang/go#75804, fixed in
+# 1.27), not a finding. So fuzzing runs on go1.27.3, which the go command
+# fetches from the module proxy like a module (about 76 MB, once per
+# machine); the module itself still builds with the Go it names.
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$SLUICE_ROOT"
 sluice_go_env
+
+TOOLCHAIN=${SLUICE_FUZZ_TOOLCHAIN:-go1.27.3}
+if [[ $TOOLCHAIN != local ]]; then
+  have=$(go env GOVERSION)
+  if [[ $(printf '%s\n%s\n' "$have" go1.27 | sort -V | head -n 1) == "$have" && $have != go1.27 ]]; then
+    if GOTOOLCHAIN=$TOOLCHAIN go version >/dev/null 2>&1; then
+      export GOTOOLCHAIN=$TOOLCHAIN
+    else
+      sluice_warn "fuzz: could not get the $TOOLCHAIN toolchain; fuzzing with $have, whose coordinator may fail a target with a bare 'context deadline exceeded' and no crasher (golang/go#75804)"
+    fi
+  fi
+fi
 
 DURATION=${1:-10m}
 FILTER=${2:-}
@@ -130,7 +151,7 @@ for t in "${TARGETS[@]}"; do
 done
 
 echo
-sluice_log "fuzz summary ($DURATION per target)"
+sluice_log "fuzz summary ($DURATION per target, $(go env GOVERSION))"
 printf '    %s\n' "${SUMMARY[@]}"
 if ((FAILED)); then
   echo "fuzz.sh: FAIL"
