@@ -11,7 +11,8 @@
 #   scripts/bench.sh compare
 #
 # runs, in one invocation, the hand-written sarama and go-redis loops and
-# Sluice with its defaults, interleaved, SLUICE_COMPARE_RUNS times (5), and
+# Sluice with its defaults, once to warm the brokers up (not counted), then
+# interleaved, SLUICE_COMPARE_RUNS times (5), and
 # prints the medians: the ratio table (Kafka pass-through of 200,000 events,
 # Redis pass-through of 100,000, a 20ms model with 256 calls at once against
 # the Little's-law bound), end-to-end latency with a 5ms model at half of the

@@ -53,6 +53,15 @@ sluice_compare() {
   go test -c -o "$tmp/kafka.test" ./kafka
   go test -c -o "$tmp/redis.test" ./redisstream
 
+  # A warm-up pass, not counted: a broker that has just started (a JVM
+  # compiling its hot paths) runs the first rounds at half speed, and
+  # whichever side went first would pay for it.
+  sluice_log "warming up the brokers (not counted)"
+  SLUICE_RESULTS=$tmp/warmup SLUICE_ROUND=0
+  sluice_bench "$tmp/kafka.test" kafka 'KafkaThroughput/(sarama-loop|defaults)$' 100000x
+  sluice_bench "$tmp/redis.test" redisstream 'PassThrough/(HandLoop|SluiceDefaults)$' 50000x
+  SLUICE_RESULTS=$tmp/results
+
   local r rate
   for ((r = 1; r <= runs; r++)); do
     sluice_log "round $r of $runs"
