@@ -135,29 +135,35 @@ func (w *chunkWorker) stop() { w.timer.Stop() }
 // run enriches the events of c that this worker claims.
 func (w *chunkWorker) run(c *chunk, staggered *int64) {
 	r := w.r
-	c.mu.Lock()
-	exposed := c.exposed
-	c.mu.Unlock()
-	switch {
-	case exposed:
-		w.help(c, staggered)
-	case len(c.items) == 1:
+	if len(c.items) == 1 { // never exposed: nothing is left to offer
 		it := c.items[0]
 		if ok, _ := r.ready(it, staggered); ok {
-			clock := r.p.clock
-			_, wall := clock.(wallClock)
-			now := clock.Now()
-			start := now
-			if !wall {
-				start = time.Now()
-			}
+			now, start, wall := r.startTiming()
 			end := r.enrichOne(it, now, nil)
 			r.route(it)
 			r.measured(start, end, wall, 1)
 		}
-	default:
-		w.own(c, staggered)
+		return
 	}
+	c.mu.Lock()
+	exposed := c.exposed
+	c.mu.Unlock()
+	if exposed {
+		w.help(c, staggered)
+		return
+	}
+	w.own(c, staggered)
+}
+
+// startTiming reads the pipeline's clock, and the time measured reckons
+// from: the same reading when the pipeline's clock is the wall clock, and
+// otherwise the wall clock's, since chunk sizes follow real time.
+func (r *runner) startTiming() (now, start time.Time, wall bool) {
+	now = r.p.clock.Now()
+	if _, wall = r.p.clock.(wallClock); wall {
+		return now, now, true
+	}
+	return now, time.Now(), false
 }
 
 // own enriches a chunk's events one after the other, keeps the enriched
@@ -166,12 +172,7 @@ func (w *chunkWorker) run(c *chunk, staggered *int64) {
 func (w *chunkWorker) own(c *chunk, staggered *int64) {
 	r := w.r
 	clock := r.p.clock
-	now := clock.Now()
-	_, wall := clock.(wallClock)
-	start := now // real time, whatever the pipeline's clock: it sizes chunks only
-	if !wall {
-		start = time.Now()
-	}
+	now, start, wall := r.startTiming()
 	w.cur.Store(c)
 	w.timer.Reset(exposeAfter)
 	var t tally
@@ -218,9 +219,9 @@ func (w *chunkWorker) own(c *chunk, staggered *int64) {
 	}
 }
 
-// measured records that n events took from start to end (by the wall
-// clock, or when the pipeline's clock is not the wall clock, from start to
-// now by it) for sendWork's choice of chunk size.
+// measured records how long n events took, for sendWork's choice of chunk
+// size: from start to end when the pipeline's clock is the wall clock, and
+// from start (see startTiming) to now by the wall clock otherwise.
 func (r *runner) measured(start, end time.Time, wall bool, n int) {
 	var took time.Duration
 	if wall {

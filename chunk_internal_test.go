@@ -207,3 +207,49 @@ func TestOfferLeavesTheRunnerItsRoom(t *testing.T) {
 		t.Fatal("a chunk taken from the channel still counts as offered")
 	}
 }
+
+// A worker counts the successes of a chunk in its tally and adds them to
+// the shared count before it records a failure, so the breaker sees the
+// success between two misconfigured events of one chunk: alternating
+// successes and misconfigurations never trip it.
+func TestChunkedSuccessesReachTheBreakerBeforeAFailure(t *testing.T) {
+	const n = 2000
+	src := &memSource{}
+	for i := range n {
+		src.msgs = append(src.msgs, &Message{Value: []byte("{}"), Origin: Origin{Topic: "in", Offset: int64(i)}})
+	}
+	enr := EnricherFunc(func(_ context.Context, m *Message) (*Message, error) {
+		if m.Origin.Offset%2 == 1 {
+			return nil, Misconfigured("HTTP 404 A", fmt.Errorf("unknown path"))
+		}
+		return m, nil
+	})
+	var mu sync.Mutex
+	written, dead := 0, 0
+	sink := SinkFunc(func(_ context.Context, msgs []*Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		written += len(msgs)
+		return nil
+	})
+	dlq := DeadLetterFunc(func(_ context.Context, letters []DeadLetter) error {
+		mu.Lock()
+		defer mu.Unlock()
+		dead += len(letters)
+		return nil
+	})
+	p, err := New(src, enr, sink, WithDeadLetter(dlq), WithConcurrency(1), WithFetchBatch(1024), WithMaxInFlight(4096),
+		WithBreaker(3), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cfg.alwaysChunk = true
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatalf("run: %v (written %d, dead-lettered %d)", err, written, dead)
+	}
+	if written != n/2 || dead != n/2 {
+		t.Fatalf("written %d and dead-lettered %d; want %d each", written, dead, n/2)
+	}
+}
