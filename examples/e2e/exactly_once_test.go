@@ -52,6 +52,26 @@ func verifyCommitted(t *testing.T, bin string, env []string, run string) (missin
 	return rep.Missing, rep.Duplicates, rep.Input, rep.Enriched + rep.Dead
 }
 
+// killThenDrain runs the service kills times, killing each run with
+// SIGKILL once it has processed a share of the n events (each run's counts
+// are its own) with more in flight, then lets a last run drain and stops it
+// with SIGTERM, and returns verifyCommitted's counts for run.
+func killThenDrain(t *testing.T, bin string, env []string, run string, n, kills int) (missing, dups, inputs, outputs int) {
+	t.Helper()
+	for k := range kills {
+		s := startService(t, bin, env, fmt.Sprintf("run%d", k+1))
+		waitHealth(t, s, 120*time.Second, "a share of the events processed", func(h sluice.Health) bool {
+			return h.Processed >= uint64(n/(kills+1)/2) || (h.ConsumerLag == 0 && h.InFlight == 0 && h.Processed > 0)
+		})
+		_ = s.cmd.Process.Signal(syscall.SIGKILL)
+		s.wait(t, 30*time.Second)
+	}
+	s := startService(t, bin, env, "final")
+	drained(t, s, 1)
+	s.stop(t, syscall.SIGTERM, 0)
+	return verifyCommitted(t, bin, env, run)
+}
+
 // TestExactlyOnceSIGKILLKafka kills enrich-service -exactly-once three
 // times with SIGKILL during a 6,000-event run (restarting it with the same
 // instance id each time), lets a last run drain, and reads the output and
@@ -69,20 +89,7 @@ func TestExactlyOnceSIGKILLKafka(t *testing.T) {
 	values, malformed := sampleValues(n)
 	b.publish(t, run+".in", values)
 	env := eosEnv(b, run, run+"-0", model)
-	for k := range kills {
-		s := startService(t, bin, env, fmt.Sprintf("run%d", k+1))
-		// Each run's counts are its own: kill it once it has committed a
-		// share of the events, with more in flight.
-		waitHealth(t, s, 120*time.Second, "a share of the events processed", func(h sluice.Health) bool {
-			return h.Processed >= n/(kills+1)/2 || (h.ConsumerLag == 0 && h.InFlight == 0 && h.Processed > 0)
-		})
-		_ = s.cmd.Process.Signal(syscall.SIGKILL)
-		s.wait(t, 30*time.Second)
-	}
-	s := startService(t, bin, env, "final")
-	drained(t, s, 1)
-	s.stop(t, syscall.SIGTERM, 0)
-	missing, dups, inputs, outputs := verifyCommitted(t, bin, env, run)
+	missing, dups, inputs, outputs := killThenDrain(t, bin, env, run, n, kills)
 	t.Logf("%d SIGKILLs over %d events (%d malformed): %d outputs and dead letters, %d missing, %d duplicates; the model answered %d events",
 		kills, n, malformed, outputs, missing, dups, model.Stats().Events)
 	if inputs != n || missing != 0 || dups != 0 || outputs != n {
@@ -113,18 +120,7 @@ func TestSIGKILLKafkaAtLeastOnce(t *testing.T) {
 	b.publish(t, run+".in", values)
 	env := eosEnv(b, run, run+"-0", model)
 	env = append(env[:len(env):len(env)], "SLUICE_EXACTLY_ONCE=false")
-	for k := range kills {
-		s := startService(t, bin, env, fmt.Sprintf("run%d", k+1))
-		waitHealth(t, s, 120*time.Second, "a share of the events processed", func(h sluice.Health) bool {
-			return h.Processed >= n/(kills+1)/2 || (h.ConsumerLag == 0 && h.InFlight == 0 && h.Processed > 0)
-		})
-		_ = s.cmd.Process.Signal(syscall.SIGKILL)
-		s.wait(t, 30*time.Second)
-	}
-	s := startService(t, bin, env, "final")
-	drained(t, s, 1)
-	s.stop(t, syscall.SIGTERM, 0)
-	missing, dups, inputs, outputs := verifyCommitted(t, bin, env, run)
+	missing, dups, inputs, outputs := killThenDrain(t, bin, env, run, n, kills)
 	t.Logf("at least once, %d SIGKILLs over %d events: %d outputs and dead letters, %d missing, %d duplicates", kills, n, outputs, missing, dups)
 	if inputs != n || missing != 0 {
 		t.Fatalf("%d inputs, %d missing", inputs, missing)
